@@ -1,0 +1,76 @@
+//! The auth context: who the users are and how they prove it.
+//!
+//! Published language: `auth-api` ([`auth_api::AuthApi`]). Inside:
+//! - `domain`: parsing of emails, display names and passwords (no I/O);
+//! - `password`: argon2id hashing off the async runtime;
+//! - `token`: issuing and verifying JWT access tokens;
+//! - `store`: the `users` table, in auth's own schema;
+//! - `service`: [`AuthService`], the implementation of `AuthApi`;
+//! - `http`: the `/api/auth` routes, written against `AuthApi` itself.
+//!
+//! Architecture invariant: nothing outside this crate sees a credential or a password hash,
+//! and no other context names the `users` table.
+
+mod domain;
+mod http;
+mod password;
+mod service;
+mod store;
+mod token;
+
+use std::sync::Arc;
+
+use auth_api::{AuthApi, AuthError, Password, RegisterUser, Role, User};
+use kernel::Clock;
+use sea_orm::{DatabaseConnection, DbErr};
+
+pub use http::{AuthDoc, configure};
+pub use service::AuthService;
+pub use token::{SigningKey, TokenConfig};
+
+/// The context's name, which is also its schema, its SQLite file and its role suffix.
+pub const CONTEXT: &str = "auth";
+
+/// Applies auth's migrations to auth's own store.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db_kit::migrate::<auth_migrations::Migrator>(db, CONTEXT).await
+}
+
+/// The assembled context, as the composition root sees it.
+#[derive(Debug, Clone)]
+pub struct AuthModule {
+    service: Arc<AuthService>,
+}
+
+impl AuthModule {
+    pub async fn new(db: DatabaseConnection, tokens: TokenConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            service: Arc::new(AuthService::new(db, tokens, clock).await),
+        }
+    }
+
+    /// The port other contexts and the web layer use.
+    pub fn api(&self) -> Arc<dyn AuthApi> {
+        self.service.clone()
+    }
+
+    /// Creates an administrator. Deliberately not part of `AuthApi`: granting roles is an
+    /// operator's act (`shop admin create`), not something another context may ask for.
+    pub async fn create_admin(
+        &self,
+        email: String,
+        password: Password,
+        display_name: String,
+    ) -> Result<User, AuthError> {
+        self.service
+            .create_user(
+                RegisterUser {
+                    email,
+                    password,
+                    display_name,
+                },
+                Role::Admin,
+            )
+            .await
+    }
+}

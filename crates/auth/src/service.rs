@@ -1,0 +1,122 @@
+//! `AuthService`, the in-process implementation of `AuthApi`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use auth_api::{AccessToken, AuthApi, AuthError, Login, Principal, RegisterUser, Role, User};
+use kernel::{Clock, FieldErrors, UserId};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
+
+use crate::domain::{DisplayName, Email, NewPassword, role_to_str};
+use crate::password::PasswordHashing;
+use crate::store::{self, users};
+use crate::token::{TokenConfig, Tokens};
+
+#[derive(Debug)]
+pub struct AuthService {
+    db: DatabaseConnection,
+    hashing: PasswordHashing,
+    tokens: Tokens,
+    clock: Arc<dyn Clock>,
+}
+
+impl AuthService {
+    pub async fn new(db: DatabaseConnection, tokens: TokenConfig, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            db,
+            hashing: PasswordHashing::new().await,
+            tokens: Tokens::new(tokens),
+            clock,
+        }
+    }
+
+    /// Registration with an explicit role; only `register` (customers) and the operator's
+    /// `create_admin` call it.
+    #[tracing::instrument(skip_all, fields(role = ?role))]
+    pub(crate) async fn create_user(&self, request: RegisterUser, role: Role) -> Result<User, AuthError> {
+        let mut errors = FieldErrors::new();
+        let email = errors.check(Email::parse(&request.email));
+        let password = errors.check(NewPassword::parse(request.password.expose()));
+        let display_name = errors.check(DisplayName::parse(&request.display_name));
+        let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
+            return Err(AuthError::ValidationFailed {
+                fields: errors.into_vec(),
+            });
+        };
+
+        let password_hash = self
+            .hashing
+            .hash(password.expose().to_owned())
+            .await
+            .map_err(|error| {
+                tracing::error!(error = %error, "cannot hash a password");
+                AuthError::Internal
+            })?;
+        let user = users::ActiveModel {
+            id: Set(UserId::new().as_uuid()),
+            email: Set(email.into_inner()),
+            display_name: Set(display_name.into_inner()),
+            password_hash: Set(password_hash),
+            role: Set(role_to_str(role).to_owned()),
+            created_at: Set(self.clock.now()),
+        };
+        let user = user.insert(&self.db).await.map_err(|error| {
+            if db_kit::is_unique_violation(&error) {
+                AuthError::EmailTaken
+            } else {
+                db_kit::internal(error)
+            }
+        })?;
+        tracing::info!(user_id = %user.id, "user registered");
+        Ok(user.to_user())
+    }
+}
+
+#[async_trait]
+impl AuthApi for AuthService {
+    async fn register(&self, request: RegisterUser) -> Result<User, AuthError> {
+        self.create_user(request, Role::Customer).await
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn login(&self, request: Login) -> Result<AccessToken, AuthError> {
+        let password = request.password.expose().to_owned();
+        let user = match Email::parse(&request.email) {
+            Ok(email) => store::find_by_email(&self.db, email.as_str())
+                .await
+                .map_err(db_kit::internal)?,
+            Err(_) => None,
+        };
+        let verified = match &user {
+            Some(user) => self.hashing.verify(password, user.password_hash.clone()).await,
+            None => self.hashing.verify_decoy(password).await,
+        }
+        .map_err(|error| {
+            tracing::error!(error = %error, "cannot verify a password");
+            AuthError::Internal
+        })?;
+        let Some(user) = user.filter(|_| verified) else {
+            return Err(AuthError::InvalidCredentials);
+        };
+        let access_token = self.tokens.issue(UserId::from_uuid(user.id), user.role(), self.clock.now())?;
+        Ok(AccessToken {
+            access_token,
+            token_type: "Bearer".into(),
+            expires_in: self.tokens.ttl().as_secs(),
+        })
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn verify_token(&self, token: String) -> Result<Principal, AuthError> {
+        self.tokens.verify(&token)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn get_user(&self, id: UserId) -> Result<User, AuthError> {
+        store::find_by_id(&self.db, id)
+            .await
+            .map_err(db_kit::internal)?
+            .map(|user| user.to_user())
+            .ok_or(AuthError::UserNotFound)
+    }
+}

@@ -1,0 +1,32 @@
+//! Persistence plumbing shared by every context: where a context's data lives and how it
+//! gets there.
+//!
+//! The rule this crate exists for: **a context's connection can only see that context's
+//! data.** On the embedded default (SQLite) each context has its own database file. On
+//! Postgres each context has its own schema and a pool whose `search_path` is that schema
+//! alone; with roles provisioned, the pool can log in as a role that has privileges on that
+//! schema only, so reaching into another context's tables fails with a permission error.
+
+mod migrate;
+mod postgres;
+mod store;
+
+pub use migrate::migrate;
+pub use store::{Backend, RoleConfig, StoreConfig, StoreError};
+
+use kernel::ContextError;
+use sea_orm::{DbErr, SqlErr};
+
+/// True when `error` is a unique-key violation. Contexts turn it into their own conflict
+/// error (`email_taken`, `sku_taken`) through this one helper, never by matching messages.
+pub fn is_unique_violation(error: &DbErr) -> bool {
+    matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
+}
+
+/// Logs a database failure where it happened (inside the caller's span, so with the
+/// operation and its arguments) and turns it into the context's `internal` error.
+/// Use as `.map_err(db_kit::internal)`.
+pub fn internal<E: ContextError>(error: DbErr) -> E {
+    tracing::error!(error = %error, details = ?error, "database operation failed");
+    E::internal()
+}

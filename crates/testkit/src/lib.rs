@@ -1,0 +1,139 @@
+//! Test support shared by every crate's integration tests.
+//!
+//! Each test gets a store of its own: a fresh temporary directory of SQLite files, or a fresh
+//! Postgres database created on the server named by `SHOP_TEST_DATABASE_URL` (the README's
+//! test command starts a throwaway server and sets it). Behaviour tests are written once and
+//! run on both backends with [`backend_tests!`].
+//!
+//! There is no silent skip: without `SHOP_TEST_DATABASE_URL` the Postgres half of the suite
+//! fails and says how to run it.
+
+use std::time::Duration;
+
+use db_kit::StoreConfig;
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection};
+use secrecy::SecretString;
+use tempfile::TempDir;
+
+/// Names the administrator URL of the Postgres server tests create their databases on.
+pub const DATABASE_URL_VAR: &str = "SHOP_TEST_DATABASE_URL";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// A store that exists for one test. The SQLite files are deleted when it drops; Postgres
+/// databases are left to the throwaway server, which is deleted after the run.
+#[derive(Debug)]
+pub struct TestStore {
+    pub backend: Backend,
+    pub config: StoreConfig,
+    /// The test's own scratch directory (SQLite files, keys, outgoing mail).
+    pub dir: TempDir,
+    /// The Postgres database's name, to build URLs for other roles.
+    pub database: Option<String>,
+}
+
+impl TestStore {
+    pub async fn new(backend: Backend) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("shop-test-")
+            .tempdir()
+            .expect("create a temporary directory");
+        match backend {
+            Backend::Sqlite => Self {
+                backend,
+                config: StoreConfig::sqlite(dir.path().join("data")),
+                dir,
+                database: None,
+            },
+            Backend::Postgres => {
+                let (url, database) = create_database().await;
+                let mut config = StoreConfig::postgres(SecretString::from(url), 4);
+                config.acquire_timeout = Duration::from_secs(30);
+                Self {
+                    backend,
+                    config,
+                    dir,
+                    database: Some(database),
+                }
+            }
+        }
+    }
+
+    /// Connects one context to this test's store.
+    pub async fn connect(&self, context: &str) -> DatabaseConnection {
+        self.config
+            .connect(context)
+            .await
+            .unwrap_or_else(|error| panic!("connect {context}: {error:?}"))
+    }
+
+    /// The URL of this test's Postgres database as `user` (trusted on the test server).
+    pub fn postgres_url_as(&self, user: &str) -> String {
+        let database = self.database.as_deref().expect("a Postgres test store");
+        let mut url = url::Url::parse(&admin_url()).expect("valid admin url");
+        url.set_username(user).expect("url takes a user");
+        url.set_password(None).expect("url takes no password");
+        url.set_path(database);
+        url.to_string()
+    }
+}
+
+/// The administrator URL of the test server.
+pub fn admin_url() -> String {
+    std::env::var(DATABASE_URL_VAR).unwrap_or_else(|_| {
+        panic!(
+            "{DATABASE_URL_VAR} is not set. The Postgres half of the test suite needs a server: \
+             run `./scripts/test.sh`, which starts a throwaway Postgres and sets it."
+        )
+    })
+}
+
+async fn create_database() -> (String, String) {
+    let admin_url = admin_url();
+    let mut options = ConnectOptions::new(admin_url.clone());
+    options.max_connections(1).sqlx_logging(false);
+    let admin = Database::connect(options)
+        .await
+        .unwrap_or_else(|error| panic!("connect to {DATABASE_URL_VAR}: {error}"));
+    let name = format!("shop_test_{}", uuid::Uuid::new_v4().simple());
+    admin
+        .execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
+        .await
+        .unwrap_or_else(|error| panic!("create test database: {error}"));
+    admin.close().await.expect("close admin connection");
+    let mut url = url::Url::parse(&admin_url).expect("valid admin url");
+    url.set_path(&name);
+    (url.to_string(), name)
+}
+
+/// Runs each named `async fn(TestStore)` twice: once on SQLite, once on Postgres.
+///
+/// ```ignore
+/// async fn reserving_takes_stock(store: TestStore) { ... }
+/// testkit::backend_tests!(reserving_takes_stock);
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($($test:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::TestStore::new($crate::Backend::Sqlite).await).await
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::$test($crate::TestStore::new($crate::Backend::Postgres).await).await
+                }
+            )+
+        }
+    };
+}

@@ -1,0 +1,154 @@
+//! The one mapping from errors to HTTP responses.
+
+use std::fmt;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpResponse, ResponseError};
+use kernel::{ContextError, ErrorKind, FieldError};
+use serde::Serialize;
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+/// The body of every error response: `{"error": {"code": ..., "message": ..., ...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// Besides `code` and `message`, an error may carry the fields of its variant
+/// (`fields` for validation errors, `product_ids` for `out_of_stock`, ...).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable, snake_case.
+    #[schema(example = "validation_failed")]
+    pub code: String,
+    /// For humans; may change between releases.
+    pub message: String,
+    /// Present on `validation_failed` and `invalid_query`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<FieldError>>,
+}
+
+/// An error on its way to becoming an HTTP response.
+#[derive(Debug)]
+pub struct HttpError {
+    status: StatusCode,
+    detail: Map<String, Value>,
+}
+
+/// The status for each kind of failure. Every error response of the shop goes through here.
+pub fn status_for(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::Validation | ErrorKind::Rejected => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden => StatusCode::FORBIDDEN,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl HttpError {
+    /// Builds the response for a context's error. The variant's own fields become part of
+    /// the body, except for internal errors, whose details stay in the logs.
+    pub fn from_context<E: ContextError>(error: &E) -> Self {
+        let kind = error.kind();
+        if kind == ErrorKind::Internal {
+            return Self::internal();
+        }
+        let mut detail = match serde_json::to_value(error) {
+            Ok(Value::Object(fields)) => fields,
+            _ => Map::new(),
+        };
+        detail.insert("code".into(), Value::from(error.code()));
+        detail.insert("message".into(), Value::from(error.to_string()));
+        Self {
+            status: status_for(kind),
+            detail,
+        }
+    }
+
+    /// A 500 that says nothing about its cause. Log the cause before calling this.
+    pub fn internal() -> Self {
+        Self::transport(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal server error",
+        )
+    }
+
+    /// Errors of the HTTP transport itself (size limits, media types, routing), which have
+    /// no counterpart in a context's error enum.
+    pub(crate) fn transport(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        let mut detail = Map::new();
+        detail.insert("code".into(), Value::from(code));
+        detail.insert("message".into(), Value::from(message.into()));
+        Self { status, detail }
+    }
+
+    pub fn code(&self) -> &str {
+        self.detail.get("code").and_then(Value::as_str).unwrap_or("")
+    }
+}
+
+impl<E: ContextError> From<E> for HttpError {
+    fn from(error: E) -> Self {
+        HttpError::from_context(&error)
+    }
+}
+
+impl fmt::Display for HttpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.status.as_u16(), self.code())
+    }
+}
+
+impl ResponseError for HttpError {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status);
+        if self.status == StatusCode::UNAUTHORIZED {
+            // RFC 6750: tell the client which scheme to use.
+            response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
+        }
+        response.json(serde_json::json!({ "error": self.detail }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use auth_api::AuthError;
+
+    use super::*;
+
+    #[test]
+    fn context_errors_keep_their_fields_and_get_a_message() {
+        let error = HttpError::from(AuthError::ValidationFailed {
+            fields: vec![FieldError::new("email", "invalid_email", "not an email")],
+        });
+        assert_eq!(error.status_code(), StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(
+            Value::Object(error.detail),
+            serde_json::json!({
+                "code": "validation_failed",
+                "message": "some fields are invalid",
+                "fields": [{"field": "email", "code": "invalid_email", "message": "not an email"}],
+            })
+        );
+    }
+
+    #[test]
+    fn internal_errors_say_nothing() {
+        let error = HttpError::from(AuthError::Internal);
+        assert_eq!(error.status_code(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            Value::Object(error.detail),
+            serde_json::json!({"code": "internal", "message": "internal server error"})
+        );
+    }
+}

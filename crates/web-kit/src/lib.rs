@@ -1,0 +1,19 @@
+//! HTTP plumbing shared by every context's routes and by the composition root.
+//!
+//! The rule this crate exists for: **HTTP status codes are decided here and nowhere else.**
+//! Contexts return their own error enums (with a stable `code` and a [`kernel::ErrorKind`]);
+//! [`HttpError`] turns any of them into the JSON error body and the status. Request-level
+//! failures that never reach a handler (malformed JSON, oversized bodies, bad query strings,
+//! unknown routes) are answered in the same shape by the extractor configuration here.
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod openapi;
+pub mod request_id;
+
+pub use auth::{AdminUser, CurrentUser};
+pub use error::{ErrorBody, ErrorDetail, HttpError};
+pub use extract::{configure_extractors, created, resource, route_not_found};
+pub use openapi::BearerSecurity;
+pub use request_id::{RequestId, request_id_middleware};
