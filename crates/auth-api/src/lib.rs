@@ -141,7 +141,9 @@ impl IntegrationEvent for UserRegistered {
 }
 
 /// Everything that can go wrong in auth, with a stable snake_case code per variant.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+)]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum AuthError {
@@ -176,9 +178,10 @@ impl ContextError for AuthError {
         match self {
             Self::ValidationFailed { .. } => ErrorKind::Validation,
             Self::EmailTaken => ErrorKind::Conflict,
-            Self::InvalidCredentials | Self::MissingToken | Self::InvalidToken | Self::TokenExpired => {
-                ErrorKind::Unauthenticated
-            }
+            Self::InvalidCredentials
+            | Self::MissingToken
+            | Self::InvalidToken
+            | Self::TokenExpired => ErrorKind::Unauthenticated,
             Self::Forbidden => ErrorKind::Forbidden,
             Self::UserNotFound => ErrorKind::NotFound,
             Self::Unavailable { .. } => ErrorKind::Unavailable,
@@ -206,7 +209,9 @@ mod tests {
             AuthError::TokenExpired,
             AuthError::Forbidden,
             AuthError::UserNotFound,
-            AuthError::Unavailable { reason: "timeout".into() },
+            AuthError::Unavailable {
+                reason: "timeout".into(),
+            },
             AuthError::Internal,
         ];
         for error in all {

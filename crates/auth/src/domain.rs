@@ -46,7 +46,11 @@ impl DisplayName {
             return Err(FieldError::new(field, "required", "must not be empty"));
         }
         if trimmed.chars().count() > Self::MAX_CHARS {
-            return Err(FieldError::new(field, "too_long", "must be at most 100 characters"));
+            return Err(FieldError::new(
+                field,
+                "too_long",
+                "must be at most 100 characters",
+            ));
         }
         if trimmed.chars().any(char::is_control) {
             return Err(FieldError::new(
@@ -123,7 +127,9 @@ mod tests {
 
     fn check<T: std::fmt::Debug>(parsed: Result<T, FieldError>, expected: Result<&str, &str>) {
         match (parsed, expected) {
-            (Ok(value), Ok(want)) => assert!(format!("{value:?}").contains(want), "{value:?} vs {want}"),
+            (Ok(value), Ok(want)) => {
+                assert!(format!("{value:?}").contains(want), "{value:?} vs {want}")
+            }
             (Err(error), Err(code)) => assert_eq!(error.code, code),
             (got, want) => panic!("got {got:?}, wanted {want:?}"),
         }
@@ -141,7 +147,10 @@ mod tests {
 
     #[test]
     fn display_names() {
-        check(DisplayName::parse("  Ada Lovelace "), Ok("\"Ada Lovelace\""));
+        check(
+            DisplayName::parse("  Ada Lovelace "),
+            Ok("\"Ada Lovelace\""),
+        );
         check(DisplayName::parse("   "), Err("required"));
         check(DisplayName::parse(&"x".repeat(101)), Err("too_long"));
         check(DisplayName::parse("bell\u{7}"), Err("invalid_characters"));

@@ -1,20 +1,25 @@
 //! The `/api/auth` routes. Handlers depend on the `AuthApi` port, not on `AuthService`, so
 //! the same routes serve an extracted auth service unchanged.
 
+use std::sync::Arc;
+
 use actix_web::{HttpResponse, web};
 use auth_api::{AccessToken, AuthApi, Login, RegisterUser, User};
 use utoipa::OpenApi;
 use web_kit::{CurrentUser, ErrorBody, HttpError, resource};
 
-/// Mounts auth's routes. Expects `web::Data<dyn AuthApi>` to be registered on the app (the
-/// composition root does, because every context's protected routes need it).
-pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope("/api/auth")
-            .service(resource("/register").route(web::post().to(register)))
-            .service(resource("/login").route(web::post().to(login)))
-            .service(resource("/me").route(web::get().to(me))),
-    );
+/// Mounts auth's routes and the `AuthApi` they call. (The composition root also registers
+/// `AuthApi` app-wide, because every context's protected routes authenticate through it.)
+pub fn configure(api: Arc<dyn AuthApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::scope("/api/auth")
+                .app_data(web::Data::from(api))
+                .service(resource("/register").route(web::post().to(register)))
+                .service(resource("/login").route(web::post().to(login)))
+                .service(resource("/me").route(web::get().to(me))),
+        );
+    }
 }
 
 #[derive(Debug, OpenApi)]
@@ -36,7 +41,10 @@ pub struct AuthDoc;
         (status = 400, description = "`malformed_json`", body = ErrorBody),
     )
 )]
-async fn register(auth: web::Data<dyn AuthApi>, body: web::Json<RegisterUser>) -> Result<HttpResponse, HttpError> {
+async fn register(
+    auth: web::Data<dyn AuthApi>,
+    body: web::Json<RegisterUser>,
+) -> Result<HttpResponse, HttpError> {
     let user = auth.register(body.into_inner()).await?;
     Ok(web_kit::created("/api/auth/me".to_owned(), &user))
 }
@@ -51,7 +59,10 @@ async fn register(auth: web::Data<dyn AuthApi>, body: web::Json<RegisterUser>) -
         (status = 422, description = "`invalid_body`", body = ErrorBody),
     )
 )]
-async fn login(auth: web::Data<dyn AuthApi>, body: web::Json<Login>) -> Result<HttpResponse, HttpError> {
+async fn login(
+    auth: web::Data<dyn AuthApi>,
+    body: web::Json<Login>,
+) -> Result<HttpResponse, HttpError> {
     let token = auth.login(body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(token))
 }
@@ -65,7 +76,10 @@ async fn login(auth: web::Data<dyn AuthApi>, body: web::Json<Login>) -> Result<H
         (status = 401, description = "`missing_token`, `invalid_token` or `token_expired`", body = ErrorBody),
     )
 )]
-async fn me(auth: web::Data<dyn AuthApi>, CurrentUser(principal): CurrentUser) -> Result<HttpResponse, HttpError> {
+async fn me(
+    auth: web::Data<dyn AuthApi>,
+    CurrentUser(principal): CurrentUser,
+) -> Result<HttpResponse, HttpError> {
     let user = auth.get_user(principal.user_id).await?;
     Ok(HttpResponse::Ok().json(user))
 }

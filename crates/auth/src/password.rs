@@ -56,7 +56,11 @@ impl PasswordHashing {
 
     /// A PHC string (`$argon2id$v=19$m=19456,t=2,p=1$...`) with a fresh random salt.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
-        let _permit = self.permits.acquire().await.expect("semaphore is never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         tokio::task::spawn_blocking(move || {
             argon2()
                 .hash_password(password.as_bytes())
@@ -68,12 +72,18 @@ impl PasswordHashing {
 
     /// True when `password` matches `stored`. A malformed stored hash never matches.
     pub async fn verify(&self, password: String, stored: String) -> Result<bool, HashError> {
-        let _permit = self.permits.acquire().await.expect("semaphore is never closed");
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .expect("semaphore is never closed");
         tokio::task::spawn_blocking(move || {
             let Ok(parsed) = PasswordHash::new(&stored) else {
                 return false;
             };
-            argon2().verify_password(password.as_bytes(), &parsed).is_ok()
+            argon2()
+                .verify_password(password.as_bytes(), &parsed)
+                .is_ok()
         })
         .await
         .map_err(HashError::from)
@@ -94,10 +104,33 @@ mod tests {
     async fn hashes_are_argon2id_at_the_required_cost_and_verify() {
         let hashing = PasswordHashing::new().await;
         let hash = hashing.hash("correct horse".into()).await.expect("hash");
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
-        assert!(hashing.verify("correct horse".into(), hash.clone()).await.expect("verify"));
-        assert!(!hashing.verify("wrong horse".into(), hash).await.expect("verify"));
-        assert!(!hashing.verify("x".into(), "not a hash".into()).await.expect("verify"));
-        assert!(!hashing.verify_decoy("anything".into()).await.expect("verify"));
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
+        assert!(
+            hashing
+                .verify("correct horse".into(), hash.clone())
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hashing
+                .verify("wrong horse".into(), hash)
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hashing
+                .verify("x".into(), "not a hash".into())
+                .await
+                .expect("verify")
+        );
+        assert!(
+            !hashing
+                .verify_decoy("anything".into())
+                .await
+                .expect("verify")
+        );
     }
 }

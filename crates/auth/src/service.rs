@@ -33,12 +33,17 @@ impl AuthService {
     /// Registration with an explicit role; only `register` (customers) and the operator's
     /// `create_admin` call it.
     #[tracing::instrument(skip_all, fields(role = ?role))]
-    pub(crate) async fn create_user(&self, request: RegisterUser, role: Role) -> Result<User, AuthError> {
+    pub(crate) async fn create_user(
+        &self,
+        request: RegisterUser,
+        role: Role,
+    ) -> Result<User, AuthError> {
         let mut errors = FieldErrors::new();
         let email = errors.check(Email::parse(&request.email));
         let password = errors.check(NewPassword::parse(request.password.expose()));
         let display_name = errors.check(DisplayName::parse(&request.display_name));
-        let (Some(email), Some(password), Some(display_name)) = (email, password, display_name) else {
+        let (Some(email), Some(password), Some(display_name)) = (email, password, display_name)
+        else {
             return Err(AuthError::ValidationFailed {
                 fields: errors.into_vec(),
             });
@@ -88,7 +93,11 @@ impl AuthApi for AuthService {
             Err(_) => None,
         };
         let verified = match &user {
-            Some(user) => self.hashing.verify(password, user.password_hash.clone()).await,
+            Some(user) => {
+                self.hashing
+                    .verify(password, user.password_hash.clone())
+                    .await
+            }
             None => self.hashing.verify_decoy(password).await,
         }
         .map_err(|error| {
@@ -98,7 +107,9 @@ impl AuthApi for AuthService {
         let Some(user) = user.filter(|_| verified) else {
             return Err(AuthError::InvalidCredentials);
         };
-        let access_token = self.tokens.issue(UserId::from_uuid(user.id), user.role(), self.clock.now())?;
+        let access_token =
+            self.tokens
+                .issue(UserId::from_uuid(user.id), user.role(), self.clock.now())?;
         Ok(AccessToken {
             access_token,
             token_type: "Bearer".into(),

@@ -46,13 +46,19 @@ impl users::Model {
     }
 }
 
-pub async fn find_by_email<C: ConnectionTrait>(db: &C, email: &str) -> Result<Option<users::Model>, DbErr> {
+pub async fn find_by_email<C: ConnectionTrait>(
+    db: &C,
+    email: &str,
+) -> Result<Option<users::Model>, DbErr> {
     users::Entity::find()
         .filter(users::Column::Email.eq(email))
         .one(db)
         .await
 }
 
-pub async fn find_by_id<C: ConnectionTrait>(db: &C, id: UserId) -> Result<Option<users::Model>, DbErr> {
+pub async fn find_by_id<C: ConnectionTrait>(
+    db: &C,
+    id: UserId,
+) -> Result<Option<users::Model>, DbErr> {
     users::Entity::find_by_id(id.as_uuid()).one(db).await
 }

@@ -102,7 +102,12 @@ impl Tokens {
         self.ttl
     }
 
-    pub fn issue(&self, user_id: UserId, role: Role, now: DateTime<Utc>) -> Result<String, AuthError> {
+    pub fn issue(
+        &self,
+        user_id: UserId,
+        role: Role,
+        now: DateTime<Utc>,
+    ) -> Result<String, AuthError> {
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
         let claims = Claims {
             sub: user_id,
@@ -124,7 +129,9 @@ impl Tokens {
                 user_id: data.claims.sub,
                 role: data.claims.role,
             }),
-            Err(error) if matches!(error.kind(), JwtErrorKind::ExpiredSignature) => Err(AuthError::TokenExpired),
+            Err(error) if matches!(error.kind(), JwtErrorKind::ExpiredSignature) => {
+                Err(AuthError::TokenExpired)
+            }
             Err(error) => {
                 tracing::debug!(error = %error, "rejected an access token");
                 Err(AuthError::InvalidToken)
@@ -177,18 +184,21 @@ mod tests {
             .expect("issue");
         assert_eq!(tokens.verify(&old), Err(AuthError::TokenExpired));
 
-        let good = tokens.issue(user, Role::Customer, Utc::now()).expect("issue");
+        let good = tokens
+            .issue(user, Role::Customer, Utc::now())
+            .expect("issue");
         let mut parts: Vec<&str> = good.split('.').collect();
-        let forged_claims = b64(
-            serde_json::json!({
-                "sub": user, "role": "admin", "iat": Utc::now().timestamp(),
-                "exp": Utc::now().timestamp() + 900, "iss": "shop", "aud": "shop-api"
-            })
-            .to_string()
-            .as_bytes(),
-        );
+        let forged_claims = b64(serde_json::json!({
+            "sub": user, "role": "admin", "iat": Utc::now().timestamp(),
+            "exp": Utc::now().timestamp() + 900, "iss": "shop", "aud": "shop-api"
+        })
+        .to_string()
+        .as_bytes());
         parts[1] = &forged_claims;
-        assert_eq!(tokens.verify(&parts.join(".")), Err(AuthError::InvalidToken));
+        assert_eq!(
+            tokens.verify(&parts.join(".")),
+            Err(AuthError::InvalidToken)
+        );
 
         let unsigned = format!(
             "{}.{}.",

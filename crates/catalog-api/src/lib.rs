@@ -26,7 +26,11 @@ pub trait CatalogApi: Send + Sync + 'static {
 
     async fn create_product(&self, product: NewProduct) -> Result<Product, CatalogError>;
 
-    async fn update_product(&self, id: ProductId, patch: ProductPatch) -> Result<Product, CatalogError>;
+    async fn update_product(
+        &self,
+        id: ProductId,
+        patch: ProductPatch,
+    ) -> Result<Product, CatalogError>;
 
     /// Adds `delta` units (negative to remove) to a product's available stock. Refused if
     /// available stock would go below zero.
@@ -34,7 +38,11 @@ pub trait CatalogApi: Send + Sync + 'static {
 
     /// Reserves every line or none. Idempotent per order: reserving again for an order that
     /// already holds a reservation returns that reservation and takes no more stock.
-    async fn reserve_stock(&self, order_id: OrderId, lines: Vec<StockLine>) -> Result<Reservation, CatalogError>;
+    async fn reserve_stock(
+        &self,
+        order_id: OrderId,
+        lines: Vec<StockLine>,
+    ) -> Result<Reservation, CatalogError>;
 
     /// Turns a reservation into a sale. Idempotent.
     async fn commit_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError>;
@@ -148,7 +156,9 @@ pub struct Reservation {
     pub lines: Vec<StockLine>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+)]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum CatalogError {
@@ -161,7 +171,10 @@ pub enum CatalogError {
     #[error("a product with sku {sku} already exists")]
     SkuTaken { sku: String },
     #[error("only {available} units of product {product_id} are available")]
-    InsufficientStock { product_id: ProductId, available: u32 },
+    InsufficientStock {
+        product_id: ProductId,
+        available: u32,
+    },
     #[error("not enough stock for some products")]
     OutOfStock { product_ids: Vec<ProductId> },
     #[error("product {product_id} is not for sale")]
@@ -217,15 +230,22 @@ mod tests {
             CatalogError::InvalidQuery { fields: vec![] },
             CatalogError::ProductNotFound { product_id },
             CatalogError::SkuTaken { sku: "A-1".into() },
-            CatalogError::InsufficientStock { product_id, available: 2 },
-            CatalogError::OutOfStock { product_ids: vec![product_id] },
+            CatalogError::InsufficientStock {
+                product_id,
+                available: 2,
+            },
+            CatalogError::OutOfStock {
+                product_ids: vec![product_id],
+            },
             CatalogError::ProductInactive { product_id },
             CatalogError::ReservationNotFound { order_id },
             CatalogError::ReservationClosed {
                 order_id,
                 status: ReservationStatus::Released,
             },
-            CatalogError::Unavailable { reason: "timeout".into() },
+            CatalogError::Unavailable {
+                reason: "timeout".into(),
+            },
             CatalogError::Internal,
         ];
         for error in all {

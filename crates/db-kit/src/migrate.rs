@@ -9,7 +9,10 @@ use sea_orm_migration::MigratorTrait;
 /// its `search_path`), so each context has its own history. On Postgres a transaction-scoped
 /// advisory lock serialises concurrent starts: two `shop` processes booting at once apply
 /// each migration exactly once, and a failed migration leaves nothing half-applied.
-pub async fn migrate<M: MigratorTrait>(db: &DatabaseConnection, context: &str) -> Result<(), DbErr> {
+pub async fn migrate<M: MigratorTrait>(
+    db: &DatabaseConnection,
+    context: &str,
+) -> Result<(), DbErr> {
     let txn = db.begin().await?;
     if db.get_database_backend() == DbBackend::Postgres {
         txn.execute_raw(Statement::from_sql_and_values(

@@ -32,7 +32,10 @@ pub(crate) async fn provision_role(
         ))
         .await?;
     let login = match password {
-        Some(password) => format!("ALTER ROLE {role_ident} WITH LOGIN PASSWORD {}", quote_literal(password)),
+        Some(password) => format!(
+            "ALTER ROLE {role_ident} WITH LOGIN PASSWORD {}",
+            quote_literal(password)
+        ),
         None => format!("ALTER ROLE {role_ident} WITH LOGIN"),
     };
     admin.execute_unprepared(&login).await?;
@@ -47,7 +50,9 @@ pub(crate) async fn provision_role(
         format!("GRANT ALL ON ALL SEQUENCES IN SCHEMA {schema} TO {role_ident}"),
         // Tables the administrator creates later (migrations run without role login).
         format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT ALL ON TABLES TO {role_ident}"),
-        format!("ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT ALL ON SEQUENCES TO {role_ident}"),
+        format!(
+            "ALTER DEFAULT PRIVILEGES IN SCHEMA {schema} GRANT ALL ON SEQUENCES TO {role_ident}"
+        ),
     ] {
         admin.execute_unprepared(&statement).await?;
     }

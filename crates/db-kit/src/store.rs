@@ -4,7 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
-use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
+};
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::postgres;
@@ -203,7 +205,11 @@ impl StoreConfig {
         options.max_connections(1).sqlx_logging(self.log_statements);
         let admin = Database::connect(options).await.map_err(provision_error)?;
         let role = self.role_name(context);
-        let password = self.roles.password.as_ref().map(|p| p.expose_secret().to_owned());
+        let password = self
+            .roles
+            .password
+            .as_ref()
+            .map(|p| p.expose_secret().to_owned());
         let result = postgres::provision_role(&admin, context, &role, password.as_deref()).await;
         admin.close().await.map_err(provision_error)?;
         result.map_err(provision_error)?;
@@ -239,7 +245,10 @@ async fn ensure_schema(db: &DatabaseConnection, schema: &str) -> Result<(), DbEr
         .await?
         .is_some();
     if !exists {
-        let sql = format!("CREATE SCHEMA IF NOT EXISTS {}", postgres::quote_ident(schema));
+        let sql = format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            postgres::quote_ident(schema)
+        );
         db.execute_unprepared(&sql).await?;
     }
     Ok(())

@@ -31,13 +31,19 @@ pub struct EventEnvelope {
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
     #[error("expected event {expected}, found {found}")]
-    WrongName { expected: &'static str, found: String },
+    WrongName {
+        expected: &'static str,
+        found: String,
+    },
     #[error("event payload does not match its schema")]
     Payload(#[source] serde_json::Error),
 }
 
 impl EventEnvelope {
-    pub fn wrap<E: IntegrationEvent>(event: &E, occurred_at: DateTime<Utc>) -> Result<Self, EnvelopeError> {
+    pub fn wrap<E: IntegrationEvent>(
+        event: &E,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<Self, EnvelopeError> {
         Ok(Self {
             id: Uuid::now_v7(),
             name: E::NAME.to_owned(),

@@ -22,7 +22,9 @@ pub enum MoneyError {
 }
 
 /// An ISO 4217 currency code: three upper-case ASCII letters.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
+)]
 #[serde(try_from = "String", into = "String")]
 #[schema(value_type = String, example = "EUR", pattern = "^[A-Z]{3}$")]
 pub struct Currency([u8; 3]);
@@ -160,7 +162,10 @@ impl Money {
     }
 
     /// Sums amounts of one currency; an empty sum is zero in `currency`.
-    pub fn sum(currency: Currency, amounts: impl IntoIterator<Item = Money>) -> Result<Money, MoneyError> {
+    pub fn sum(
+        currency: Currency,
+        amounts: impl IntoIterator<Item = Money>,
+    ) -> Result<Money, MoneyError> {
         amounts
             .into_iter()
             .try_fold(Money::zero(currency), Money::checked_add)
@@ -203,13 +208,20 @@ mod tests {
         assert_eq!(Currency::parse("eur"), Ok(Currency::EUR));
         assert_eq!(Currency::parse(" USD "), Ok(Currency::USD));
         for bad in ["", "EU", "EURO", "E1R", "€€€"] {
-            assert_eq!(Currency::parse(bad), Err(MoneyError::InvalidCurrency), "{bad:?}");
+            assert_eq!(
+                Currency::parse(bad),
+                Err(MoneyError::InvalidCurrency),
+                "{bad:?}"
+            );
         }
     }
 
     #[test]
     fn negative_amounts_are_refused_also_when_deserializing() {
-        assert_eq!(Money::new(-1, Currency::EUR), Err(MoneyError::NegativeAmount));
+        assert_eq!(
+            Money::new(-1, Currency::EUR),
+            Err(MoneyError::NegativeAmount)
+        );
         let parsed = serde_json::from_str::<Money>(r#"{"amount_minor": -5, "currency": "EUR"}"#);
         assert!(parsed.is_err());
     }
@@ -217,7 +229,10 @@ mod tests {
     #[test]
     fn money_serializes_as_minor_units_and_code() {
         let json = serde_json::to_value(eur(1999)).expect("serialize");
-        assert_eq!(json, serde_json::json!({"amount_minor": 1999, "currency": "EUR"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"amount_minor": 1999, "currency": "EUR"})
+        );
         assert_eq!(eur(1999).to_string(), "19.99 EUR");
     }
 

@@ -112,7 +112,10 @@ mod tests {
     #[test]
     fn defaults_and_bounds() {
         assert_eq!(PageRequest::new(None, None), Ok(PageRequest::default()));
-        assert_eq!(PageRequest::new(Some(0), None), Err(PagingError::InvalidPage));
+        assert_eq!(
+            PageRequest::new(Some(0), None),
+            Err(PagingError::InvalidPage)
+        );
         assert_eq!(
             PageRequest::new(None, Some(0)),
             Err(PagingError::InvalidPerPage { max: 100 })

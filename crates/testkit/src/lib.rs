@@ -71,6 +71,13 @@ impl TestStore {
             .unwrap_or_else(|error| panic!("connect {context}: {error:?}"))
     }
 
+    /// The administrator URL of this test's Postgres database; `None` on SQLite.
+    pub fn database_url(&self) -> Option<String> {
+        self.database
+            .as_ref()
+            .map(|_| self.postgres_url_as("postgres"))
+    }
+
     /// The URL of this test's Postgres database as `user` (trusted on the test server).
     pub fn postgres_url_as(&self, user: &str) -> String {
         let database = self.database.as_deref().expect("a Postgres test store");
@@ -112,7 +119,7 @@ async fn create_database() -> (String, String) {
 
 /// Runs each named `async fn(TestStore)` twice: once on SQLite, once on Postgres.
 ///
-/// ```ignore
+/// ```text
 /// async fn reserving_takes_stock(store: TestStore) { ... }
 /// testkit::backend_tests!(reserving_takes_stock);
 /// ```

@@ -89,7 +89,10 @@ impl HttpError {
     }
 
     pub fn code(&self) -> &str {
-        self.detail.get("code").and_then(Value::as_str).unwrap_or("")
+        self.detail
+            .get("code")
+            .and_then(Value::as_str)
+            .unwrap_or("")
     }
 }
 

@@ -20,13 +20,12 @@ pub fn configure_extractors(cfg: &mut web::ServiceConfig, json_limit: usize) {
 
 fn json_error(error: JsonPayloadError) -> HttpError {
     match error {
-        JsonPayloadError::OverflowKnownLength { limit, .. } | JsonPayloadError::Overflow { limit } => {
-            HttpError::transport(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the request body is larger than {limit} bytes"),
-            )
-        }
+        JsonPayloadError::OverflowKnownLength { limit, .. }
+        | JsonPayloadError::Overflow { limit } => HttpError::transport(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the request body is larger than {limit} bytes"),
+        ),
         JsonPayloadError::ContentType => HttpError::transport(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
@@ -52,7 +51,11 @@ fn json_error(error: JsonPayloadError) -> HttpError {
 
 fn query_error(error: QueryPayloadError) -> HttpError {
     let QueryPayloadError::Deserialize(error) = error else {
-        return HttpError::transport(StatusCode::BAD_REQUEST, "invalid_query", "invalid query string");
+        return HttpError::transport(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "invalid query string",
+        );
     };
     HttpError::transport(
         StatusCode::BAD_REQUEST,

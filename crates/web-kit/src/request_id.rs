@@ -48,12 +48,14 @@ pub async fn request_id_middleware(
         method = %req.method(),
         path = %req.path(),
     );
-    let http_request = req.request().clone();
     let started = Instant::now();
-    let mut response = match next.call(req).instrument(span.clone()).await {
-        Ok(response) => response.map_into_boxed_body(),
-        Err(error) => ServiceResponse::from_err(error, http_request),
-    };
+    // Handlers and extractors turn their errors into responses before this point, so an
+    // `Err` here is an actix-internal failure; it propagates as is.
+    let mut response = next
+        .call(req)
+        .instrument(span.clone())
+        .await?
+        .map_into_boxed_body();
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }

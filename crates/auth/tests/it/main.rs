@@ -70,7 +70,9 @@ async fn emails_are_unique_regardless_of_case(store: TestStore) {
 
 async fn invalid_registrations_report_every_field_and_store_nothing(store: TestStore) {
     let auth = module(&store).await.api();
-    let Err(AuthError::ValidationFailed { fields }) = auth.register(registration("nope", "short", "")).await else {
+    let Err(AuthError::ValidationFailed { fields }) =
+        auth.register(registration("nope", "short", "")).await
+    else {
         panic!("expected a validation error");
     };
     let codes: Vec<(&str, &str)> = fields
@@ -87,7 +89,8 @@ async fn invalid_registrations_report_every_field_and_store_nothing(store: TestS
     );
     let too_long = "x".repeat(129);
     assert!(matches!(
-        auth.register(registration("ok@example.com", &too_long, "Ok")).await,
+        auth.register(registration("ok@example.com", &too_long, "Ok"))
+            .await,
         Err(AuthError::ValidationFailed { .. })
     ));
     // Nothing was written: the address is still free.
@@ -102,7 +105,9 @@ async fn wrong_password_and_unknown_email_fail_identically(store: TestStore) {
         .await
         .expect("register");
     let wrong = auth.login(login("eve@example.com", "a wrong one")).await;
-    let unknown = auth.login(login("nobody@example.com", "the real one")).await;
+    let unknown = auth
+        .login(login("nobody@example.com", "the real one"))
+        .await;
     let malformed = auth.login(login("not an email", "the real one")).await;
     assert_eq!(wrong, Err(AuthError::InvalidCredentials));
     assert_eq!(unknown, Err(AuthError::InvalidCredentials));

@@ -1,0 +1,23 @@
+//! The `shop` binary's library: the composition root.
+//!
+//! `main.rs` only calls [`cli::run`]. Everything else lives here so tests can start the
+//! whole shop in-process ([`startup::Application`]), exactly as the binary does.
+//!
+//! - `settings`: layered configuration; `telemetry`: the tracing subscriber;
+//! - `contexts`: opens each context's store and assembles the contexts (the only place that
+//!   names implementation crates);
+//! - `startup`: the HTTP server; `ops`: health and readiness; `openapi`: the merged document;
+//! - `cli`: `serve`, `migrate`, `admin create`.
+
+pub mod cli;
+pub mod contexts;
+pub mod openapi;
+pub mod ops;
+pub mod settings;
+pub mod signing_key;
+pub mod startup;
+pub mod telemetry;
+
+pub use contexts::Contexts;
+pub use settings::Settings;
+pub use startup::Application;

@@ -1,0 +1,203 @@
+//! Typed configuration, layered with the `config` crate.
+//!
+//! Order, later wins: the defaults compiled in from `app/config/default.toml`, an optional
+//! environment file (`--config FILE` / `SHOP_CONFIG`), then `SHOP__SECTION__KEY` environment
+//! variables. Secrets are `SecretString`s: their `Debug` prints `[REDACTED]`, so logging the
+//! settings cannot leak them.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use config::{Config, Environment, File, FileFormat};
+use db_kit::{RoleConfig, StoreConfig};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+
+const DEFAULTS: &str = include_str!("../config/default.toml");
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Settings {
+    pub data_dir: PathBuf,
+    pub server: ServerSettings,
+    pub database: DatabaseSettings,
+    pub auth: AuthSettings,
+    pub catalog: CatalogSettings,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ServerSettings {
+    pub host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub max_body_bytes: usize,
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct DatabaseSettings {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub acquire_timeout_secs: u64,
+    pub log_statements: bool,
+    pub roles: RoleSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoleSettings {
+    pub provision: bool,
+    pub prefix: String,
+    pub password: SecretString,
+    pub connect_as_role: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct AuthSettings {
+    pub jwt_secret: SecretString,
+    pub issuer: String,
+    pub audience: String,
+    pub token_ttl_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogSettings {
+    pub seed_demo: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct LogSettings {
+    pub filter: String,
+    pub format: LogFormat,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] config::ConfigError),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Settings {
+    /// Defaults, then `environment_file` (required when given), then `SHOP__*` variables.
+    pub fn load(environment_file: Option<&Path>) -> Result<Self, SettingsError> {
+        let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
+        if let Some(path) = environment_file {
+            builder = builder.add_source(File::from(path).required(true));
+        }
+        let settings: Settings = builder
+            .add_source(
+                Environment::with_prefix("SHOP")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(true),
+            )
+            .build()?
+            .try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// The compiled-in defaults alone; tests start from these and change what they need.
+    pub fn defaults() -> Self {
+        Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .build()
+            .and_then(Config::try_deserialize)
+            .expect("the compiled-in defaults are valid")
+    }
+
+    fn validate(&self) -> Result<(), SettingsError> {
+        let url = self.database.url.expose_secret();
+        if !url.is_empty() && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(SettingsError::Invalid(
+                "database.url must be empty (embedded SQLite) or a postgres:// URL".into(),
+            ));
+        }
+        if self.database.roles.connect_as_role && url.is_empty() {
+            return Err(SettingsError::Invalid(
+                "database.roles.connect_as_role needs a Postgres database.url".into(),
+            ));
+        }
+        let secret = self.auth.jwt_secret.expose_secret();
+        if !secret.is_empty() && secret.len() < auth::SigningKey::MIN_BYTES {
+            return Err(SettingsError::Invalid(format!(
+                "auth.jwt_secret must be at least {} bytes",
+                auth::SigningKey::MIN_BYTES
+            )));
+        }
+        if self.auth.token_ttl_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "auth.token_ttl_secs must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    pub fn uses_postgres(&self) -> bool {
+        !self.database.url.expose_secret().is_empty()
+    }
+
+    /// Where each context's data lives.
+    pub fn store(&self) -> StoreConfig {
+        let mut store = if self.uses_postgres() {
+            StoreConfig::postgres(self.database.url.clone(), self.database.max_connections)
+        } else {
+            StoreConfig::sqlite(self.data_dir.clone())
+        };
+        store.acquire_timeout = Duration::from_secs(self.database.acquire_timeout_secs);
+        store.log_statements = self.database.log_statements;
+        let roles = &self.database.roles;
+        let password = roles.password.expose_secret();
+        store.roles = RoleConfig {
+            provision: roles.provision,
+            prefix: roles.prefix.clone(),
+            password: (!password.is_empty()).then(|| roles.password.clone()),
+            connect_as_role: roles.connect_as_role,
+        };
+        store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_store_on_localhost_8080() {
+        let settings = Settings::defaults();
+        assert_eq!(
+            (settings.server.host.as_str(), settings.server.port),
+            ("127.0.0.1", 8080)
+        );
+        assert!(!settings.uses_postgres());
+        assert!(settings.validate().is_ok());
+    }
+
+    #[test]
+    fn secrets_do_not_appear_in_debug_output() {
+        let mut settings = Settings::defaults();
+        settings.database.url = SecretString::from("postgres://shop:hunter2@db/shop");
+        settings.auth.jwt_secret = SecretString::from("a".repeat(40));
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+        assert!(!printed.contains(&"a".repeat(40)), "{printed}");
+    }
+
+    #[test]
+    fn bad_values_are_refused() {
+        let mut settings = Settings::defaults();
+        settings.auth.jwt_secret = SecretString::from("too short");
+        assert!(settings.validate().is_err());
+        let mut settings = Settings::defaults();
+        settings.database.url = SecretString::from("mysql://nope");
+        assert!(settings.validate().is_err());
+    }
+}

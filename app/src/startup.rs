@@ -1,0 +1,114 @@
+//! Builds the HTTP server around the assembled contexts.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{Compress, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::contexts::Contexts;
+use crate::openapi;
+use crate::ops::{self, Readiness};
+use crate::settings::Settings;
+
+/// A built, bound, not yet running shop.
+pub struct Application {
+    address: String,
+    port: u16,
+    server: Server,
+    contexts: Contexts,
+}
+
+impl Application {
+    /// Opens and migrates every context's store, seeds the demo catalog if configured,
+    /// and binds the listener (port 0 picks a free port).
+    pub async fn build(settings: &Settings) -> anyhow::Result<Self> {
+        let contexts = Contexts::open(settings).await?;
+        Self::build_with(settings, contexts).await
+    }
+
+    /// Like `build`, around contexts the caller assembled (tests use a controlled clock).
+    pub async fn build_with(settings: &Settings, contexts: Contexts) -> anyhow::Result<Self> {
+        if settings.catalog.seed_demo {
+            contexts
+                .catalog
+                .seed_demo_if_empty()
+                .await
+                .map_err(|error| anyhow::anyhow!("seed the demo catalog: {error}"))?;
+        }
+        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+            .with_context(|| format!("bind {}:{}", settings.server.host, settings.server.port))?;
+        let local = listener.local_addr()?;
+        let server = http_server(listener, settings, &contexts)?;
+        Ok(Self {
+            address: format!("http://{local}"),
+            port: local.port(),
+            server,
+            contexts,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn address(&self) -> &str {
+        &self.address
+    }
+
+    pub fn contexts(&self) -> &Contexts {
+        &self.contexts
+    }
+
+    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        tracing::info!(address = %self.address, docs = %format!("{}/docs/", self.address), "listening");
+        self.server.await?;
+        tracing::info!("shut down");
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Application")
+            .field("address", &self.address)
+            .field("contexts", &self.contexts)
+            .finish_non_exhaustive()
+    }
+}
+
+fn http_server(
+    listener: TcpListener,
+    settings: &Settings,
+    contexts: &Contexts,
+) -> anyhow::Result<Server> {
+    let auth = contexts.auth_api();
+    let catalog = contexts.catalog_api();
+    let readiness = Readiness {
+        stores: contexts.stores.clone(),
+    };
+    let document = openapi::document();
+    let json_limit = settings.server.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .wrap(Compress::default())
+            .wrap(from_fn(web_kit::request_id_middleware))
+            // App-wide, because every context's protected routes authenticate through it.
+            .app_data(web::Data::from(auth.clone()))
+            .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
+            .configure(auth::configure(auth.clone()))
+            .configure(catalog::configure(catalog.clone()))
+            .configure(ops::configure(readiness.clone()))
+            .service(web::redirect("/docs", "/docs/"))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", document.clone()))
+            .default_service(web::to(web_kit::route_not_found))
+    })
+    .shutdown_timeout(settings.server.shutdown_timeout_secs);
+    if settings.server.workers > 0 {
+        server = server.workers(settings.server.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}

@@ -1,0 +1,198 @@
+//! The `/api/catalog` routes, written against the `CatalogApi` port.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use catalog_api::{
+    CatalogApi, Category, NewProduct, Product, ProductPatch, ProductQuery, StockLevel,
+};
+use kernel::{FieldError, Page, PageRequest, ProductId};
+use serde::Deserialize;
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use web_kit::{AdminUser, ErrorBody, HttpError, resource};
+
+/// Mounts catalog's routes and the `CatalogApi` they call.
+pub fn configure(api: Arc<dyn CatalogApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::scope("/api/catalog")
+                .app_data(web::Data::from(api))
+                .service(
+                    resource("/products")
+                        .route(web::get().to(search))
+                        .route(web::post().to(create)),
+                )
+                .service(
+                    resource("/products/{id}")
+                        .route(web::get().to(get))
+                        .route(web::patch().to(update)),
+                )
+                .service(resource("/products/{id}/stock").route(web::post().to(adjust_stock)))
+                .service(resource("/categories").route(web::get().to(categories))),
+        );
+    }
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    paths(search, get, categories, create, update, adjust_stock),
+    components(schemas(Product, Page<Product>, Category, NewProduct, ProductPatch, StockLevel, StockAdjustment)),
+    tags((name = "catalog", description = "Products, categories and stock"))
+)]
+pub struct CatalogDoc;
+
+/// Query string of the product search.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SearchParams {
+    /// Text matched case-insensitively against name, description and sku.
+    q: Option<String>,
+    category: Option<String>,
+    /// Inclusive lower bound on the price, in minor units.
+    min_price: Option<i64>,
+    /// Inclusive upper bound on the price, in minor units.
+    max_price: Option<i64>,
+    /// Page number, from 1.
+    page: Option<u32>,
+    /// Items per page, 1 to 100 (default 20).
+    per_page: Option<u32>,
+}
+
+/// Body of a stock adjustment.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct StockAdjustment {
+    /// Units to add; negative to remove. Refused if available stock would go below zero.
+    delta: i64,
+}
+
+/// Search active products.
+#[utoipa::path(
+    get, path = "/api/catalog/products", tag = "catalog",
+    params(SearchParams),
+    responses(
+        (status = 200, description = "One page of matching products and the total", body = Page<Product>),
+        (status = 400, description = "`invalid_query` (bad paging values, bad price range)", body = ErrorBody),
+    )
+)]
+async fn search(
+    catalog: web::Data<dyn CatalogApi>,
+    params: web::Query<SearchParams>,
+) -> Result<HttpResponse, HttpError> {
+    let params = params.into_inner();
+    let page = PageRequest::new(params.page, params.per_page).map_err(|error| {
+        catalog_api::CatalogError::InvalidQuery {
+            fields: vec![FieldError::new("page", "invalid_paging", error.to_string())],
+        }
+    })?;
+    let query = ProductQuery {
+        text: params.q,
+        category: params.category,
+        min_price: params.min_price,
+        max_price: params.max_price,
+        page,
+    };
+    Ok(HttpResponse::Ok().json(catalog.search_products(query).await?))
+}
+
+/// One product.
+#[utoipa::path(
+    get, path = "/api/catalog/products/{id}", tag = "catalog",
+    params(("id" = ProductId, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = Product),
+        (status = 400, description = "`invalid_path`", body = ErrorBody),
+        (status = 404, description = "`product_not_found`", body = ErrorBody),
+    )
+)]
+async fn get(
+    catalog: web::Data<dyn CatalogApi>,
+    id: web::Path<ProductId>,
+) -> Result<HttpResponse, HttpError> {
+    Ok(HttpResponse::Ok().json(catalog.get_product(id.into_inner()).await?))
+}
+
+/// Categories with at least one active product.
+#[utoipa::path(
+    get, path = "/api/catalog/categories", tag = "catalog",
+    responses((status = 200, description = "Categories and their product counts", body = Vec<Category>))
+)]
+async fn categories(catalog: web::Data<dyn CatalogApi>) -> Result<HttpResponse, HttpError> {
+    Ok(HttpResponse::Ok().json(catalog.list_categories().await?))
+}
+
+/// Create a product (administrators).
+#[utoipa::path(
+    post, path = "/api/catalog/products", tag = "catalog",
+    security(("bearer" = [])),
+    request_body = NewProduct,
+    responses(
+        (status = 201, description = "Created", body = Product),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 403, description = "`forbidden`: not an administrator", body = ErrorBody),
+        (status = 409, description = "`sku_taken`", body = ErrorBody),
+        (status = 422, description = "`validation_failed` or `invalid_body`", body = ErrorBody),
+    )
+)]
+async fn create(
+    _admin: AdminUser,
+    catalog: web::Data<dyn CatalogApi>,
+    body: web::Json<NewProduct>,
+) -> Result<HttpResponse, HttpError> {
+    let product = catalog.create_product(body.into_inner()).await?;
+    Ok(web_kit::created(
+        format!("/api/catalog/products/{}", product.id),
+        &product,
+    ))
+}
+
+/// Change some fields of a product (administrators).
+#[utoipa::path(
+    patch, path = "/api/catalog/products/{id}", tag = "catalog",
+    security(("bearer" = [])),
+    params(("id" = ProductId, Path, description = "Product id")),
+    request_body = ProductPatch,
+    responses(
+        (status = 200, description = "Updated", body = Product),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`product_not_found`", body = ErrorBody),
+        (status = 422, description = "`validation_failed` or `invalid_body`", body = ErrorBody),
+    )
+)]
+async fn update(
+    _admin: AdminUser,
+    catalog: web::Data<dyn CatalogApi>,
+    id: web::Path<ProductId>,
+    body: web::Json<ProductPatch>,
+) -> Result<HttpResponse, HttpError> {
+    let product = catalog
+        .update_product(id.into_inner(), body.into_inner())
+        .await?;
+    Ok(HttpResponse::Ok().json(product))
+}
+
+/// Add or remove units of stock (administrators).
+#[utoipa::path(
+    post, path = "/api/catalog/products/{id}/stock", tag = "catalog",
+    security(("bearer" = [])),
+    params(("id" = ProductId, Path, description = "Product id")),
+    request_body = StockAdjustment,
+    responses(
+        (status = 200, description = "The new stock level", body = StockLevel),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`product_not_found`", body = ErrorBody),
+        (status = 409, description = "`insufficient_stock`", body = ErrorBody),
+        (status = 422, description = "`validation_failed` or `invalid_body`", body = ErrorBody),
+    )
+)]
+async fn adjust_stock(
+    _admin: AdminUser,
+    catalog: web::Data<dyn CatalogApi>,
+    id: web::Path<ProductId>,
+    body: web::Json<StockAdjustment>,
+) -> Result<HttpResponse, HttpError> {
+    let level = catalog.adjust_stock(id.into_inner(), body.delta).await?;
+    Ok(HttpResponse::Ok().json(level))
+}

@@ -1,0 +1,60 @@
+//! The catalog context: what the shop sells, at what price, and how many are left.
+//!
+//! Published language: `catalog-api` ([`catalog_api::CatalogApi`]). Inside:
+//! - `domain`: rules for skus, names, categories, prices and reservation lines (no I/O);
+//! - `store`: the `products`, `stock`, `reservations` and `reservation_lines` tables;
+//! - `service`: [`CatalogService`] (products and search) and `stock` (stock and
+//!   reservations), together the implementation of `CatalogApi`;
+//! - `http`: the `/api/catalog` routes, written against `CatalogApi`;
+//! - `seed`: the demo catalog.
+//!
+//! Architecture invariants: stock never goes negative (conditional updates plus `CHECK`
+//! constraints); no other context reads these tables — orders learns prices through
+//! `CatalogApi::get_products` and keeps its own snapshot.
+
+mod domain;
+mod http;
+mod seed;
+mod service;
+mod stock;
+mod store;
+
+use std::sync::Arc;
+
+use catalog_api::{CatalogApi, CatalogError};
+use kernel::Clock;
+use sea_orm::{DatabaseConnection, DbErr};
+
+pub use http::{CatalogDoc, configure};
+pub use service::CatalogService;
+
+/// The context's name, which is also its schema, its SQLite file and its role suffix.
+pub const CONTEXT: &str = "catalog";
+
+/// Applies catalog's migrations to catalog's own store.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db_kit::migrate::<catalog_migrations::Migrator>(db, CONTEXT).await
+}
+
+/// The assembled context, as the composition root sees it.
+#[derive(Debug, Clone)]
+pub struct CatalogModule {
+    service: Arc<CatalogService>,
+}
+
+impl CatalogModule {
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            service: Arc::new(CatalogService::new(db, clock)),
+        }
+    }
+
+    pub fn api(&self) -> Arc<dyn CatalogApi> {
+        self.service.clone()
+    }
+
+    /// Fills an empty catalog with the demo products; does nothing otherwise.
+    pub async fn seed_demo_if_empty(&self) -> Result<usize, CatalogError> {
+        seed::seed_demo_catalog(&self.service).await
+    }
+}

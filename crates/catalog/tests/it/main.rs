@@ -1,0 +1,40 @@
+//! catalog's behaviour through `CatalogApi`, on SQLite and on Postgres.
+
+mod products;
+mod stock;
+
+use std::sync::Arc;
+
+use catalog::CatalogModule;
+use catalog_api::{CatalogApi, NewProduct, Product};
+use kernel::{Currency, Money, SystemClock};
+use testkit::TestStore;
+
+pub async fn catalog(store: &TestStore) -> Arc<dyn CatalogApi> {
+    let db = store.connect(catalog::CONTEXT).await;
+    catalog::migrate(&db).await.expect("migrate");
+    CatalogModule::new(db, Arc::new(SystemClock)).api()
+}
+
+pub fn eur(cents: i64) -> Money {
+    Money::new(cents, Currency::EUR).expect("valid money")
+}
+
+pub fn new_product(sku: &str, name: &str, cents: i64, category: &str, stock: u32) -> NewProduct {
+    NewProduct {
+        sku: sku.into(),
+        name: name.into(),
+        description: format!("About {name}"),
+        price: eur(cents),
+        category: category.into(),
+        initial_stock: stock,
+        active: true,
+    }
+}
+
+pub async fn create(catalog: &Arc<dyn CatalogApi>, sku: &str, stock: u32) -> Product {
+    catalog
+        .create_product(new_product(sku, sku, 1000, "things", stock))
+        .await
+        .expect("create product")
+}

@@ -1,0 +1,43 @@
+# Developer recipes. `just` lists them; CI runs `.ci/run`, which is `just ready`.
+
+_default:
+    @just --list
+
+# Run the shop (embedded SQLite under ./data); extra arguments go to `shop`.
+run *args:
+    cargo run -- {{args}}
+
+# Run every test; starts and removes a throwaway Postgres. Arguments filter tests.
+test *args:
+    ./scripts/test.sh {{args}}
+
+# Formatting and clippy, as CI checks them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# The architecture lint, and the generated context map's freshness.
+arch:
+    cargo run -q -p archlint -- check
+    cargo run -q -p archlint -- graph --check docs/CONTEXT_MAP.md
+
+# Regenerate the context map picture in docs/CONTEXT_MAP.md.
+graph:
+    cargo run -q -p archlint -- graph --write docs/CONTEXT_MAP.md
+
+# Start a local Postgres in .pg/ and print the URL to export as SHOP__DATABASE__URL.
+db-up:
+    @scripts/postgres.sh start "$PWD/.pg"
+
+# Stop the local Postgres started by db-up and delete its data.
+db-down:
+    scripts/postgres.sh stop "$PWD/.pg"
+    rm -rf .pg
+
+# Everything CI does.
+ready:
+    bash .ci/run

@@ -1,0 +1,155 @@
+//! Health, readiness, request ids, unknown routes and the API documentation.
+
+use std::collections::BTreeSet;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use testkit::TestStore;
+
+use crate::helpers::spawn_app;
+
+async fn health_and_readiness(store: TestStore) {
+    let app = spawn_app(store).await;
+    assert_eq!(
+        app.get("/healthz", None).await.ok(StatusCode::OK),
+        &json!({"status": "ok"})
+    );
+    assert_eq!(
+        app.get("/readyz", None).await.ok(StatusCode::OK),
+        &json!({"status": "ready", "checks": [
+            {"context": "auth", "status": "ok"},
+            {"context": "catalog", "status": "ok"},
+        ]})
+    );
+}
+
+async fn every_response_carries_a_request_id(store: TestStore) {
+    let app = spawn_app(store).await;
+    let generated = app.get("/healthz", None).await;
+    let id = generated.headers["x-request-id"].to_str().expect("ascii");
+    assert!(uuid::Uuid::parse_str(id).is_ok(), "{id}");
+
+    let echoed = app
+        .send(
+            app.client
+                .get(app.url("/api/nope"))
+                .header("X-Request-Id", "trace-42"),
+        )
+        .await;
+    assert_eq!(echoed.headers["x-request-id"], "trace-42");
+    echoed.error(StatusCode::NOT_FOUND, "route_not_found");
+
+    // A caller's id that could forge log lines is replaced, not echoed.
+    let forged = app
+        .send(
+            app.client
+                .get(app.url("/healthz"))
+                .header("X-Request-Id", "a b"),
+        )
+        .await;
+    assert_ne!(forged.headers["x-request-id"], "a b");
+}
+
+async fn unsupported_methods_get_a_json_405(store: TestStore) {
+    let app = spawn_app(store).await;
+    let answer = app
+        .call(
+            reqwest::Method::DELETE,
+            "/api/catalog/categories",
+            None,
+            None,
+        )
+        .await;
+    answer.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+}
+
+/// Every route the shop serves is in the OpenAPI document, and every schema it refers to
+/// is defined.
+async fn the_openapi_document_covers_every_route(store: TestStore) {
+    let app = spawn_app(store).await;
+    let document = app
+        .get("/api-docs/openapi.json", None)
+        .await
+        .ok(StatusCode::OK)
+        .clone();
+    assert!(
+        document["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3."))
+    );
+    let mut routes = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys() {
+            routes.insert(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    let expected: BTreeSet<String> = [
+        "GET /healthz",
+        "GET /readyz",
+        "POST /api/auth/register",
+        "POST /api/auth/login",
+        "GET /api/auth/me",
+        "GET /api/catalog/products",
+        "POST /api/catalog/products",
+        "GET /api/catalog/products/{id}",
+        "PATCH /api/catalog/products/{id}",
+        "POST /api/catalog/products/{id}/stock",
+        "GET /api/catalog/categories",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    assert_eq!(routes, expected);
+
+    let mut references = BTreeSet::new();
+    collect_refs(&document, &mut references);
+    let schemas = document["components"]["schemas"]
+        .as_object()
+        .expect("schemas");
+    for reference in &references {
+        let name = reference.trim_start_matches("#/components/schemas/");
+        assert!(schemas.contains_key(name), "{reference} is not defined");
+    }
+    for schema in [
+        "ErrorBody",
+        "RegisterUser",
+        "Product",
+        "NewProduct",
+        "StockLevel",
+    ] {
+        assert!(schemas.contains_key(schema), "{schema} is missing");
+    }
+    assert!(document["components"]["securitySchemes"]["bearer"].is_object());
+
+    let docs = app.send(app.client.get(app.url("/docs/"))).await;
+    assert_eq!(docs.status, StatusCode::OK);
+    assert!(
+        docs.body
+            .as_str()
+            .is_some_and(|html| html.contains("Swagger UI"))
+    );
+}
+
+fn collect_refs(value: &Value, into: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("$ref", Value::String(reference)) => {
+                        into.insert(reference.clone());
+                    }
+                    _ => collect_refs(value, into),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_refs(item, into)),
+        _ => {}
+    }
+}
+
+testkit::backend_tests!(
+    health_and_readiness,
+    every_response_carries_a_request_id,
+    unsupported_methods_get_a_json_405,
+    the_openapi_document_covers_every_route,
+);
