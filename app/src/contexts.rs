@@ -1,8 +1,9 @@
-//! Wiring: opens each context's own store, migrates it, and builds the context.
+//! Wiring: opens each context's own store, migrates it, builds the context, and connects
+//! the contexts: synchronous calls through `-api` trait objects, events through the bus.
 //!
 //! This is the only code in the workspace that names context implementation crates. Each
 //! context receives its own connection (its own schema or SQLite file) and, where it needs
-//! another context, that context's `-api` trait object, never its implementation.
+//! another context, that context's trait object, never its implementation.
 
 use std::sync::Arc;
 
@@ -13,31 +14,65 @@ use catalog::CatalogModule;
 use catalog_api::CatalogApi;
 use db_kit::StoreConfig;
 use kernel::{Clock, SystemClock};
+use messaging::Bus;
+use notifications::NotificationsModule;
+use notifications_api::NotificationsApi;
+use orders::{CheckoutHook, NoFaults, OrdersModule};
+use orders_api::OrdersApi;
+use payments::PaymentsModule;
+use payments_api::PaymentsApi;
 use sea_orm::DatabaseConnection;
 
 use crate::settings::Settings;
 use crate::signing_key;
 
-/// Every context of the shop, assembled.
+/// Every context of the shop, assembled, and the bus between them.
 #[derive(Debug, Clone)]
 pub struct Contexts {
     pub auth: AuthModule,
     pub catalog: CatalogModule,
+    pub payments: PaymentsModule,
+    pub orders: OrdersModule,
+    pub notifications: NotificationsModule,
+    pub bus: Arc<Bus>,
     /// Each context's connection, for readiness checks.
     pub stores: Vec<(&'static str, DatabaseConnection)>,
 }
 
+/// What tests may replace; production uses the defaults.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub clock: Arc<dyn Clock>,
+    /// Stops the checkout saga at chosen steps, as a crash would.
+    pub checkout_hook: Arc<dyn CheckoutHook>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            checkout_hook: Arc::new(NoFaults),
+        }
+    }
+}
+
+/// Every context, in the order they are opened. `shop migrate` provisions roles for these.
+pub const ALL: [&str; 5] = [
+    auth::CONTEXT,
+    catalog::CONTEXT,
+    payments::CONTEXT,
+    orders::CONTEXT,
+    notifications::CONTEXT,
+];
+
 impl Contexts {
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
-        Self::open_with_clock(settings, Arc::new(SystemClock)).await
+        Self::open_with(settings, Options::default()).await
     }
 
-    /// Like `open`, with a chosen clock (tests control time with it).
-    pub async fn open_with_clock(
-        settings: &Settings,
-        clock: Arc<dyn Clock>,
-    ) -> anyhow::Result<Self> {
+    pub async fn open_with(settings: &Settings, options: Options) -> anyhow::Result<Self> {
         let store = settings.store();
+        let clock = options.clock;
         tracing::info!(store = %store.describe(), "opening context stores");
 
         let auth_db = open_store(&store, auth::CONTEXT).await?;
@@ -54,12 +89,60 @@ impl Contexts {
         catalog::migrate(&catalog_db)
             .await
             .context("migrate catalog")?;
-        let catalog = CatalogModule::new(catalog_db.clone(), clock);
+        let catalog = CatalogModule::new(catalog_db.clone(), clock.clone());
+
+        let payments_db = open_store(&store, payments::CONTEXT).await?;
+        payments::migrate(&payments_db)
+            .await
+            .context("migrate payments")?;
+        let payments = PaymentsModule::new(payments_db.clone(), clock.clone(), settings.payments());
+
+        // orders calls catalog and payments synchronously, through their ports.
+        let orders_db = open_store(&store, orders::CONTEXT).await?;
+        orders::migrate(&orders_db)
+            .await
+            .context("migrate orders")?;
+        let orders = OrdersModule::with_hook(
+            orders_db.clone(),
+            clock.clone(),
+            catalog.api(),
+            payments.api(),
+            settings.orders(),
+            options.checkout_hook,
+        );
+
+        let notifications_db = open_store(&store, notifications::CONTEXT).await?;
+        notifications::migrate(&notifications_db)
+            .await
+            .context("migrate notifications")?;
+        let notifications = NotificationsModule::new(
+            notifications_db.clone(),
+            clock.clone(),
+            settings.notifications(),
+        );
+
+        // Events: auth, payments and orders publish; notifications listens.
+        let bus = Bus::builder(settings.messaging(), clock)
+            .publisher(auth.outbox(), auth_db.clone())
+            .publisher(payments.outbox(), payments_db.clone())
+            .publisher(orders.outbox(), orders_db.clone())
+            .consumer(notifications.consumer())
+            .build();
 
         Ok(Self {
             auth,
             catalog,
-            stores: vec![(auth::CONTEXT, auth_db), (catalog::CONTEXT, catalog_db)],
+            payments,
+            orders,
+            notifications,
+            bus: Arc::new(bus),
+            stores: vec![
+                (auth::CONTEXT, auth_db),
+                (catalog::CONTEXT, catalog_db),
+                (payments::CONTEXT, payments_db),
+                (orders::CONTEXT, orders_db),
+                (notifications::CONTEXT, notifications_db),
+            ],
         })
     }
 
@@ -70,10 +153,19 @@ impl Contexts {
     pub fn catalog_api(&self) -> Arc<dyn CatalogApi> {
         self.catalog.api()
     }
-}
 
-/// Every context, in the order they are opened. `shop migrate` provisions roles for these.
-pub const ALL: [&str; 2] = [auth::CONTEXT, catalog::CONTEXT];
+    pub fn payments_api(&self) -> Arc<dyn PaymentsApi> {
+        self.payments.api()
+    }
+
+    pub fn orders_api(&self) -> Arc<dyn OrdersApi> {
+        self.orders.api()
+    }
+
+    pub fn notifications_api(&self) -> Arc<dyn NotificationsApi> {
+        self.notifications.api()
+    }
+}
 
 async fn open_store(
     store: &StoreConfig,

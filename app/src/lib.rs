@@ -6,9 +6,11 @@
 //! - `settings`: layered configuration; `telemetry`: the tracing subscriber;
 //! - `contexts`: opens each context's store and assembles the contexts (the only place that
 //!   names implementation crates);
-//! - `startup`: the HTTP server; `ops`: health and readiness; `openapi`: the merged document;
+//! - `startup`: the HTTP server and the background work; `ops`: health and readiness;
+//!   `admin`: parked events and their replay; `openapi`: the merged document;
 //! - `cli`: `serve`, `migrate`, `admin create`.
 
+pub mod admin;
 pub mod cli;
 pub mod contexts;
 pub mod openapi;
@@ -18,6 +20,6 @@ pub mod signing_key;
 pub mod startup;
 pub mod telemetry;
 
-pub use contexts::Contexts;
+pub use contexts::{Contexts, Options};
 pub use settings::Settings;
 pub use startup::Application;

@@ -4,7 +4,7 @@ use kernel::FieldError;
 use utoipa::OpenApi;
 use web_kit::{BearerSecurity, ErrorBody, ErrorDetail};
 
-use crate::ops;
+use crate::{admin, ops};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -14,10 +14,13 @@ use crate::ops;
                        in one binary. Every error body is `{\"error\": {\"code\", \"message\", ...}}` \
                        with a stable snake_case code."
     ),
-    paths(ops::healthz, ops::readyz),
+    paths(ops::healthz, ops::readyz, admin::failed, admin::retry),
     components(schemas(ErrorBody, ErrorDetail, FieldError)),
     modifiers(&BearerSecurity),
-    tags((name = "operations", description = "Health and readiness"))
+    tags(
+        (name = "operations", description = "Health and readiness"),
+        (name = "admin", description = "Parked integration events and their replay"),
+    )
 )]
 struct ShopDoc;
 
@@ -26,5 +29,8 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut document = ShopDoc::openapi();
     document.merge(auth::AuthDoc::openapi());
     document.merge(catalog::CatalogDoc::openapi());
+    document.merge(payments::PaymentsDoc::openapi());
+    document.merge(orders::OrdersDoc::openapi());
+    document.merge(notifications::NotificationsDoc::openapi());
     document
 }

@@ -22,6 +22,10 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub auth: AuthSettings,
     pub catalog: CatalogSettings,
+    pub orders: OrdersSettings,
+    pub payments: PaymentsSettings,
+    pub notifications: NotificationsSettings,
+    pub messaging: MessagingSettings,
     pub log: LogSettings,
 }
 
@@ -62,6 +66,42 @@ pub struct AuthSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogSettings {
     pub seed_demo: bool,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct OrdersSettings {
+    pub charge_timeout_ms: u64,
+    pub recovery_interval_secs: u64,
+    pub stuck_after_secs: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct PaymentsSettings {
+    pub slow_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SenderKind {
+    File,
+    Log,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct NotificationsSettings {
+    pub sender: SenderKind,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct MessagingSettings {
+    pub background: bool,
+    pub poll_interval_ms: u64,
+    pub batch_size: u64,
+    pub max_attempts: i32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub retention_hours: u64,
+    pub purge_interval_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -139,6 +179,43 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    pub fn orders(&self) -> orders::OrdersConfig {
+        orders::OrdersConfig {
+            charge_timeout: Duration::from_millis(self.orders.charge_timeout_ms),
+            recovery_interval: Duration::from_secs(self.orders.recovery_interval_secs),
+            stuck_after: Duration::from_secs(self.orders.stuck_after_secs),
+        }
+    }
+
+    pub fn payments(&self) -> payments::PaymentsConfig {
+        payments::PaymentsConfig {
+            slow_delay: Duration::from_millis(self.payments.slow_delay_ms),
+        }
+    }
+
+    pub fn notifications(&self) -> notifications::NotificationsConfig {
+        let sender = match self.notifications.sender {
+            SenderKind::File => notifications::SenderConfig::File {
+                dir: self.data_dir.join("mail"),
+            },
+            SenderKind::Log => notifications::SenderConfig::Log,
+        };
+        notifications::NotificationsConfig { sender }
+    }
+
+    pub fn messaging(&self) -> messaging::BusConfig {
+        let messaging = &self.messaging;
+        messaging::BusConfig {
+            batch_size: messaging.batch_size,
+            max_attempts: messaging.max_attempts,
+            retry_base: Duration::from_millis(messaging.retry_base_ms),
+            retry_max: Duration::from_millis(messaging.retry_max_ms.max(messaging.retry_base_ms)),
+            poll_interval: Duration::from_millis(messaging.poll_interval_ms),
+            retention: Duration::from_secs(messaging.retention_hours.saturating_mul(3600)),
+            purge_interval: Duration::from_secs(messaging.purge_interval_secs),
+        }
     }
 
     pub fn uses_postgres(&self) -> bool {

@@ -6,8 +6,11 @@ use actix_web::dev::Server;
 use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
 
+use crate::admin;
 use crate::contexts::Contexts;
 use crate::openapi;
 use crate::ops::{self, Readiness};
@@ -19,6 +22,7 @@ pub struct Application {
     port: u16,
     server: Server,
     contexts: Contexts,
+    background: bool,
 }
 
 impl Application {
@@ -47,6 +51,7 @@ impl Application {
             port: local.port(),
             server,
             contexts,
+            background: settings.messaging.background,
         })
     }
 
@@ -62,12 +67,35 @@ impl Application {
         &self.contexts
     }
 
-    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish.
+    /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish and stops the
+    /// background work (event delivery, checkout recovery) cleanly.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let shutdown = CancellationToken::new();
+        let tasks = if self.background {
+            self.spawn_background(&shutdown)
+        } else {
+            Vec::new()
+        };
         tracing::info!(address = %self.address, docs = %format!("{}/docs/", self.address), "listening");
-        self.server.await?;
+        let served = self.server.await;
+        shutdown.cancel();
+        for task in tasks {
+            if let Err(error) = task.await {
+                tracing::error!(error = %error, "a background task failed");
+            }
+        }
+        served?;
         tracing::info!("shut down");
         Ok(())
+    }
+
+    /// The event bus (relay, handlers, purge) and the checkout recovery sweep, which first
+    /// finishes the checkouts a previous process left unfinished.
+    fn spawn_background(&self, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
+        vec![
+            self.contexts.bus.clone().spawn(shutdown.clone()),
+            self.contexts.orders.spawn_recovery(shutdown.clone()),
+        ]
     }
 }
 
@@ -87,6 +115,10 @@ fn http_server(
 ) -> anyhow::Result<Server> {
     let auth = contexts.auth_api();
     let catalog = contexts.catalog_api();
+    let payments = contexts.payments_api();
+    let orders = contexts.orders_api();
+    let notifications = contexts.notifications_api();
+    let bus = contexts.bus.clone();
     let readiness = Readiness {
         stores: contexts.stores.clone(),
     };
@@ -101,6 +133,10 @@ fn http_server(
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
             .configure(auth::configure(auth.clone()))
             .configure(catalog::configure(catalog.clone()))
+            .configure(payments::configure(payments.clone()))
+            .configure(orders::configure(orders.clone()))
+            .configure(notifications::configure(notifications.clone()))
+            .configure(admin::configure(bus.clone()))
             .configure(ops::configure(readiness.clone()))
             .service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", document.clone()))

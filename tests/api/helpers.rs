@@ -6,7 +6,7 @@ use kernel::Clock;
 use reqwest::{Method, StatusCode};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-use shop::{Application, Contexts, Settings};
+use shop::{Application, Contexts, Options, Settings};
 use testkit::TestStore;
 
 pub const JWT_SECRET: &str = "a-test-signing-key-that-is-32-bytes-or-more";
@@ -32,7 +32,9 @@ fn init_logs() {
     });
 }
 
-/// The settings a test shop starts from: port 0, one worker, the test's store, no demo data.
+/// The settings a test shop starts from: port 0, one worker, the test's store, no demo data,
+/// and no background event delivery: tests deliver events themselves with
+/// [`TestApp::deliver_events`], so what they observe never depends on timing.
 pub fn test_settings(store: &TestStore) -> Settings {
     let mut settings = Settings::defaults();
     settings.server.port = 0;
@@ -42,6 +44,10 @@ pub fn test_settings(store: &TestStore) -> Settings {
     settings.database.max_connections = 4;
     settings.catalog.seed_demo = false;
     settings.auth.jwt_secret = SecretString::from(JWT_SECRET);
+    settings.messaging.background = false;
+    // Generous for a loaded CI machine; `tok_slow` answers after much longer.
+    settings.orders.charge_timeout_ms = 3_000;
+    settings.payments.slow_delay_ms = 60_000;
     settings
 }
 
@@ -58,9 +64,23 @@ pub async fn spawn_app_with(store: TestStore, configure: impl FnOnce(&mut Settin
 
 /// A shop whose contexts run on `clock` (to issue tokens in the past, for instance).
 pub async fn spawn_app_with_clock(store: TestStore, clock: Arc<dyn Clock>) -> TestApp {
+    let options = Options {
+        clock,
+        ..Options::default()
+    };
+    spawn_app_with_options(store, |_| {}, options).await
+}
+
+/// A shop with replaced parts (a clock, a checkout fault hook).
+pub async fn spawn_app_with_options(
+    store: TestStore,
+    configure: impl FnOnce(&mut Settings),
+    options: Options,
+) -> TestApp {
     init_logs();
-    let settings = test_settings(&store);
-    let contexts = Contexts::open_with_clock(&settings, clock)
+    let mut settings = test_settings(&store);
+    configure(&mut settings);
+    let contexts = Contexts::open_with(&settings, options)
         .await
         .expect("open contexts");
     let application = Application::build_with(&settings, contexts)
@@ -108,6 +128,41 @@ impl Answer {
 }
 
 impl TestApp {
+    /// Relays and handles every event committed so far, as the background bus would.
+    pub async fn deliver_events(&self) {
+        self.contexts
+            .bus
+            .run_until_idle()
+            .await
+            .expect("deliver events");
+    }
+
+    pub fn store(&self) -> &TestStore {
+        &self._store
+    }
+
+    /// Events named `name` in `context`'s outbox (read on that context's own connection).
+    pub async fn count_events(&self, context: &str, name: &str) -> i64 {
+        use sea_orm::ConnectionTrait;
+        let db = &self
+            .contexts
+            .stores
+            .iter()
+            .find(|(store, _)| *store == context)
+            .expect("a context store")
+            .1;
+        let sql = format!("SELECT COUNT(*) AS n FROM outbox WHERE name = '{name}'");
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                sql,
+            ))
+            .await
+            .expect("query")
+            .expect("row");
+        row.try_get::<i64>("", "n").expect("count")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }

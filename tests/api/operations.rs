@@ -19,6 +19,9 @@ async fn health_and_readiness(store: TestStore) {
         &json!({"status": "ready", "checks": [
             {"context": "auth", "status": "ok"},
             {"context": "catalog", "status": "ok"},
+            {"context": "payments", "status": "ok"},
+            {"context": "orders", "status": "ok"},
+            {"context": "notifications", "status": "ok"},
         ]})
     );
 }
@@ -95,6 +98,14 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
         "PATCH /api/catalog/products/{id}",
         "POST /api/catalog/products/{id}/stock",
         "GET /api/catalog/categories",
+        "GET /api/payments/test-tokens",
+        "POST /api/orders",
+        "GET /api/orders",
+        "GET /api/orders/{id}",
+        "POST /api/orders/{id}/cancel",
+        "GET /api/notifications",
+        "GET /api/admin/events/failed",
+        "POST /api/admin/events/{id}/retry",
     ]
     .into_iter()
     .map(String::from)

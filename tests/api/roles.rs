@@ -56,12 +56,29 @@ async fn a_context_role_cannot_read_another_contexts_tables() {
     );
 
     // Each context's migration history lives in its own schema.
-    for schema in ["auth", "catalog"] {
+    for (schema, migrations) in [
+        ("auth", 2),
+        ("catalog", 1),
+        ("payments", 1),
+        ("orders", 1),
+        ("notifications", 1),
+    ] {
         let sql = format!("SELECT COUNT(*) AS n FROM {schema}.seaql_migrations");
-        assert_eq!(
-            count(&connect_as(&store, &format!("shop_{schema}")).await, &sql).await,
-            Ok(1)
-        );
+        let role = connect_as(&store, &format!("shop_{schema}")).await;
+        assert_eq!(count(&role, &sql).await, Ok(migrations), "{schema}");
+    }
+    // And every pair of contexts is walled off, not only catalog and auth.
+    let orders = connect_as(&store, "shop_orders").await;
+    for foreign in [
+        "catalog.stock",
+        "payments.payments",
+        "auth.users",
+        "notifications.recipients",
+    ] {
+        let error = count(&orders, &format!("SELECT COUNT(*) AS n FROM {foreign}"))
+            .await
+            .expect_err("shop_orders reads only orders");
+        assert!(error.contains("permission denied"), "{foreign}: {error}");
     }
 }
 

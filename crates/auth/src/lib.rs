@@ -4,7 +4,7 @@
 //! - `domain`: parsing of emails, display names and passwords (no I/O);
 //! - `password`: argon2id hashing off the async runtime;
 //! - `token`: issuing and verifying JWT access tokens;
-//! - `store`: the `users` table, in auth's own schema;
+//! - `store`: the `users` table, in auth's own schema (and its `outbox`);
 //! - `service`: [`AuthService`], the implementation of `AuthApi`;
 //! - `http`: the `/api/auth` routes, written against `AuthApi` itself.
 //!
@@ -22,6 +22,7 @@ use std::sync::Arc;
 
 use auth_api::{AuthApi, AuthError, Password, RegisterUser, Role, User};
 use kernel::Clock;
+use messaging::Outbox;
 use sea_orm::{DatabaseConnection, DbErr};
 
 pub use http::{AuthDoc, configure};
@@ -40,13 +41,22 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 #[derive(Debug, Clone)]
 pub struct AuthModule {
     service: Arc<AuthService>,
+    outbox: Outbox,
 }
 
 impl AuthModule {
     pub async fn new(db: DatabaseConnection, tokens: TokenConfig, clock: Arc<dyn Clock>) -> Self {
+        let outbox = Outbox::new(CONTEXT);
         Self {
-            service: Arc::new(AuthService::new(db, tokens, clock).await),
+            service: Arc::new(AuthService::new(db, tokens, clock, outbox.clone()).await),
+            outbox,
         }
+    }
+
+    /// Where auth's events (`UserRegistered`) wait for the relay; the composition root
+    /// registers it on the event bus.
+    pub fn outbox(&self) -> &Outbox {
+        &self.outbox
     }
 
     /// The port other contexts and the web layer use.

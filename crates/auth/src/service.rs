@@ -3,9 +3,12 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use auth_api::{AccessToken, AuthApi, AuthError, Login, Principal, RegisterUser, Role, User};
+use auth_api::{
+    AccessToken, AuthApi, AuthError, Login, Principal, RegisterUser, Role, User, UserRegistered,
+};
 use kernel::{Clock, FieldErrors, UserId};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection};
+use messaging::Outbox;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, TransactionTrait};
 
 use crate::domain::{DisplayName, Email, NewPassword, role_to_str};
 use crate::password::PasswordHashing;
@@ -18,15 +21,22 @@ pub struct AuthService {
     hashing: PasswordHashing,
     tokens: Tokens,
     clock: Arc<dyn Clock>,
+    outbox: Outbox,
 }
 
 impl AuthService {
-    pub async fn new(db: DatabaseConnection, tokens: TokenConfig, clock: Arc<dyn Clock>) -> Self {
+    pub async fn new(
+        db: DatabaseConnection,
+        tokens: TokenConfig,
+        clock: Arc<dyn Clock>,
+        outbox: Outbox,
+    ) -> Self {
         Self {
             db,
             hashing: PasswordHashing::new().await,
             tokens: Tokens::new(tokens),
             clock,
+            outbox,
         }
     }
 
@@ -57,21 +67,36 @@ impl AuthService {
                 tracing::error!(error = %error, "cannot hash a password");
                 AuthError::Internal
             })?;
+        let now = self.clock.now();
         let user = users::ActiveModel {
             id: Set(UserId::new().as_uuid()),
             email: Set(email.into_inner()),
             display_name: Set(display_name.into_inner()),
             password_hash: Set(password_hash),
             role: Set(role_to_str(role).to_owned()),
-            created_at: Set(self.clock.now()),
+            created_at: Set(now),
         };
-        let user = user.insert(&self.db).await.map_err(|error| {
+        // The user and the event announcing it commit together, or neither does.
+        let txn = self.db.begin().await.map_err(db_kit::internal)?;
+        let user = user.insert(&txn).await.map_err(|error| {
             if db_kit::is_unique_violation(&error) {
                 AuthError::EmailTaken
             } else {
                 db_kit::internal(error)
             }
         })?;
+        let event = UserRegistered {
+            user_id: UserId::from_uuid(user.id),
+            email: user.email.clone(),
+            display_name: user.display_name.clone(),
+            registered_at: now,
+        };
+        self.outbox
+            .append(&txn, &event, now)
+            .await
+            .map_err(db_kit::internal)?;
+        txn.commit().await.map_err(db_kit::internal)?;
+        self.outbox.notify();
         tracing::info!(user_id = %user.id, "user registered");
         Ok(user.to_user())
     }

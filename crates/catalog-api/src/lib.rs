@@ -49,6 +49,10 @@ pub trait CatalogApi: Send + Sync + 'static {
 
     /// Returns a reservation's units to available stock. Idempotent.
     async fn release_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError>;
+
+    /// Puts the units of a committed (sold) reservation back into available stock, as when
+    /// a confirmed order is cancelled. The reservation ends `released`. Idempotent.
+    async fn restock_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError>;
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -145,7 +149,7 @@ pub enum ReservationStatus {
     Reserved,
     /// The order was confirmed; the units are sold.
     Committed,
-    /// The units went back to available stock.
+    /// The units went back to available stock (before or, by restocking, after the sale).
     Released,
 }
 

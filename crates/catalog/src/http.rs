@@ -6,7 +6,7 @@ use actix_web::{HttpResponse, web};
 use catalog_api::{
     CatalogApi, Category, NewProduct, Product, ProductPatch, ProductQuery, StockLevel,
 };
-use kernel::{FieldError, Page, PageRequest, ProductId};
+use kernel::{Page, ProductId};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use web_kit::{AdminUser, ErrorBody, HttpError, resource};
@@ -80,11 +80,7 @@ async fn search(
     params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, HttpError> {
     let params = params.into_inner();
-    let page = PageRequest::new(params.page, params.per_page).map_err(|error| {
-        catalog_api::CatalogError::InvalidQuery {
-            fields: vec![FieldError::new("page", "invalid_paging", error.to_string())],
-        }
-    })?;
+    let page = web_kit::page_request(params.page, params.per_page)?;
     let query = ProductQuery {
         text: params.q,
         category: params.category,

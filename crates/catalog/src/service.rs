@@ -310,6 +310,10 @@ impl CatalogApi for CatalogService {
     async fn release_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
         self.release(order_id).await
     }
+
+    async fn restock_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
+        self.restock(order_id).await
+    }
 }
 
 /// A row the same transaction just wrote could not be read back: a bug, not bad input.

@@ -5,8 +5,9 @@
 //! the schema's `CHECK (available >= 0)` refuses any statement that would break it anyway.
 //!
 //! A reservation is keyed by the order it is for, which makes every operation idempotent:
-//! reserving twice for one order takes stock once, committing or releasing twice changes
-//! stock once. Status changes are conditional updates too, so when two callers race, exactly
+//! reserving twice for one order takes stock once; committing, releasing or restocking
+//! twice changes stock once. The states: reserved → committed (sold) or released; committed
+//! → released again when a cancelled order's units are restocked. Status changes are conditional updates too, so when two callers race, exactly
 //! one of them moves the units.
 
 use catalog_api::{CatalogError, Reservation, ReservationStatus, StockLevel, StockLine};
@@ -161,24 +162,47 @@ impl CatalogService {
 
     #[tracing::instrument(skip(self))]
     pub(crate) async fn commit(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
-        self.close(order_id, ReservationStatus::Committed).await
+        self.transition(
+            order_id,
+            ReservationStatus::Reserved,
+            ReservationStatus::Committed,
+        )
+        .await
     }
 
     #[tracing::instrument(skip(self))]
     pub(crate) async fn release(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
-        self.close(order_id, ReservationStatus::Released).await
+        self.transition(
+            order_id,
+            ReservationStatus::Reserved,
+            ReservationStatus::Released,
+        )
+        .await
     }
 
-    /// Moves a reservation from `reserved` to `target` (committed or released) exactly once.
-    async fn close(
+    #[tracing::instrument(skip(self))]
+    pub(crate) async fn restock(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
+        self.transition(
+            order_id,
+            ReservationStatus::Committed,
+            ReservationStatus::Released,
+        )
+        .await
+    }
+
+    /// Moves a reservation from `from` to `target` exactly once, moving its units:
+    /// reserved → committed takes them out of `reserved` (sold); reserved → released puts
+    /// them back into `available`; committed → released (restock) puts sold units back.
+    async fn transition(
         &self,
         order_id: OrderId,
+        from: ReservationStatus,
         target: ReservationStatus,
     ) -> Result<Reservation, CatalogError> {
         for _ in 0..MAX_ATTEMPTS {
             let txn = self.db.begin().await.map_err(db_kit::internal)?;
             let Some(current) = load(&txn, order_id).await.map_err(db_kit::internal)? else {
-                if target == ReservationStatus::Committed {
+                if from != ReservationStatus::Reserved || target != ReservationStatus::Released {
                     return Err(CatalogError::ReservationNotFound { order_id });
                 }
                 // Releasing an order that never reserved leaves a tombstone, so that a
@@ -198,7 +222,7 @@ impl CatalogService {
             };
             match current.status {
                 status if status == target => return Ok(current),
-                ReservationStatus::Reserved => {}
+                status if status == from => {}
                 status => return Err(CatalogError::ReservationClosed { order_id, status }),
             }
             let moved = reservations::Entity::update_many()
@@ -211,10 +235,7 @@ impl CatalogService {
                     Expr::value(self.clock.now()),
                 )
                 .filter(reservations::Column::OrderId.eq(order_id.as_uuid()))
-                .filter(
-                    reservations::Column::Status
-                        .eq(store::status_to_str(ReservationStatus::Reserved)),
-                )
+                .filter(reservations::Column::Status.eq(store::status_to_str(from)))
                 .exec(&txn)
                 .await
                 .map_err(db_kit::internal)?
@@ -226,10 +247,13 @@ impl CatalogService {
             }
             for line in &current.lines {
                 let quantity = i64::from(line.quantity);
-                let mut update = stock::Entity::update_many().col_expr(
-                    stock::Column::Reserved,
-                    Expr::col(stock::Column::Reserved).sub(quantity),
-                );
+                let mut update = stock::Entity::update_many();
+                if from == ReservationStatus::Reserved {
+                    update = update.col_expr(
+                        stock::Column::Reserved,
+                        Expr::col(stock::Column::Reserved).sub(quantity),
+                    );
+                }
                 if target == ReservationStatus::Released {
                     update = update.col_expr(
                         stock::Column::Available,
@@ -243,7 +267,7 @@ impl CatalogService {
                     .map_err(db_kit::internal)?;
             }
             txn.commit().await.map_err(db_kit::internal)?;
-            tracing::info!(order_id = %order_id, status = ?target, "reservation closed");
+            tracing::info!(order_id = %order_id, from = ?from, to = ?target, "reservation moved");
             return Ok(Reservation {
                 status: target,
                 ..current

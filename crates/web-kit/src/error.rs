@@ -79,6 +79,19 @@ impl HttpError {
         )
     }
 
+    /// A 400 `invalid_query` listing the query parameters that are wrong.
+    pub fn invalid_query(fields: Vec<FieldError>) -> Self {
+        let mut error = Self::transport(
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+            "the query parameters are invalid",
+        );
+        if let Ok(fields) = serde_json::to_value(fields) {
+            error.detail.insert("fields".into(), fields);
+        }
+        error
+    }
+
     /// Errors of the HTTP transport itself (size limits, media types, routing), which have
     /// no counterpart in a context's error enum.
     pub(crate) fn transport(status: StatusCode, code: &str, message: impl Into<String>) -> Self {

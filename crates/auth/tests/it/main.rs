@@ -152,22 +152,52 @@ async fn migrations_are_recorded_in_auths_own_history(store: TestStore) {
         .expect("query")
         .expect("a row");
     let applied: i64 = row.try_get("", "n").expect("count");
-    assert_eq!(applied, 1);
+    assert_eq!(applied, 2, "users, then the outbox");
     if store.backend == Backend::Postgres {
         let row = db
             .query_one_raw(Statement::from_string(
                 DbBackend::Postgres,
                 "SELECT COUNT(*) AS n FROM information_schema.tables \
-                 WHERE table_schema = 'auth' AND table_name IN ('users', 'seaql_migrations')",
+                 WHERE table_schema = 'auth' AND table_name IN ('users', 'outbox', 'seaql_migrations')",
             ))
             .await
             .expect("query")
             .expect("a row");
-        assert_eq!(row.try_get::<i64>("", "n").expect("count"), 2);
+        assert_eq!(row.try_get::<i64>("", "n").expect("count"), 3);
     }
 }
 
+/// The event is written with the user, in the same transaction: a refused registration
+/// leaves no event behind.
+async fn registration_records_user_registered_with_the_user(store: TestStore) {
+    let auth = module(&store).await.api();
+    let db = store.connect(auth::CONTEXT).await;
+    let events = || async {
+        let row = db
+            .query_one_raw(Statement::from_string(
+                db.get_database_backend(),
+                "SELECT COUNT(*) AS n FROM outbox WHERE name = 'auth.user_registered.v1'",
+            ))
+            .await
+            .expect("query")
+            .expect("a row");
+        row.try_get::<i64>("", "n").expect("count")
+    };
+    auth.register(registration("evt@example.com", "password one", "Evt"))
+        .await
+        .expect("register");
+    assert_eq!(events().await, 1);
+    let duplicate = auth
+        .register(registration("EVT@example.com", "password two", "Evt"))
+        .await;
+    assert_eq!(duplicate, Err(AuthError::EmailTaken));
+    let invalid = auth.register(registration("nope", "x", "")).await;
+    assert!(invalid.is_err());
+    assert_eq!(events().await, 1, "refused registrations publish nothing");
+}
+
 testkit::backend_tests!(
+    registration_records_user_registered_with_the_user,
     registered_users_can_log_in_and_be_found,
     emails_are_unique_regardless_of_case,
     invalid_registrations_report_every_field_and_store_nothing,

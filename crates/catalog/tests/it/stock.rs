@@ -188,6 +188,21 @@ async fn every_reservation_step_is_idempotent(store: TestStore) {
             status: ReservationStatus::Released
         })
     );
+
+    // A cancelled sale: the committed units go back, once.
+    let restocked = catalog.restock_reservation(order).await.expect("restock");
+    assert_eq!(restocked.status, ReservationStatus::Released);
+    assert_eq!(catalog.restock_reservation(order).await, Ok(restocked));
+    assert_eq!(
+        level(&catalog, product.id).await,
+        stock(10, 0),
+        "sold units return"
+    );
+    let never = OrderId::new();
+    assert_eq!(
+        catalog.restock_reservation(never).await,
+        Err(CatalogError::ReservationNotFound { order_id: never })
+    );
 }
 
 async fn releasing_first_refuses_a_late_reservation(store: TestStore) {
@@ -285,6 +300,7 @@ enum Op {
     Reserve(usize, u32),
     Commit(usize),
     Release(usize),
+    Restock(usize),
 }
 
 fn ops() -> impl Strategy<Value = Vec<Op>> {
@@ -295,6 +311,7 @@ fn ops() -> impl Strategy<Value = Vec<Op>> {
         (0..4usize, 1u32..4).prop_map(|(order, quantity)| Op::Reserve(order, quantity)),
         (0..4usize).prop_map(Op::Commit),
         (0..4usize).prop_map(Op::Release),
+        (0..4usize).prop_map(Op::Restock),
     ];
     proptest::collection::vec(op, 1..30)
 }
@@ -353,6 +370,16 @@ impl Model {
                 Some((Released, _)) => true,
                 Some((Committed, _)) => false,
             },
+            Op::Restock(order) => match self.orders[order] {
+                Some((Committed, quantity)) => {
+                    self.available += quantity;
+                    self.sold -= quantity;
+                    self.orders[order] = Some((Released, quantity));
+                    true
+                }
+                Some((Released, _)) => true,
+                _ => false,
+            },
         }
     }
 }
@@ -379,6 +406,7 @@ async fn run_ops(catalog: &Arc<dyn CatalogApi>, ops: Vec<Op>) -> Result<(), Test
                 .is_ok(),
             Op::Commit(order) => catalog.commit_reservation(orders[order]).await.is_ok(),
             Op::Release(order) => catalog.release_reservation(orders[order]).await.is_ok(),
+            Op::Restock(order) => catalog.restock_reservation(orders[order]).await.is_ok(),
         };
         let expected = model.apply(op);
         prop_assert_eq!(accepted, expected, "{:?} after {:?}", op, model);

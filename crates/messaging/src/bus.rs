@@ -1,0 +1,458 @@
+//! The bus: relays every publisher's outbox to the subscribed consumers' inboxes, runs the
+//! consumers' handlers, retries, parks, replays and purges.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use kernel::Clock;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::backoff;
+use crate::consumer::{Consumer, Retry};
+use crate::outbox::Outbox;
+use crate::store::{self, DISPATCHED, DONE, FAILED, PENDING, inbox, outbox};
+
+#[derive(Debug, Clone)]
+pub struct BusConfig {
+    /// Rows claimed per pass.
+    pub batch_size: u64,
+    /// Attempts before a delivery or a handler is parked as failed.
+    pub max_attempts: i32,
+    /// First retry delay; doubles per attempt up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    /// How often the background loops look for due work when nobody wakes them.
+    pub poll_interval: Duration,
+    /// How long dispatched outbox rows and handled inbox rows are kept.
+    pub retention: Duration,
+    pub purge_interval: Duration,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 50,
+            max_attempts: 8,
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+            poll_interval: Duration::from_millis(250),
+            retention: Duration::from_secs(7 * 24 * 3600),
+            purge_interval: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Publisher {
+    context: &'static str,
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
+}
+
+#[derive(Debug)]
+pub struct BusBuilder {
+    config: BusConfig,
+    clock: Arc<dyn Clock>,
+    publishers: Vec<Publisher>,
+    consumers: Vec<Consumer>,
+}
+
+impl BusBuilder {
+    /// Relays `outbox`'s events, stored in `db` (the publishing context's own connection).
+    pub fn publisher(mut self, outbox: &Outbox, db: DatabaseConnection) -> Self {
+        self.publishers.push(Publisher {
+            context: outbox.context(),
+            db,
+            wake: outbox.wake(),
+        });
+        self
+    }
+
+    pub fn consumer(mut self, consumer: Consumer) -> Self {
+        self.consumers.push(consumer);
+        self
+    }
+
+    pub fn build(self) -> Bus {
+        Bus {
+            config: self.config,
+            clock: self.clock,
+            publishers: self.publishers,
+            consumers: self.consumers,
+            handled: Arc::new(Notify::new()),
+        }
+    }
+}
+
+/// What one pass did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    pub relayed: usize,
+    pub handled: usize,
+}
+
+impl Progress {
+    pub fn is_idle(&self) -> bool {
+        self.relayed == 0 && self.handled == 0
+    }
+}
+
+/// Where a parked event is stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stage {
+    /// Leaving the publisher's outbox (a consumer's inbox could not be reached).
+    Delivery,
+    /// In a consumer's inbox (its handler kept failing).
+    Handling,
+}
+
+/// A parked event, as the admin endpoints show it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FailedEvent {
+    /// The id to pass to [`Bus::retry`].
+    pub id: uuid::Uuid,
+    pub stage: Stage,
+    /// The publishing context (delivery) or the consumer (handling).
+    pub owner: String,
+    pub event_id: uuid::Uuid,
+    pub event_name: String,
+    pub aggregate_id: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+    pub occurred_at: DateTime<Utc>,
+}
+
+/// Delivery of integration events between the contexts of this process.
+#[derive(Debug)]
+pub struct Bus {
+    config: BusConfig,
+    clock: Arc<dyn Clock>,
+    publishers: Vec<Publisher>,
+    consumers: Vec<Consumer>,
+    /// Woken after the relay delivered something, so processors start at once.
+    handled: Arc<Notify>,
+}
+
+impl Bus {
+    pub fn builder(config: BusConfig, clock: Arc<dyn Clock>) -> BusBuilder {
+        BusBuilder {
+            config,
+            clock,
+            publishers: Vec::new(),
+            consumers: Vec::new(),
+        }
+    }
+
+    fn retry_policy(&self) -> Retry {
+        Retry {
+            max_attempts: self.config.max_attempts,
+            base: self.config.retry_base,
+            max: self.config.retry_max,
+        }
+    }
+
+    /// One pass: relay every publisher's due events, then run every consumer's due handlers.
+    pub async fn run_once(&self) -> Result<Progress, DbErr> {
+        let mut progress = Progress::default();
+        for publisher in &self.publishers {
+            progress.relayed += self.relay(publisher).await?;
+        }
+        let now = self.clock.now();
+        for consumer in &self.consumers {
+            progress.handled += consumer
+                .process_once(now, self.config.batch_size, self.retry_policy())
+                .await?;
+        }
+        Ok(progress)
+    }
+
+    /// Runs passes until one finds nothing due: everything committed before the call has
+    /// been delivered and handled (or scheduled for a later retry) when it returns.
+    pub async fn run_until_idle(&self) -> Result<Progress, DbErr> {
+        let mut total = Progress::default();
+        loop {
+            let pass = self.run_once().await?;
+            if pass.is_idle() {
+                return Ok(total);
+            }
+            total.relayed += pass.relayed;
+            total.handled += pass.handled;
+        }
+    }
+
+    /// Relays up to one batch of `publisher`'s due events.
+    async fn relay(&self, publisher: &Publisher) -> Result<usize, DbErr> {
+        let now = self.clock.now();
+        let postgres = publisher.db.get_database_backend() == DbBackend::Postgres;
+        // On Postgres the claimed rows stay locked until this transaction ends, so another
+        // process's relay skips them. SQLite has one connection per context and one process,
+        // so there is nobody to lock out, and holding its only connection while delivering
+        // would block a consumer that shares it.
+        let txn = if postgres {
+            Some(publisher.db.begin().await?)
+        } else {
+            None
+        };
+        let rows = match &txn {
+            Some(txn) => claim_outbox(txn, now, self.config.batch_size).await?,
+            None => claim_outbox(&publisher.db, now, self.config.batch_size).await?,
+        };
+        let count = rows.len();
+        for row in rows {
+            let outcome = self.deliver(&row, now).await;
+            let attempts = row.attempts + 1;
+            let mut update = row.into_active_model();
+            update.attempts = Set(attempts);
+            match outcome {
+                Ok(()) => {
+                    update.status = Set(DISPATCHED.to_owned());
+                    update.dispatched_at = Set(Some(now));
+                    update.last_error = Set(None);
+                }
+                Err(error) => {
+                    if attempts >= self.config.max_attempts {
+                        tracing::error!(context = publisher.context, error = %error, attempts, "event delivery failed; parked");
+                        update.status = Set(FAILED.to_owned());
+                    } else {
+                        tracing::warn!(context = publisher.context, error = %error, attempts, "event delivery failed; will retry");
+                        update.next_attempt_at = Set(backoff::next_attempt(
+                            now,
+                            attempts,
+                            self.config.retry_base,
+                            self.config.retry_max,
+                        ));
+                    }
+                    update.last_error = Set(Some(error.to_string()));
+                }
+            }
+            match &txn {
+                Some(txn) => update.update(txn).await?,
+                None => update.update(&publisher.db).await?,
+            };
+        }
+        if let Some(txn) = txn {
+            txn.commit().await?;
+        }
+        if count > 0 {
+            self.handled.notify_waiters();
+        }
+        Ok(count)
+    }
+
+    async fn deliver(&self, row: &outbox::Model, now: DateTime<Utc>) -> Result<(), DbErr> {
+        let envelope = store::envelope(
+            row.id,
+            &row.name,
+            &row.aggregate_id,
+            &row.payload,
+            row.occurred_at,
+        )?;
+        for consumer in self
+            .consumers
+            .iter()
+            .filter(|consumer| consumer.wants(&row.name))
+        {
+            consumer.accept(&envelope, now).await?;
+        }
+        Ok(())
+    }
+
+    /// Parked events of every publisher and consumer, oldest first.
+    pub async fn failed(&self) -> Result<Vec<FailedEvent>, DbErr> {
+        let mut failed = Vec::new();
+        for publisher in &self.publishers {
+            let rows = outbox::Entity::find()
+                .filter(outbox::Column::Status.eq(FAILED))
+                .order_by_asc(outbox::Column::Seq)
+                .all(&publisher.db)
+                .await?;
+            failed.extend(rows.into_iter().map(|row| FailedEvent {
+                id: row.id,
+                stage: Stage::Delivery,
+                owner: publisher.context.to_owned(),
+                event_id: row.id,
+                event_name: row.name,
+                aggregate_id: row.aggregate_id,
+                attempts: row.attempts,
+                last_error: row.last_error,
+                occurred_at: row.occurred_at,
+            }));
+        }
+        for consumer in &self.consumers {
+            let rows = inbox::Entity::find()
+                .filter(inbox::Column::Consumer.eq(consumer.name()))
+                .filter(inbox::Column::Status.eq(FAILED))
+                .order_by_asc(inbox::Column::Seq)
+                .all(consumer.db())
+                .await?;
+            failed.extend(rows.into_iter().map(|row| FailedEvent {
+                id: row.id,
+                stage: Stage::Handling,
+                owner: row.consumer,
+                event_id: row.event_id,
+                event_name: row.name,
+                aggregate_id: row.aggregate_id,
+                attempts: row.attempts,
+                last_error: row.last_error,
+                occurred_at: row.occurred_at,
+            }));
+        }
+        failed.sort_by_key(|event| event.occurred_at);
+        Ok(failed)
+    }
+
+    /// Puts a parked event back in line with a fresh set of attempts. Returns false when no
+    /// parked event has that id.
+    pub async fn retry(&self, id: uuid::Uuid) -> Result<bool, DbErr> {
+        let now = self.clock.now();
+        for publisher in &self.publishers {
+            let reset = outbox::Entity::update_many()
+                .col_expr(outbox::Column::Status, Expr::value(PENDING))
+                .col_expr(outbox::Column::Attempts, Expr::value(0))
+                .col_expr(outbox::Column::NextAttemptAt, Expr::value(now))
+                .filter(outbox::Column::Id.eq(id))
+                .filter(outbox::Column::Status.eq(FAILED))
+                .exec(&publisher.db)
+                .await?;
+            if reset.rows_affected > 0 {
+                publisher.wake.notify_one();
+                return Ok(true);
+            }
+        }
+        for consumer in &self.consumers {
+            let reset = inbox::Entity::update_many()
+                .col_expr(inbox::Column::Status, Expr::value(PENDING))
+                .col_expr(inbox::Column::Attempts, Expr::value(0))
+                .col_expr(inbox::Column::NextAttemptAt, Expr::value(now))
+                .filter(inbox::Column::Id.eq(id))
+                .filter(inbox::Column::Status.eq(FAILED))
+                .exec(consumer.db())
+                .await?;
+            if reset.rows_affected > 0 {
+                self.handled.notify_waiters();
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes dispatched outbox rows and handled inbox rows older than the retention.
+    pub async fn purge(&self) -> Result<u64, DbErr> {
+        let retention =
+            chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
+        let cutoff = self.clock.now() - retention;
+        let mut purged = 0;
+        for publisher in &self.publishers {
+            purged += outbox::Entity::delete_many()
+                .filter(outbox::Column::Status.eq(DISPATCHED))
+                .filter(outbox::Column::DispatchedAt.lt(cutoff))
+                .exec(&publisher.db)
+                .await?
+                .rows_affected;
+        }
+        for consumer in &self.consumers {
+            purged += inbox::Entity::delete_many()
+                .filter(inbox::Column::Consumer.eq(consumer.name()))
+                .filter(inbox::Column::Status.eq(DONE))
+                .filter(inbox::Column::ProcessedAt.lt(cutoff))
+                .exec(consumer.db())
+                .await?
+                .rows_affected;
+        }
+        if purged > 0 {
+            tracing::info!(rows = purged, "purged finished events");
+        }
+        Ok(purged)
+    }
+
+    /// Rows not yet dispatched or handled, parked ones excluded (for tests and metrics).
+    pub async fn pending(&self) -> Result<u64, DbErr> {
+        let mut pending = 0;
+        for publisher in &self.publishers {
+            pending += outbox::Entity::find()
+                .filter(outbox::Column::Status.eq(PENDING))
+                .count(&publisher.db)
+                .await?;
+        }
+        for consumer in &self.consumers {
+            pending += inbox::Entity::find()
+                .filter(inbox::Column::Consumer.eq(consumer.name()))
+                .filter(inbox::Column::Status.eq(PENDING))
+                .count(consumer.db())
+                .await?;
+        }
+        Ok(pending)
+    }
+
+    /// Runs the relay, the handlers and the purge in the background until `shutdown`.
+    pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut purge = tokio::time::interval(self.config.purge_interval);
+            let mut poll = tokio::time::interval(self.config.poll_interval);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let woken: Vec<_> = self.publishers.iter().map(|p| p.wake.notified()).collect();
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = poll.tick() => {}
+                    _ = futures::future::select_all(woken.into_iter().map(Box::pin)) => {}
+                    _ = self.handled.notified() => {}
+                    _ = purge.tick() => {
+                        if let Err(error) = self.purge().await {
+                            tracing::error!(error = %error, "purging events failed");
+                        }
+                        continue;
+                    }
+                }
+                if let Err(error) = self.run_until_idle().await {
+                    tracing::error!(error = %error, "event delivery pass failed");
+                }
+            }
+            tracing::info!("event bus stopped");
+        })
+    }
+}
+
+/// Due pending outbox rows, oldest first, skipping rows with an earlier pending row of the
+/// same aggregate, and on Postgres rows another relay holds.
+async fn claim_outbox<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    batch: u64,
+) -> Result<Vec<outbox::Model>, DbErr> {
+    let earlier = Alias::new("earlier");
+    let blocked = Query::select()
+        .expr(Expr::val(1))
+        .from_as(outbox::Entity, earlier.clone())
+        .and_where(
+            Expr::col((earlier.clone(), outbox::Column::AggregateId))
+                .eq(Expr::col((outbox::Entity, outbox::Column::AggregateId))),
+        )
+        .and_where(
+            Expr::col((earlier.clone(), outbox::Column::Seq))
+                .lt(Expr::col((outbox::Entity, outbox::Column::Seq))),
+        )
+        .and_where(Expr::col((earlier, outbox::Column::Status)).eq(PENDING))
+        .to_owned();
+    let mut select = outbox::Entity::find()
+        .filter(outbox::Column::Status.eq(PENDING))
+        .filter(outbox::Column::NextAttemptAt.lte(now))
+        .filter(Expr::exists(blocked).not())
+        .order_by_asc(outbox::Column::Seq)
+        .limit(batch);
+    if db.get_database_backend() == DbBackend::Postgres {
+        select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+    }
+    select.all(db).await
+}

@@ -1,0 +1,35 @@
+//! Integration events between bounded contexts: at-least-once delivery, exactly-once effect.
+//!
+//! The moving parts, in the order an event travels:
+//!
+//! 1. [`Outbox::append`]: the publishing context writes the event into **its own** `outbox`
+//!    table, in the same database transaction as the state change. Roll back, and the event
+//!    never existed; commit, and it will be delivered, even if the process dies right after.
+//! 2. The relay (inside [`Bus`]) claims due outbox rows (`FOR UPDATE SKIP LOCKED` on
+//!    Postgres, so several `shop` processes can relay at once), hands each to every
+//!    [`Consumer`] subscribed to its name, and marks it dispatched.
+//! 3. [`Consumer::accept`] stores the event in the **consumer's own** `inbox`, keyed by
+//!    (event id, consumer): a second delivery of the same event is a no-op.
+//! 4. The consumer's processor claims due inbox rows the same way and runs its
+//!    [`EventHandler`] inside a transaction on the consumer's database that also marks the
+//!    row done, so the handler's writes happen exactly once.
+//!
+//! Events of one aggregate are relayed and handled in order: a row is only claimed when no
+//! earlier row of the same aggregate is still pending. A failing delivery or handler is
+//! retried with exponential backoff, then parked as `failed` with its error, listed by
+//! [`Bus::failed`] and replayed by [`Bus::retry`]. Finished rows are purged after a
+//! retention period.
+//!
+//! In process the relay calls `Consumer::accept` directly. When a context is extracted, the
+//! same two tables stay, and a broker sits between the relay and `accept`.
+
+mod backoff;
+mod bus;
+mod consumer;
+pub mod migration;
+mod outbox;
+mod store;
+
+pub use bus::{Bus, BusBuilder, BusConfig, FailedEvent, Progress, Stage};
+pub use consumer::{Consumer, EventHandler, HandlerError};
+pub use outbox::Outbox;

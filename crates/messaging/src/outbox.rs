@@ -1,0 +1,73 @@
+//! The publishing side: append an event in the caller's transaction.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use kernel::{EventEnvelope, IntegrationEvent};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr};
+use tokio::sync::Notify;
+
+use crate::store::{PENDING, outbox};
+
+/// A publishing context's handle on its outbox.
+#[derive(Debug, Clone)]
+pub struct Outbox {
+    context: &'static str,
+    wake: Arc<Notify>,
+}
+
+impl Outbox {
+    pub fn new(context: &'static str) -> Self {
+        Self {
+            context,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    pub fn context(&self) -> &'static str {
+        self.context
+    }
+
+    /// Writes `event` to the outbox through `txn`, the transaction that makes the change the
+    /// event announces. The event exists if and only if that transaction commits.
+    pub async fn append<C, E>(
+        &self,
+        txn: &C,
+        event: &E,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<EventEnvelope, DbErr>
+    where
+        C: ConnectionTrait,
+        E: IntegrationEvent,
+    {
+        let envelope = EventEnvelope::wrap(event, occurred_at)
+            .map_err(|error| DbErr::Json(error.to_string()))?;
+        outbox::ActiveModel {
+            id: Set(envelope.id),
+            name: Set(envelope.name.clone()),
+            aggregate_id: Set(envelope.aggregate_id.clone()),
+            payload: Set(envelope.payload.to_string()),
+            occurred_at: Set(envelope.occurred_at),
+            status: Set(PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(occurred_at),
+            last_error: Set(None),
+            dispatched_at: Set(None),
+            ..Default::default()
+        }
+        .insert(txn)
+        .await?;
+        tracing::debug!(context = self.context, event = %envelope.name, event_id = %envelope.id, "event recorded");
+        Ok(envelope)
+    }
+
+    /// Tells the relay that a transaction with new events committed, so it need not wait for
+    /// its next poll. Forgetting to call it only delays delivery.
+    pub fn notify(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+}

@@ -1,0 +1,84 @@
+//! The `outbox` and `inbox` tables. Every context that publishes has an `outbox`, every
+//! context that consumes has an `inbox`, each in the context's own schema.
+
+pub(crate) const PENDING: &str = "pending";
+pub(crate) const DISPATCHED: &str = "dispatched";
+pub(crate) const DONE: &str = "done";
+pub(crate) const FAILED: &str = "failed";
+
+pub(crate) mod outbox {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "outbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        #[sea_orm(unique)]
+        pub id: Uuid,
+        pub name: String,
+        pub aggregate_id: String,
+        pub payload: String,
+        pub occurred_at: DateTimeUtc,
+        pub status: String,
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        pub last_error: Option<String>,
+        pub dispatched_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub(crate) mod inbox {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "inbox")]
+    pub struct Model {
+        #[sea_orm(primary_key)]
+        pub seq: i64,
+        /// This delivery's own id, for the admin endpoints.
+        #[sea_orm(unique)]
+        pub id: Uuid,
+        pub event_id: Uuid,
+        pub consumer: String,
+        pub name: String,
+        pub aggregate_id: String,
+        pub payload: String,
+        pub occurred_at: DateTimeUtc,
+        pub status: String,
+        pub attempts: i32,
+        pub next_attempt_at: DateTimeUtc,
+        pub last_error: Option<String>,
+        pub received_at: DateTimeUtc,
+        pub processed_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+use kernel::EventEnvelope;
+use sea_orm::DbErr;
+
+pub(crate) fn envelope(
+    id: uuid::Uuid,
+    name: &str,
+    aggregate_id: &str,
+    payload: &str,
+    occurred_at: chrono::DateTime<chrono::Utc>,
+) -> Result<EventEnvelope, DbErr> {
+    Ok(EventEnvelope {
+        id,
+        name: name.to_owned(),
+        aggregate_id: aggregate_id.to_owned(),
+        occurred_at,
+        payload: serde_json::from_str(payload).map_err(|error| DbErr::Json(error.to_string()))?,
+    })
+}

@@ -1,0 +1,505 @@
+//! The outbox → relay → inbox → handler pipeline on SQLite and Postgres, with a publisher
+//! context and a consumer context that each have their own store.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use kernel::{Clock, EventEnvelope, IntegrationEvent, ManualClock};
+use messaging::{Bus, BusConfig, Consumer, EventHandler, HandlerError, Outbox, Stage};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
+    TransactionTrait,
+};
+use sea_orm_migration::prelude::*;
+use serde::{Deserialize, Serialize};
+use testkit::TestStore;
+
+/// A test event: something happened to `thing`, the `step`th time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct ThingHappened {
+    thing: String,
+    step: u32,
+}
+
+impl IntegrationEvent for ThingHappened {
+    const NAME: &'static str = "test.thing_happened.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.thing.clone()
+    }
+}
+
+/// An event nobody subscribes to.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Ignored;
+
+impl IntegrationEvent for Ignored {
+    const NAME: &'static str = "test.ignored.v1";
+
+    fn aggregate_id(&self) -> String {
+        "ignored".into()
+    }
+}
+
+struct PublisherMigrator;
+
+impl MigratorTrait for PublisherMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreatePublisher)]
+    }
+}
+
+#[derive(DeriveMigrationName)]
+struct CreatePublisher;
+
+#[async_trait]
+impl MigrationTrait for CreatePublisher {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        messaging::migration::create_outbox(manager).await
+    }
+}
+
+struct ConsumerMigrator;
+
+impl MigratorTrait for ConsumerMigrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(CreateConsumer)]
+    }
+}
+
+#[derive(DeriveMigrationName)]
+struct CreateConsumer;
+
+#[async_trait]
+impl MigrationTrait for CreateConsumer {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        messaging::migration::create_inbox(manager).await?;
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("effects"))
+                    // Assigned as handlers run: the order events were actually handled in.
+                    .col(
+                        ColumnDef::new(Alias::new("id"))
+                            .big_integer()
+                            .auto_increment()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Alias::new("event_id")).uuid().not_null())
+                    .col(ColumnDef::new(Alias::new("thing")).string().not_null())
+                    .col(ColumnDef::new(Alias::new("step")).integer().not_null())
+                    .to_owned(),
+            )
+            .await
+    }
+}
+
+/// Records every event it handles in `effects`, in the handler's transaction. Fails the
+/// first `failures` calls.
+struct Recorder {
+    failures: AtomicUsize,
+}
+
+#[async_trait]
+impl EventHandler for Recorder {
+    async fn handle(
+        &self,
+        event: &EventEnvelope,
+        txn: &DatabaseTransaction,
+    ) -> Result<(), HandlerError> {
+        let thing: ThingHappened = event
+            .decode()
+            .map_err(|error| HandlerError::new(error.to_string()))?;
+        txn.execute_raw(Statement::from_sql_and_values(
+            txn.get_database_backend(),
+            match txn.get_database_backend() {
+                DbBackend::Postgres => {
+                    "INSERT INTO effects (event_id, thing, step) VALUES ($1, $2, $3)"
+                }
+                _ => "INSERT INTO effects (event_id, thing, step) VALUES (?, ?, ?)",
+            },
+            [
+                event.id.into(),
+                thing.thing.into(),
+                <i32 as TryFrom<u32>>::try_from(thing.step)
+                    .unwrap_or(i32::MAX)
+                    .into(),
+            ],
+        ))
+        .await
+        .map_err(|error| HandlerError::new(error.to_string()))?;
+        // Fail after writing: the write must be rolled back with the attempt.
+        if self
+            .failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+        {
+            return Err(HandlerError::new("not today"));
+        }
+        Ok(())
+    }
+}
+
+struct Fixture {
+    _publisher_store: TestStore,
+    _consumer_store: TestStore,
+    publisher_db: DatabaseConnection,
+    consumer_db: DatabaseConnection,
+    outbox: Outbox,
+    clock: Arc<ManualClock>,
+    recorder: Arc<Recorder>,
+}
+
+impl Fixture {
+    async fn new(store: TestStore, failures: usize) -> Self {
+        let consumer_store = TestStore::new(store.backend).await;
+        let publisher_db = store.connect("publisher").await;
+        db_kit::migrate::<PublisherMigrator>(&publisher_db, "publisher")
+            .await
+            .expect("migrate");
+        let consumer_db = consumer_store.connect("consumer").await;
+        db_kit::migrate::<ConsumerMigrator>(&consumer_db, "consumer")
+            .await
+            .expect("migrate");
+        Self {
+            _publisher_store: store,
+            _consumer_store: consumer_store,
+            publisher_db,
+            consumer_db,
+            outbox: Outbox::new("publisher"),
+            clock: Arc::new(ManualClock::new(Utc::now())),
+            recorder: Arc::new(Recorder {
+                failures: AtomicUsize::new(failures),
+            }),
+        }
+    }
+
+    fn bus(&self) -> Bus {
+        let config = BusConfig {
+            max_attempts: 3,
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(60),
+            retention: Duration::from_secs(3600),
+            ..BusConfig::default()
+        };
+        Bus::builder(config, self.clock.clone())
+            .publisher(&self.outbox, self.publisher_db.clone())
+            .consumer(
+                Consumer::new("recorder", self.consumer_db.clone(), self.recorder.clone())
+                    .subscribe::<ThingHappened>(),
+            )
+            .build()
+    }
+
+    async fn publish(&self, thing: &str, step: u32) -> EventEnvelope {
+        let txn = self.publisher_db.begin().await.expect("begin");
+        let envelope = self
+            .outbox
+            .append(
+                &txn,
+                &ThingHappened {
+                    thing: thing.into(),
+                    step,
+                },
+                self.clock.now(),
+            )
+            .await
+            .expect("append");
+        txn.commit().await.expect("commit");
+        envelope
+    }
+
+    async fn scalar(&self, db: &DatabaseConnection, sql: &str) -> i64 {
+        let row = db
+            .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
+            .await
+            .expect("query")
+            .expect("row");
+        row.try_get::<i64>("", "n").expect("count")
+    }
+
+    async fn effects(&self) -> i64 {
+        self.scalar(&self.consumer_db, "SELECT COUNT(*) AS n FROM effects")
+            .await
+    }
+
+    /// (thing, step) in the order they were handled.
+    async fn effect_order(&self) -> Vec<(String, i32)> {
+        let rows = self
+            .consumer_db
+            .query_all_raw(Statement::from_string(
+                self.consumer_db.get_database_backend(),
+                "SELECT thing, step FROM effects ORDER BY id",
+            ))
+            .await
+            .expect("query");
+        rows.iter()
+            .map(|row| {
+                (
+                    row.try_get("", "thing").expect("thing"),
+                    row.try_get("", "step").expect("step"),
+                )
+            })
+            .collect()
+    }
+}
+
+async fn events_exist_only_if_their_transaction_commits(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let txn = fixture.publisher_db.begin().await.expect("begin");
+    fixture
+        .outbox
+        .append(
+            &txn,
+            &ThingHappened {
+                thing: "a".into(),
+                step: 1,
+            },
+            fixture.clock.now(),
+        )
+        .await
+        .expect("append");
+    txn.rollback().await.expect("rollback");
+    let bus = fixture.bus();
+    assert!(bus.run_until_idle().await.expect("run").is_idle());
+    assert_eq!(fixture.effects().await, 0);
+
+    fixture.publish("a", 2).await;
+    let progress = bus.run_until_idle().await.expect("run");
+    assert_eq!((progress.relayed, progress.handled), (1, 1));
+    assert_eq!(fixture.effects().await, 1);
+    assert_eq!(bus.pending().await.expect("pending"), 0);
+}
+
+async fn events_without_subscribers_are_dispatched_and_dropped(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let txn = fixture.publisher_db.begin().await.expect("begin");
+    fixture
+        .outbox
+        .append(&txn, &Ignored, fixture.clock.now())
+        .await
+        .expect("append");
+    txn.commit().await.expect("commit");
+    let progress = fixture.bus().run_until_idle().await.expect("run");
+    assert_eq!((progress.relayed, progress.handled), (1, 0));
+    assert_eq!(
+        fixture
+            .scalar(&fixture.consumer_db, "SELECT COUNT(*) AS n FROM inbox")
+            .await,
+        0
+    );
+}
+
+/// The same event delivered three times, one after the other and then three times at once,
+/// has one effect.
+async fn duplicate_deliveries_have_one_effect(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let consumer = Consumer::new(
+        "recorder",
+        fixture.consumer_db.clone(),
+        fixture.recorder.clone(),
+    )
+    .subscribe::<ThingHappened>();
+    let now = fixture.clock.now();
+    let first = EventEnvelope::wrap(
+        &ThingHappened {
+            thing: "dup".into(),
+            step: 1,
+        },
+        now,
+    )
+    .expect("wrap");
+    for _ in 0..3 {
+        consumer.accept(&first, now).await.expect("accept");
+    }
+    let second = EventEnvelope::wrap(
+        &ThingHappened {
+            thing: "dup".into(),
+            step: 2,
+        },
+        now,
+    )
+    .expect("wrap");
+    let concurrent = (0..3).map(|_| {
+        let consumer = consumer.clone();
+        let second = second.clone();
+        tokio::spawn(async move { consumer.accept(&second, now).await })
+    });
+    for accepted in futures::future::join_all(concurrent).await {
+        accepted.expect("task").expect("accept");
+    }
+    let bus = fixture.bus();
+    bus.run_until_idle().await.expect("run");
+    // Deliveries after handling are ignored too.
+    consumer.accept(&first, now).await.expect("accept");
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(fixture.effects().await, 2);
+    assert_eq!(
+        fixture
+            .scalar(&fixture.consumer_db, "SELECT COUNT(*) AS n FROM inbox")
+            .await,
+        2
+    );
+}
+
+async fn failing_handlers_retry_with_backoff_then_park_and_replay(store: TestStore) {
+    // Fails on all three attempts the bus allows, so the replayed fourth attempt succeeds.
+    let fixture = Fixture::new(store, 3).await;
+    let bus = fixture.bus();
+    fixture.publish("flaky", 1).await;
+
+    bus.run_until_idle().await.expect("first attempt");
+    assert_eq!(
+        fixture.effects().await,
+        0,
+        "a failed attempt leaves no effect"
+    );
+    // Not due yet: the retry waits 10 s.
+    assert!(bus.run_until_idle().await.expect("too early").is_idle());
+    fixture.clock.advance(chrono::Duration::seconds(10));
+    assert_eq!(bus.run_until_idle().await.expect("second").handled, 1);
+    fixture.clock.advance(chrono::Duration::seconds(19));
+    assert!(
+        bus.run_until_idle()
+            .await
+            .expect("still backing off")
+            .is_idle(),
+        "the second wait is 20 s"
+    );
+    fixture.clock.advance(chrono::Duration::seconds(1));
+    assert_eq!(bus.run_until_idle().await.expect("third").handled, 1);
+
+    let failed = bus.failed().await.expect("failed");
+    assert_eq!(failed.len(), 1);
+    assert_eq!(failed[0].stage, Stage::Handling);
+    assert_eq!(failed[0].owner, "recorder");
+    assert_eq!(failed[0].attempts, 3);
+    assert_eq!(failed[0].last_error.as_deref(), Some("not today"));
+    assert_eq!(fixture.effects().await, 0);
+    fixture.clock.advance(chrono::Duration::hours(1));
+    assert!(
+        bus.run_until_idle().await.expect("parked").is_idle(),
+        "parked events are not retried"
+    );
+
+    assert!(bus.retry(failed[0].id).await.expect("retry"));
+    assert!(
+        !bus.retry(failed[0].id).await.expect("retry again"),
+        "no longer parked"
+    );
+    assert_eq!(bus.run_until_idle().await.expect("replay").handled, 1);
+    assert_eq!(fixture.effects().await, 1);
+    assert!(bus.failed().await.expect("failed").is_empty());
+    assert!(!bus.retry(uuid::Uuid::now_v7()).await.expect("unknown id"));
+}
+
+async fn events_of_one_aggregate_are_handled_in_order(store: TestStore) {
+    // The first handling fails: the rest of that aggregate must wait for it.
+    let fixture = Fixture::new(store, 1).await;
+    let bus = fixture.bus();
+    for step in 1..=3 {
+        fixture.publish("ordered", step).await;
+    }
+    fixture.publish("other", 1).await;
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(
+        fixture.effect_order().await,
+        [("other".into(), 1)],
+        "`ordered` waits behind its failed first event"
+    );
+    fixture.clock.advance(chrono::Duration::seconds(10));
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(
+        fixture.effect_order().await,
+        [
+            ("other".into(), 1),
+            ("ordered".into(), 1),
+            ("ordered".into(), 2),
+            ("ordered".into(), 3)
+        ]
+    );
+}
+
+/// A process dies after committing an event but before relaying it; the next process
+/// (a new bus on the same stores) delivers it.
+async fn committed_events_survive_a_restart(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    fixture.publish("survivor", 1).await;
+    drop(fixture.bus()); // the first process never ran its relay
+    let restarted = fixture.bus();
+    assert_eq!(restarted.run_until_idle().await.expect("run").handled, 1);
+    assert_eq!(fixture.effects().await, 1);
+}
+
+async fn finished_rows_are_purged_after_the_retention(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let bus = fixture.bus();
+    fixture.publish("old", 1).await;
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(bus.purge().await.expect("purge"), 0, "too recent");
+    fixture.clock.advance(chrono::Duration::hours(2));
+    assert_eq!(
+        bus.purge().await.expect("purge"),
+        2,
+        "one outbox row, one inbox row"
+    );
+    assert_eq!(
+        fixture
+            .scalar(&fixture.publisher_db, "SELECT COUNT(*) AS n FROM outbox")
+            .await,
+        0
+    );
+    assert_eq!(fixture.effects().await, 1, "effects stay");
+}
+
+/// Two buses (two `shop` processes) on the same stores, running at once, handle every
+/// event exactly once and in order per aggregate.
+async fn two_dispatchers_handle_each_event_once(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    for step in 1..=20 {
+        for thing in ["a", "b", "c", "d", "e"] {
+            fixture.publish(thing, step).await;
+        }
+    }
+    let first = Arc::new(fixture.bus());
+    let second = Arc::new(fixture.bus());
+    let runs = [first.clone(), second.clone(), first, second]
+        .map(|bus| tokio::spawn(async move { bus.run_until_idle().await }));
+    for run in futures::future::join_all(runs).await {
+        run.expect("task").expect("run");
+    }
+    fixture.bus().run_until_idle().await.expect("settle");
+    assert_eq!(fixture.effects().await, 100);
+    assert_eq!(
+        fixture
+            .scalar(&fixture.consumer_db, "SELECT COUNT(*) AS n FROM (SELECT event_id FROM effects GROUP BY event_id HAVING COUNT(*) > 1) dup")
+            .await,
+        0,
+        "no event was handled twice"
+    );
+    let order = fixture.effect_order().await;
+    for thing in ["a", "b", "c", "d", "e"] {
+        let steps: Vec<i32> = order
+            .iter()
+            .filter(|(t, _)| t == thing)
+            .map(|(_, s)| *s)
+            .collect();
+        assert_eq!(steps, (1..=20).collect::<Vec<_>>(), "{thing} in order");
+    }
+}
+
+testkit::backend_tests!(
+    events_exist_only_if_their_transaction_commits,
+    events_without_subscribers_are_dispatched_and_dropped,
+    duplicate_deliveries_have_one_effect,
+    failing_handlers_retry_with_backoff_then_park_and_replay,
+    events_of_one_aggregate_are_handled_in_order,
+    committed_events_survive_a_restart,
+    finished_rows_are_purged_after_the_retention,
+    two_dispatchers_handle_each_event_once,
+);

@@ -1,0 +1,51 @@
+//! The `/api/notifications` routes, written against the `NotificationsApi` port.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use kernel::Page;
+use notifications_api::{Notification, NotificationKind, NotificationsApi};
+use utoipa::OpenApi;
+use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, resource};
+
+/// Mounts notifications' routes and the `NotificationsApi` they call.
+pub fn configure(api: Arc<dyn NotificationsApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::scope("/api/notifications")
+                .app_data(web::Data::from(api))
+                .service(resource("").route(web::get().to(list))),
+        );
+    }
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    paths(list),
+    components(schemas(Notification, NotificationKind, Page<Notification>)),
+    tags((name = "notifications", description = "The messages sent to the caller"))
+)]
+pub struct NotificationsDoc;
+
+/// The messages sent to the caller, newest first.
+#[utoipa::path(
+    get, path = "/api/notifications", tag = "notifications",
+    security(("bearer" = [])),
+    params(Paging),
+    responses(
+        (status = 200, description = "One page of the caller's messages and the total", body = Page<Notification>),
+        (status = 400, description = "`invalid_query` (bad paging values)", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+    )
+)]
+async fn list(
+    CurrentUser(principal): CurrentUser,
+    notifications: web::Data<dyn NotificationsApi>,
+    paging: web::Query<Paging>,
+) -> Result<HttpResponse, HttpError> {
+    let page = paging.request()?;
+    let listed = notifications
+        .list_notifications(principal.user_id, page)
+        .await?;
+    Ok(HttpResponse::Ok().json(listed))
+}

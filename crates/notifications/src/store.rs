@@ -1,0 +1,167 @@
+//! Notifications' tables, in notifications' own schema, and the queries over them.
+//!
+//! Every function takes any connection, so the event handler can run them on the transaction
+//! it was given (on SQLite that transaction holds the context's only connection).
+
+use chrono::{DateTime, Utc};
+use kernel::{Page, PageRequest, UserId};
+use notifications_api::Notification;
+use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::OnConflict;
+use sea_orm::{ActiveValue::Set, QueryOrder, QuerySelect};
+
+use crate::domain::{self, Recipient};
+
+pub mod recipients {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "recipients")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub user_id: Uuid,
+        pub email: String,
+        pub display_name: String,
+        pub updated_at: DateTimeUtc,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod notifications {
+    use sea_orm::entity::prelude::*;
+
+    /// One message to one recipient. `(event_id, recipient_id)` is unique.
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "notifications")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub event_id: Uuid,
+        pub recipient_id: Uuid,
+        pub kind: String,
+        pub channel: String,
+        pub address: String,
+        pub subject: String,
+        pub body: String,
+        pub created_at: DateTimeUtc,
+        pub sent_at: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+/// Creates the recipient or replaces its address and name.
+pub async fn upsert_recipient<C: ConnectionTrait>(
+    db: &C,
+    recipient: &Recipient,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    recipients::Entity::insert(recipients::ActiveModel {
+        user_id: Set(recipient.user_id.as_uuid()),
+        email: Set(recipient.email.clone()),
+        display_name: Set(recipient.display_name.clone()),
+        updated_at: Set(now),
+    })
+    .on_conflict(
+        OnConflict::column(recipients::Column::UserId)
+            .update_columns([
+                recipients::Column::Email,
+                recipients::Column::DisplayName,
+                recipients::Column::UpdatedAt,
+            ])
+            .to_owned(),
+    )
+    .exec_without_returning(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn find_recipient<C: ConnectionTrait>(
+    db: &C,
+    user_id: UserId,
+) -> Result<Option<Recipient>, DbErr> {
+    Ok(recipients::Entity::find_by_id(user_id.as_uuid())
+        .one(db)
+        .await?
+        .map(|row| Recipient {
+            user_id: UserId::from_uuid(row.user_id),
+            email: row.email,
+            display_name: row.display_name,
+        }))
+}
+
+/// True when `event` already gave `recipient` its message.
+pub async fn notification_exists<C: ConnectionTrait>(
+    db: &C,
+    event_id: Uuid,
+    recipient: UserId,
+) -> Result<bool, DbErr> {
+    let found = notifications::Entity::find()
+        .filter(notifications::Column::EventId.eq(event_id))
+        .filter(notifications::Column::RecipientId.eq(recipient.as_uuid()))
+        .count(db)
+        .await?;
+    Ok(found > 0)
+}
+
+/// Stores a sent message; returns false when (event, recipient) already had one.
+///
+/// `ON CONFLICT DO NOTHING` rather than catching the unique violation: on Postgres a failed
+/// statement aborts the whole transaction, and the handler's transaction must still commit
+/// (with the inbox row marked done) when the message turns out to exist already.
+pub async fn insert_notification<C: ConnectionTrait>(
+    db: &C,
+    row: notifications::ActiveModel,
+) -> Result<bool, DbErr> {
+    let inserted = notifications::Entity::insert(row)
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .try_insert()
+        .exec_without_returning(db)
+        .await?;
+    Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(rows) if rows > 0))
+}
+
+pub fn to_notification(row: notifications::Model) -> Result<Notification, DbErr> {
+    let kind = domain::kind_from_str(&row.kind)
+        .ok_or_else(|| DbErr::Type(format!("unknown notification kind {:?}", row.kind)))?;
+    Ok(Notification {
+        id: row.id,
+        kind,
+        channel: row.channel,
+        to: row.address,
+        subject: row.subject,
+        body: row.body,
+        created_at: row.created_at,
+        sent_at: row.sent_at,
+    })
+}
+
+/// `recipient`'s messages, newest first (ties broken by id, so pages never overlap).
+pub async fn list_notifications<C: ConnectionTrait>(
+    db: &C,
+    recipient: UserId,
+    page: PageRequest,
+) -> Result<Page<Notification>, DbErr> {
+    let select = notifications::Entity::find()
+        .filter(notifications::Column::RecipientId.eq(recipient.as_uuid()));
+    let total = select.clone().count(db).await?;
+    let rows = select
+        .order_by_desc(notifications::Column::CreatedAt)
+        .order_by_desc(notifications::Column::Id)
+        .offset(page.offset())
+        .limit(u64::from(page.per_page()))
+        .all(db)
+        .await?;
+    let items = rows
+        .into_iter()
+        .map(to_notification)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Page::new(items, total, page))
+}

@@ -1,0 +1,368 @@
+//! The published language of the orders context: orders, their lines and their lifecycle.
+//!
+//! orders owns its own model of a purchase. An order line keeps a snapshot of the product's
+//! name and unit price at purchase time; the order's customer is a buyer id with a shipping
+//! address snapshot. Payment and current product information in [`OrderDetail`] are orders'
+//! own view types, translated from the payments and catalog answers: this crate depends on
+//! no other context.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kernel::{
+    ContextError, ErrorKind, FieldError, IntegrationEvent, Money, OrderId, Page, PageRequest,
+    ProductId, UserId,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[async_trait]
+pub trait OrdersApi: Send + Sync + 'static {
+    /// Places an order and runs checkout to its end: reserve stock, charge, confirm
+    /// (compensating on failure). Idempotent per (customer, `idempotency_key`): a repeat
+    /// returns the same order, with `replayed` set.
+    async fn place_order(&self, request: PlaceOrder) -> Result<Placed, OrdersError>;
+
+    /// An order with its payment and its products as they are now. Customers see only
+    /// their own orders; others' are `order_not_found`.
+    async fn get_order(&self, viewer: Viewer, id: OrderId) -> Result<OrderDetail, OrdersError>;
+
+    /// The viewer's orders, newest first (all orders for administrators).
+    async fn list_orders(
+        &self,
+        viewer: Viewer,
+        page: PageRequest,
+    ) -> Result<Page<Order>, OrdersError>;
+
+    /// Cancels a confirmed order: refunds the payment and returns the units to stock.
+    /// Publishes `OrderCancelled`. Cancelling a cancelled order returns it unchanged.
+    async fn cancel_order(&self, viewer: Viewer, id: OrderId) -> Result<Order, OrdersError>;
+}
+
+/// Who is asking, as orders needs to know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Viewer {
+    pub user_id: UserId,
+    pub admin: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlaceOrder {
+    pub customer_id: UserId,
+    /// From the `Idempotency-Key` header.
+    pub idempotency_key: String,
+    pub lines: Vec<LineRequest>,
+    pub shipping_address: ShippingAddress,
+    pub payment_token: String,
+}
+
+/// The body of `POST /api/orders`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderRequest {
+    pub lines: Vec<LineRequest>,
+    pub shipping_address: ShippingAddress,
+    /// A payment provider token; see `GET /api/payments/test-tokens`.
+    #[schema(example = "tok_visa")]
+    pub payment_token: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LineRequest {
+    pub product_id: ProductId,
+    pub quantity: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ShippingAddress {
+    #[schema(example = "Ada Lovelace")]
+    pub name: String,
+    #[schema(example = "12 St James's Square")]
+    pub line1: String,
+    #[serde(default)]
+    pub line2: Option<String>,
+    #[schema(example = "London")]
+    pub city: String,
+    #[schema(example = "SW1Y 4JH")]
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    #[schema(example = "GB")]
+    pub country: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// Created; stock not yet reserved.
+    Pending,
+    /// Stock held; charging.
+    StockReserved,
+    /// Charged; confirming.
+    PaymentCaptured,
+    /// Done: stock sold, money taken.
+    Confirmed,
+    /// Not enough stock; nothing charged.
+    Rejected,
+    /// The charge failed; stock released. See `failure_reason`.
+    PaymentFailed,
+    /// Refunding and restocking.
+    Cancelling,
+    /// Refunded and restocked.
+    Cancelled,
+}
+
+impl OrderStatus {
+    /// No further step will change the order on its own.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            Self::Confirmed | Self::Rejected | Self::PaymentFailed | Self::Cancelled
+        )
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderLine {
+    pub product_id: ProductId,
+    /// Snapshot at purchase time.
+    pub sku: String,
+    /// Snapshot at purchase time.
+    pub name: String,
+    /// Snapshot at purchase time.
+    pub unit_price: Money,
+    pub quantity: u32,
+    pub line_total: Money,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Order {
+    pub id: OrderId,
+    pub customer_id: UserId,
+    pub status: OrderStatus,
+    pub lines: Vec<OrderLine>,
+    pub total: Money,
+    pub shipping_address: ShippingAddress,
+    /// Why the order was rejected or its payment failed (`out_of_stock`, `declined`, ...).
+    pub failure_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The answer to `place_order`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placed {
+    pub order: Order,
+    /// True when the idempotency key had been used before and this is that order.
+    pub replayed: bool,
+}
+
+/// The payment of an order, as orders presents it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PaymentView {
+    /// `pending`, `captured`, `partially_refunded`, `refunded`, `failed` or `voided`.
+    pub status: String,
+    pub captured: Money,
+    pub refunded: Money,
+    pub provider_reference: Option<String>,
+}
+
+/// A product of the order as the catalog has it now (it may have changed since purchase).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ProductView {
+    pub product_id: ProductId,
+    pub name: String,
+    pub current_price: Money,
+    pub active: bool,
+    pub available: u32,
+}
+
+/// An order composed with its payment and products: one call to each context.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderDetail {
+    pub order: Order,
+    pub payment: Option<PaymentView>,
+    /// Products no longer in the catalog are left out.
+    pub products: Vec<ProductView>,
+}
+
+/// Published when an order is created, before checkout runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPlaced {
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub total: Money,
+    pub lines: Vec<LineRequest>,
+    pub placed_at: DateTime<Utc>,
+}
+
+impl IntegrationEvent for OrderPlaced {
+    const NAME: &'static str = "orders.order_placed.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+/// Published when checkout succeeded: stock sold, payment captured.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderConfirmed {
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub total: Money,
+    pub line_count: u32,
+    pub confirmed_at: DateTime<Utc>,
+}
+
+impl IntegrationEvent for OrderConfirmed {
+    const NAME: &'static str = "orders.order_confirmed.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+/// Published when checkout failed at the payment step; the stock was released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderPaymentFailed {
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub total: Money,
+    pub reason: String,
+    pub failed_at: DateTime<Utc>,
+}
+
+impl IntegrationEvent for OrderPaymentFailed {
+    const NAME: &'static str = "orders.order_payment_failed.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+/// Published when a confirmed order was cancelled: refunded and restocked.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderCancelled {
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub refunded: Money,
+    pub cancelled_at: DateTime<Utc>,
+}
+
+impl IntegrationEvent for OrderCancelled {
+    const NAME: &'static str = "orders.order_cancelled.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+)]
+#[serde(tag = "code", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum OrdersError {
+    #[error("some fields are invalid")]
+    ValidationFailed { fields: Vec<FieldError> },
+    #[error(
+        "send an `Idempotency-Key` header (1 to 200 printable characters) so that a retried request cannot order twice"
+    )]
+    MissingIdempotencyKey,
+    #[error("this idempotency key was already used for a different order")]
+    IdempotencyKeyReused,
+    #[error("no order with id {order_id}")]
+    OrderNotFound { order_id: OrderId },
+    #[error("an order that is {status:?} cannot be cancelled")]
+    NotCancellable { status: OrderStatus },
+    #[error("the order could not be completed now; it will be completed or undone shortly")]
+    CheckoutIncomplete {
+        order_id: OrderId,
+        status: OrderStatus,
+    },
+    #[error("orders is unavailable: {reason}")]
+    Unavailable { reason: String },
+    #[error("internal error")]
+    Internal,
+}
+
+impl ContextError for OrdersError {
+    fn code(&self) -> &'static str {
+        self.into()
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::ValidationFailed { .. } => ErrorKind::Validation,
+            Self::MissingIdempotencyKey => ErrorKind::InvalidInput,
+            Self::IdempotencyKeyReused => ErrorKind::Rejected,
+            Self::OrderNotFound { .. } => ErrorKind::NotFound,
+            Self::NotCancellable { .. } => ErrorKind::Conflict,
+            Self::CheckoutIncomplete { .. } | Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::Internal => ErrorKind::Internal,
+        }
+    }
+
+    fn internal() -> Self {
+        Self::Internal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_codes_match_their_wire_tag() {
+        let order_id = OrderId::new();
+        let all = [
+            OrdersError::ValidationFailed { fields: vec![] },
+            OrdersError::MissingIdempotencyKey,
+            OrdersError::IdempotencyKeyReused,
+            OrdersError::OrderNotFound { order_id },
+            OrdersError::NotCancellable {
+                status: OrderStatus::Rejected,
+            },
+            OrdersError::CheckoutIncomplete {
+                order_id,
+                status: OrderStatus::StockReserved,
+            },
+            OrdersError::Unavailable {
+                reason: "timeout".into(),
+            },
+            OrdersError::Internal,
+        ];
+        for error in all {
+            let wire = serde_json::to_value(&error).expect("serializable");
+            assert_eq!(wire["code"], error.code(), "{error:?}");
+            let back: OrdersError = serde_json::from_value(wire).expect("deserializable");
+            assert_eq!(back, error);
+        }
+    }
+
+    #[test]
+    fn terminal_statuses() {
+        let terminal: Vec<_> = [
+            OrderStatus::Pending,
+            OrderStatus::StockReserved,
+            OrderStatus::PaymentCaptured,
+            OrderStatus::Confirmed,
+            OrderStatus::Rejected,
+            OrderStatus::PaymentFailed,
+            OrderStatus::Cancelling,
+            OrderStatus::Cancelled,
+        ]
+        .into_iter()
+        .filter(|status| status.is_terminal())
+        .collect();
+        assert_eq!(
+            terminal,
+            [
+                OrderStatus::Confirmed,
+                OrderStatus::Rejected,
+                OrderStatus::PaymentFailed,
+                OrderStatus::Cancelled
+            ]
+        );
+    }
+}

@@ -1,0 +1,168 @@
+//! The `/api/orders` routes, written against the `OrdersApi` port.
+
+use std::sync::Arc;
+
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::{HttpRequest, HttpResponse, web};
+use kernel::{FieldError, OrderId, Page};
+use orders_api::{
+    Order, OrderDetail, OrderRequest, OrdersApi, OrdersError, PaymentView, PlaceOrder, ProductView,
+    Viewer,
+};
+use utoipa::OpenApi;
+use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, resource};
+
+const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
+
+pub fn configure(api: Arc<dyn OrdersApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::scope("/api/orders")
+                .app_data(web::Data::from(api))
+                .service(
+                    resource("")
+                        .route(web::post().to(place))
+                        .route(web::get().to(list)),
+                )
+                .service(resource("/{id}").route(web::get().to(detail)))
+                .service(resource("/{id}/cancel").route(web::post().to(cancel))),
+        );
+    }
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    paths(place, list, detail, cancel),
+    components(schemas(OrderRequest, Order, OrderDetail, PaymentView, ProductView, Page<Order>)),
+    tags((name = "orders", description = "Orders and checkout"))
+)]
+pub struct OrdersDoc;
+
+fn viewer(CurrentUser(principal): CurrentUser) -> Viewer {
+    Viewer {
+        user_id: principal.user_id,
+        admin: principal.is_admin(),
+    }
+}
+
+/// Place an order and run checkout.
+///
+/// Prices and names come from the catalog, never from the request. The answer is the order
+/// after checkout: `confirmed`, `rejected` (out of stock, nothing charged) or
+/// `payment_failed` (stock released). A repeated `Idempotency-Key` with the same body
+/// answers the same order with `200` and `Idempotent-Replayed: true`.
+#[utoipa::path(
+    post, path = "/api/orders", tag = "orders",
+    security(("bearer" = [])),
+    params(("Idempotency-Key" = String, Header, description = "Unique per order attempt; retries reuse it")),
+    request_body = OrderRequest,
+    responses(
+        (status = 201, description = "Order placed; checkout finished", body = Order),
+        (status = 202, description = "Order placed; checkout will finish shortly", body = Order),
+        (status = 200, description = "Replay of an earlier request with the same key", body = Order),
+        (status = 400, description = "`missing_idempotency_key` or `malformed_json`", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 422, description = "`validation_failed` (unknown or unavailable products, bad address...), `idempotency_key_reused`, `invalid_body`", body = ErrorBody),
+        (status = 503, description = "`unavailable`: the catalog did not answer", body = ErrorBody),
+    )
+)]
+async fn place(
+    user: CurrentUser,
+    orders: web::Data<dyn OrdersApi>,
+    req: HttpRequest,
+    body: web::Json<OrderRequest>,
+) -> Result<HttpResponse, HttpError> {
+    let key = match req.headers().get(IDEMPOTENCY_KEY) {
+        None => return Err(OrdersError::MissingIdempotencyKey.into()),
+        Some(value) => value.to_str().map_err(|_| OrdersError::ValidationFailed {
+            fields: vec![FieldError::new(
+                IDEMPOTENCY_KEY,
+                "invalid_idempotency_key",
+                "must be printable ASCII",
+            )],
+        })?,
+    };
+    let body = body.into_inner();
+    let placed = orders
+        .place_order(PlaceOrder {
+            customer_id: user.0.user_id,
+            idempotency_key: key.to_owned(),
+            lines: body.lines,
+            shipping_address: body.shipping_address,
+            payment_token: body.payment_token,
+        })
+        .await?;
+    let location = format!("/api/orders/{}", placed.order.id);
+    let mut response = if placed.replayed {
+        let mut response = HttpResponse::Ok();
+        response.insert_header((REPLAYED, HeaderValue::from_static("true")));
+        response
+    } else if placed.order.status.is_terminal() {
+        HttpResponse::Created()
+    } else {
+        HttpResponse::Accepted()
+    };
+    Ok(response
+        .insert_header((actix_web::http::header::LOCATION, location))
+        .json(placed.order))
+}
+
+/// The caller's orders, newest first (every order, for administrators).
+#[utoipa::path(
+    get, path = "/api/orders", tag = "orders",
+    security(("bearer" = [])),
+    params(Paging),
+    responses(
+        (status = 200, description = "One page of orders", body = Page<Order>),
+        (status = 400, description = "`invalid_query`", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+    )
+)]
+async fn list(
+    user: CurrentUser,
+    orders: web::Data<dyn OrdersApi>,
+    paging: web::Query<Paging>,
+) -> Result<HttpResponse, HttpError> {
+    let page = paging.request()?;
+    Ok(HttpResponse::Ok().json(orders.list_orders(viewer(user), page).await?))
+}
+
+/// An order with its payment and its products as they are now.
+#[utoipa::path(
+    get, path = "/api/orders/{id}", tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order, composed from orders, payments and catalog", body = OrderDetail),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 404, description = "`order_not_found` (also for other customers' orders)", body = ErrorBody),
+    )
+)]
+async fn detail(
+    user: CurrentUser,
+    orders: web::Data<dyn OrdersApi>,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, HttpError> {
+    Ok(HttpResponse::Ok().json(orders.get_order(viewer(user), id.into_inner()).await?))
+}
+
+/// Cancel a confirmed order: refund it and return its units to stock.
+#[utoipa::path(
+    post, path = "/api/orders/{id}/cancel", tag = "orders",
+    security(("bearer" = [])),
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The cancelled order (or the order as it stands, if cancellation continues in the background)", body = Order),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 404, description = "`order_not_found`", body = ErrorBody),
+        (status = 409, description = "`not_cancellable`: only confirmed orders can be cancelled", body = ErrorBody),
+    )
+)]
+async fn cancel(
+    user: CurrentUser,
+    orders: web::Data<dyn OrdersApi>,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, HttpError> {
+    Ok(HttpResponse::Ok().json(orders.cancel_order(viewer(user), id.into_inner()).await?))
+}

@@ -1,0 +1,396 @@
+//! `OrdersService`, the in-process implementation of `OrdersApi`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use catalog_api::{CatalogApi, CatalogError, Product};
+use kernel::{Clock, FieldError, Money, OrderId, Page, PageRequest, ProductId};
+use messaging::Outbox;
+use orders_api::{
+    Order, OrderDetail, OrderPlaced, OrderRequest, OrderStatus, OrdersApi, OrdersError,
+    PaymentView, PlaceOrder, Placed, ProductView, Viewer,
+};
+use payments_api::{PaymentsApi, PaymentsError};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
+    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
+};
+
+use crate::checkout::Checkout;
+use crate::domain::{self, ValidRequest};
+use crate::store::{self, order_lines, orders};
+
+pub struct OrdersService {
+    pub(crate) db: DatabaseConnection,
+    pub(crate) catalog: Arc<dyn CatalogApi>,
+    pub(crate) payments: Arc<dyn PaymentsApi>,
+    pub(crate) outbox: Outbox,
+    pub(crate) clock: Arc<dyn Clock>,
+    pub(crate) checkout: Arc<Checkout>,
+}
+
+impl std::fmt::Debug for OrdersService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrdersService")
+            .field("outbox", &self.outbox)
+            .field("checkout", &self.checkout)
+            .finish_non_exhaustive()
+    }
+}
+
+fn unavailable(context: &str, error: impl std::fmt::Display) -> OrdersError {
+    tracing::warn!(context, error = %error, "a context orders depends on failed");
+    OrdersError::Unavailable {
+        reason: format!("{context} did not answer"),
+    }
+}
+
+/// Snapshot lines of a new order: name and unit price as the catalog has them now.
+struct Priced {
+    lines: Vec<order_lines::Model>,
+    total: Money,
+}
+
+fn price(
+    order_id: OrderId,
+    request: &ValidRequest,
+    products: &[Product],
+) -> Result<Priced, OrdersError> {
+    let by_id: HashMap<ProductId, &Product> = products
+        .iter()
+        .map(|product| (product.id, product))
+        .collect();
+    let mut fields = Vec::new();
+    let mut lines = Vec::new();
+    let mut currency = None;
+    for (index, line) in request.lines.iter().enumerate() {
+        let field = format!("lines[{index}].product_id");
+        let Some(product) = by_id.get(&line.product_id) else {
+            fields.push(FieldError::new(field, "unknown_product", "no such product"));
+            continue;
+        };
+        if !product.active {
+            fields.push(FieldError::new(
+                field,
+                "product_unavailable",
+                "this product is not for sale",
+            ));
+            continue;
+        }
+        let product_currency = product.price.currency();
+        if *currency.get_or_insert(product_currency) != product_currency {
+            fields.push(FieldError::new(
+                field,
+                "mixed_currencies",
+                "all products of an order must share a currency",
+            ));
+            continue;
+        }
+        lines.push(order_lines::Model {
+            order_id: order_id.as_uuid(),
+            line_no: i32::try_from(index).unwrap_or(i32::MAX),
+            product_id: product.id.as_uuid(),
+            sku: product.sku.clone(),
+            name: product.name.clone(),
+            unit_price_minor: product.price.amount_minor(),
+            quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
+        });
+    }
+    let Some(currency) = currency.filter(|_| fields.is_empty()) else {
+        return Err(OrdersError::ValidationFailed { fields });
+    };
+    let total = lines.iter().try_fold(Money::zero(currency), |total, line| {
+        let unit = Money::new(line.unit_price_minor, currency)?;
+        total.checked_add(unit.checked_mul(u32::try_from(line.quantity).unwrap_or(0))?)
+    });
+    let total = total.map_err(|_| OrdersError::ValidationFailed {
+        fields: vec![FieldError::new(
+            "lines",
+            "total_too_large",
+            "the order total is too large",
+        )],
+    })?;
+    Ok(Priced { lines, total })
+}
+
+impl OrdersService {
+    /// The answer to a repeated idempotency key: the same order if the request is the same.
+    async fn replay(
+        &self,
+        existing: orders::Model,
+        fingerprint: &str,
+    ) -> Result<Placed, OrdersError> {
+        if existing.request_hash != fingerprint {
+            return Err(OrdersError::IdempotencyKeyReused);
+        }
+        let id = OrderId::from_uuid(existing.id);
+        let order = self.finish(id).await?;
+        Ok(Placed {
+            order,
+            replayed: true,
+        })
+    }
+
+    /// Runs checkout to its end in a task of its own, so that a client hanging up does not
+    /// cancel it halfway; a step that cannot complete now leaves the order to the recovery
+    /// sweep, and the caller gets the order as it stands.
+    async fn finish(&self, id: OrderId) -> Result<Order, OrdersError> {
+        let checkout = self.checkout.clone();
+        let ran = tokio::spawn(async move { checkout.run(id).await }).await;
+        if let Err(error) = &ran {
+            tracing::error!(order_id = %id, error = %error, "the checkout task died");
+        }
+        match ran {
+            Ok(Ok(order)) => Ok(order),
+            Ok(Err(OrdersError::CheckoutIncomplete { .. })) | Err(_) => {
+                store::find_order(&self.db, id)
+                    .await
+                    .map_err(db_kit::internal)?
+                    .ok_or(OrdersError::OrderNotFound { order_id: id })
+            }
+            Ok(Err(error)) => Err(error),
+        }
+    }
+
+    async fn visible_row(&self, viewer: Viewer, id: OrderId) -> Result<orders::Model, OrdersError> {
+        store::find_row(&self.db, id)
+            .await
+            .map_err(db_kit::internal)?
+            .filter(|row| viewer.admin || row.customer_id == viewer.user_id.as_uuid())
+            .ok_or(OrdersError::OrderNotFound { order_id: id })
+    }
+}
+
+#[async_trait]
+impl OrdersApi for OrdersService {
+    #[tracing::instrument(skip(self, request), fields(customer_id = %request.customer_id))]
+    async fn place_order(&self, request: PlaceOrder) -> Result<Placed, OrdersError> {
+        let customer = request.customer_id;
+        let valid = domain::validate(
+            &request.idempotency_key,
+            OrderRequest {
+                lines: request.lines,
+                shipping_address: request.shipping_address,
+                payment_token: request.payment_token,
+            },
+        )?;
+        if let Some(existing) = store::find_by_key(&self.db, customer, &valid.idempotency_key)
+            .await
+            .map_err(db_kit::internal)?
+        {
+            return self.replay(existing, &valid.fingerprint).await;
+        }
+
+        // Prices and names come from the catalog, in one call, never from the client.
+        let ids = valid.lines.iter().map(|line| line.product_id).collect();
+        let products = self
+            .catalog
+            .get_products(ids)
+            .await
+            .map_err(|error| match error {
+                CatalogError::InvalidQuery { fields }
+                | CatalogError::ValidationFailed { fields } => {
+                    OrdersError::ValidationFailed { fields }
+                }
+                error => unavailable("catalog", error),
+            })?;
+        let order_id = OrderId::new();
+        let priced = price(order_id, &valid, &products)?;
+        let now = self.clock.now();
+        let address = serde_json::to_string(&valid.shipping_address).map_err(|error| {
+            tracing::error!(error = %error, "cannot serialize an address");
+            OrdersError::Internal
+        })?;
+
+        let txn = self.db.begin().await.map_err(db_kit::internal)?;
+        let inserted = orders::ActiveModel {
+            id: Set(order_id.as_uuid()),
+            customer_id: Set(customer.as_uuid()),
+            idempotency_key: Set(valid.idempotency_key.clone()),
+            request_hash: Set(valid.fingerprint.clone()),
+            status: Set(domain::status_to_str(OrderStatus::Pending).to_owned()),
+            total_minor: Set(priced.total.amount_minor()),
+            currency: Set(priced.total.currency().to_string()),
+            shipping_address: Set(address),
+            payment_token: Set(valid.payment_token.clone()),
+            failure_reason: Set(None),
+            created_at: Set(now),
+            updated_at: Set(now),
+        }
+        .insert(&txn)
+        .await;
+        if let Err(error) = inserted {
+            txn.rollback().await.map_err(db_kit::internal)?;
+            if !db_kit::is_unique_violation(&error) {
+                return Err(db_kit::internal(error));
+            }
+            // A concurrent request with the same key won the race: answer with its order.
+            let existing = store::find_by_key(&self.db, customer, &valid.idempotency_key)
+                .await
+                .map_err(db_kit::internal)?
+                .ok_or(OrdersError::Internal)?;
+            return self.replay(existing, &valid.fingerprint).await;
+        }
+        order_lines::Entity::insert_many(
+            priced
+                .lines
+                .into_iter()
+                .map(sea_orm::IntoActiveModel::into_active_model),
+        )
+        .exec(&txn)
+        .await
+        .map_err(db_kit::internal)?;
+        let event = OrderPlaced {
+            order_id,
+            customer_id: customer,
+            total: priced.total,
+            lines: valid.lines.clone(),
+            placed_at: now,
+        };
+        self.outbox
+            .append(&txn, &event, now)
+            .await
+            .map_err(db_kit::internal)?;
+        txn.commit().await.map_err(db_kit::internal)?;
+        self.outbox.notify();
+        tracing::info!(order_id = %order_id, total = %priced.total, "order placed");
+
+        let order = self.finish(order_id).await?;
+        Ok(Placed {
+            order,
+            replayed: false,
+        })
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn get_order(&self, viewer: Viewer, id: OrderId) -> Result<OrderDetail, OrdersError> {
+        let row = self.visible_row(viewer, id).await?;
+        let order = store::with_lines(&self.db, vec![row])
+            .await
+            .map_err(db_kit::internal)?
+            .pop()
+            .ok_or(OrdersError::Internal)?;
+        // One call per context, however many lines. When a context does not answer, the
+        // detail is still served, without that context's part.
+        let ids = order.lines.iter().map(|line| line.product_id).collect();
+        let (payment, products) = tokio::join!(
+            self.payments.get_payment(id),
+            self.catalog.get_products(ids)
+        );
+        let payment = match payment {
+            Ok(payment) => Some(PaymentView {
+                status: serde_json::to_value(payment.status)
+                    .ok()
+                    .and_then(|status| status.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                captured: payment.captured,
+                refunded: payment.refunded,
+                provider_reference: payment.provider_reference,
+            }),
+            Err(PaymentsError::PaymentNotFound { .. }) => None,
+            Err(error) => {
+                tracing::warn!(error = %error, "order detail without its payment");
+                None
+            }
+        };
+        let products = match products {
+            Ok(products) => products
+                .into_iter()
+                .map(|product| ProductView {
+                    product_id: product.id,
+                    name: product.name,
+                    current_price: product.price,
+                    active: product.active,
+                    available: product.stock.available,
+                })
+                .collect(),
+            Err(error) => {
+                tracing::warn!(error = %error, "order detail without its products");
+                Vec::new()
+            }
+        };
+        Ok(OrderDetail {
+            order,
+            payment,
+            products,
+        })
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn list_orders(
+        &self,
+        viewer: Viewer,
+        page: PageRequest,
+    ) -> Result<Page<Order>, OrdersError> {
+        let mut select = orders::Entity::find();
+        if !viewer.admin {
+            select = select.filter(orders::Column::CustomerId.eq(viewer.user_id.as_uuid()));
+        }
+        let total = select
+            .clone()
+            .count(&self.db)
+            .await
+            .map_err(db_kit::internal)?;
+        let rows = select
+            .order_by_desc(orders::Column::CreatedAt)
+            .order_by_desc(orders::Column::Id)
+            .offset(page.offset())
+            .limit(u64::from(page.per_page()))
+            .all(&self.db)
+            .await
+            .map_err(db_kit::internal)?;
+        let items = store::with_lines(&self.db, rows)
+            .await
+            .map_err(db_kit::internal)?;
+        Ok(Page::new(items, total, page))
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn cancel_order(&self, viewer: Viewer, id: OrderId) -> Result<Order, OrdersError> {
+        let row = self.visible_row(viewer, id).await?;
+        let status = domain::status_from_str(&row.status).ok_or(OrdersError::Internal)?;
+        match status {
+            OrderStatus::Confirmed => {
+                let moved = store::move_status(
+                    &self.db,
+                    id,
+                    OrderStatus::Confirmed,
+                    OrderStatus::Cancelling,
+                    None,
+                    self.clock.now(),
+                )
+                .await
+                .map_err(db_kit::internal)?;
+                if moved {
+                    tracing::info!(order_id = %id, "order cancellation started");
+                }
+            }
+            OrderStatus::Cancelling | OrderStatus::Cancelled => {}
+            status => return Err(OrdersError::NotCancellable { status }),
+        }
+        self.finish(id).await
+    }
+}
+
+impl OrdersService {
+    /// Runs every unfinished checkout last touched before `stuck_for` ago. Returns how many
+    /// it looked at.
+    pub(crate) async fn recover(&self, stuck_for: chrono::Duration) -> Result<usize, OrdersError> {
+        let before = self.clock.now() - stuck_for;
+        let ids = store::unfinished(&self.db, before, 500)
+            .await
+            .map_err(db_kit::internal)?;
+        for id in &ids {
+            match self.checkout.run(*id).await {
+                Ok(order) => {
+                    tracing::info!(order_id = %id, status = ?order.status, "recovered checkout")
+                }
+                Err(error) => {
+                    tracing::warn!(order_id = %id, error = %error, "checkout still incomplete")
+                }
+            }
+        }
+        Ok(ids.len())
+    }
+}

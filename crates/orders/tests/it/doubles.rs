@@ -1,0 +1,238 @@
+//! Minimal in-memory implementations of `CatalogApi` and `PaymentsApi`.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use catalog_api::{
+    CatalogApi, CatalogError, Category, NewProduct, Product, ProductPatch, ProductQuery,
+    Reservation, ReservationStatus, StockLevel, StockLine,
+};
+use chrono::Utc;
+use kernel::{Currency, Money, OrderId, Page, PaymentId, ProductId};
+use payments_api::{
+    ChargeRequest, FailureReason, Payment, PaymentStatus, PaymentsApi, PaymentsError, RefundRequest,
+};
+
+pub fn eur(cents: i64) -> Money {
+    Money::new(cents, Currency::EUR).expect("valid money")
+}
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    pub products: Mutex<HashMap<ProductId, Product>>,
+    pub reservations: Mutex<HashMap<OrderId, ReservationStatus>>,
+    pub get_products_calls: AtomicUsize,
+}
+
+impl Catalog {
+    pub fn add(&self, name: &str, cents: i64, available: u32) -> ProductId {
+        let id = ProductId::new();
+        let now = Utc::now();
+        let product = Product {
+            id,
+            sku: name.to_uppercase(),
+            name: name.into(),
+            description: String::new(),
+            price: eur(cents),
+            category: "things".into(),
+            active: true,
+            stock: StockLevel {
+                available,
+                reserved: 0,
+            },
+            created_at: now,
+            updated_at: now,
+        };
+        self.products.lock().expect("lock").insert(id, product);
+        id
+    }
+
+    pub fn available(&self, id: ProductId) -> u32 {
+        self.products.lock().expect("lock")[&id].stock.available
+    }
+}
+
+fn unsupported() -> CatalogError {
+    CatalogError::Unavailable {
+        reason: "not part of the test double".into(),
+    }
+}
+
+#[async_trait]
+impl CatalogApi for Catalog {
+    async fn search_products(&self, _: ProductQuery) -> Result<Page<Product>, CatalogError> {
+        Err(unsupported())
+    }
+
+    async fn get_product(&self, id: ProductId) -> Result<Product, CatalogError> {
+        self.products
+            .lock()
+            .expect("lock")
+            .get(&id)
+            .cloned()
+            .ok_or(CatalogError::ProductNotFound { product_id: id })
+    }
+
+    async fn get_products(&self, ids: Vec<ProductId>) -> Result<Vec<Product>, CatalogError> {
+        self.get_products_calls.fetch_add(1, Ordering::SeqCst);
+        let products = self.products.lock().expect("lock");
+        Ok(ids
+            .iter()
+            .filter_map(|id| products.get(id).cloned())
+            .collect())
+    }
+
+    async fn list_categories(&self) -> Result<Vec<Category>, CatalogError> {
+        Err(unsupported())
+    }
+
+    async fn create_product(&self, _: NewProduct) -> Result<Product, CatalogError> {
+        Err(unsupported())
+    }
+
+    async fn update_product(&self, _: ProductId, _: ProductPatch) -> Result<Product, CatalogError> {
+        Err(unsupported())
+    }
+
+    async fn adjust_stock(&self, _: ProductId, _: i64) -> Result<StockLevel, CatalogError> {
+        Err(unsupported())
+    }
+
+    async fn reserve_stock(
+        &self,
+        order_id: OrderId,
+        lines: Vec<StockLine>,
+    ) -> Result<Reservation, CatalogError> {
+        let mut reservations = self.reservations.lock().expect("lock");
+        if let Some(status) = reservations.get(&order_id) {
+            return Ok(Reservation {
+                order_id,
+                status: *status,
+                lines,
+            });
+        }
+        let mut products = self.products.lock().expect("lock");
+        let short: Vec<_> = lines
+            .iter()
+            .filter(|line| products[&line.product_id].stock.available < line.quantity)
+            .map(|line| line.product_id)
+            .collect();
+        if !short.is_empty() {
+            return Err(CatalogError::OutOfStock { product_ids: short });
+        }
+        for line in &lines {
+            let stock = &mut products.get_mut(&line.product_id).expect("known").stock;
+            stock.available -= line.quantity;
+            stock.reserved += line.quantity;
+        }
+        reservations.insert(order_id, ReservationStatus::Reserved);
+        Ok(Reservation {
+            order_id,
+            status: ReservationStatus::Reserved,
+            lines,
+        })
+    }
+
+    async fn commit_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
+        self.reservations
+            .lock()
+            .expect("lock")
+            .insert(order_id, ReservationStatus::Committed);
+        Ok(Reservation {
+            order_id,
+            status: ReservationStatus::Committed,
+            lines: vec![],
+        })
+    }
+
+    async fn release_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
+        self.reservations
+            .lock()
+            .expect("lock")
+            .insert(order_id, ReservationStatus::Released);
+        Ok(Reservation {
+            order_id,
+            status: ReservationStatus::Released,
+            lines: vec![],
+        })
+    }
+
+    async fn restock_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
+        self.release_reservation(order_id).await
+    }
+}
+
+/// Approves `tok_visa`, declines everything else; remembers one payment per order.
+#[derive(Debug, Default)]
+pub struct Payments {
+    pub payments: Mutex<HashMap<OrderId, Payment>>,
+    pub charges: AtomicUsize,
+    pub get_payment_calls: AtomicUsize,
+}
+
+#[async_trait]
+impl PaymentsApi for Payments {
+    async fn charge(&self, request: ChargeRequest) -> Result<Payment, PaymentsError> {
+        let mut payments = self.payments.lock().expect("lock");
+        if let Some(payment) = payments.get(&request.order_id) {
+            return Ok(payment.clone());
+        }
+        let approved = request.payment_token == "tok_visa";
+        if approved {
+            self.charges.fetch_add(1, Ordering::SeqCst);
+        }
+        let now = Utc::now();
+        let payment = Payment {
+            id: PaymentId::new(),
+            order_id: request.order_id,
+            customer_id: request.customer_id,
+            amount: request.amount,
+            status: if approved {
+                PaymentStatus::Captured
+            } else {
+                PaymentStatus::Failed
+            },
+            captured: if approved {
+                request.amount
+            } else {
+                Money::zero(request.amount.currency())
+            },
+            refunded: Money::zero(request.amount.currency()),
+            provider_reference: approved.then(|| "ref".to_owned()),
+            failure_reason: (!approved).then_some(FailureReason::Declined),
+            created_at: now,
+            updated_at: now,
+        };
+        payments.insert(request.order_id, payment.clone());
+        Ok(payment)
+    }
+
+    async fn refund(&self, request: RefundRequest) -> Result<Payment, PaymentsError> {
+        let mut payments = self.payments.lock().expect("lock");
+        let payment =
+            payments
+                .get_mut(&request.order_id)
+                .ok_or(PaymentsError::PaymentNotFound {
+                    order_id: request.order_id,
+                })?;
+        payment.refunded = payment.captured;
+        payment.status = PaymentStatus::Refunded;
+        Ok(payment.clone())
+    }
+
+    async fn cancel(&self, order_id: OrderId) -> Result<Payment, PaymentsError> {
+        self.get_payment(order_id).await
+    }
+
+    async fn get_payment(&self, order_id: OrderId) -> Result<Payment, PaymentsError> {
+        self.get_payment_calls.fetch_add(1, Ordering::SeqCst);
+        self.payments
+            .lock()
+            .expect("lock")
+            .get(&order_id)
+            .cloned()
+            .ok_or(PaymentsError::PaymentNotFound { order_id })
+    }
+}

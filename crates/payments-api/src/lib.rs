@@ -1,0 +1,259 @@
+//! The published language of the payments context: charges and refunds of orders.
+//!
+//! A charge is keyed: the same `idempotency_key` with the same request returns the same
+//! payment and charges once, whatever the number of calls (also concurrent ones); the same
+//! key with a different request is refused. Refunds never exceed what was captured.
+//! A declined card is not an error: it is a payment whose status is `failed`, with a reason.
+//! Errors are for requests that cannot be answered (bad input, unknown payment, an
+//! unavailable payments service).
+//!
+//! The built-in fake provider understands these test tokens ([`TEST_TOKENS`]):
+//! `tok_visa` (approved), `tok_declined`, `tok_insufficient_funds`, `tok_provider_error`,
+//! and `tok_slow` (approved, but only after a delay longer than callers wait).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use kernel::{
+    ContextError, ErrorKind, FieldError, IntegrationEvent, Money, OrderId, PaymentId, UserId,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[async_trait]
+pub trait PaymentsApi: Send + Sync + 'static {
+    /// Charges an order. Idempotent per `idempotency_key`: a retry returns the first
+    /// attempt's payment (and completes it if the first attempt was interrupted).
+    /// Publishes `PaymentCaptured` or `PaymentFailed`.
+    async fn charge(&self, request: ChargeRequest) -> Result<Payment, PaymentsError>;
+
+    /// Refunds part or all of a captured payment. Idempotent per `idempotency_key`.
+    /// Publishes `PaymentRefunded`.
+    async fn refund(&self, request: RefundRequest) -> Result<Payment, PaymentsError>;
+
+    /// Gives up on an order's payment whose outcome the caller could not learn (a timed
+    /// out charge): a pending payment is voided, a captured one refunded in full, and if no
+    /// payment exists yet a voided one is recorded so that a late charge is refused.
+    /// Idempotent.
+    async fn cancel(&self, order_id: OrderId) -> Result<Payment, PaymentsError>;
+
+    /// The payment of an order.
+    async fn get_payment(&self, order_id: OrderId) -> Result<Payment, PaymentsError>;
+}
+
+/// The test tokens of the built-in fake provider and what each does.
+pub const TEST_TOKENS: &[(&str, &str)] = &[
+    ("tok_visa", "approved"),
+    ("tok_declined", "declined by the issuer (reason `declined`)"),
+    (
+        "tok_insufficient_funds",
+        "declined (reason `insufficient_funds`)",
+    ),
+    (
+        "tok_provider_error",
+        "the provider fails (reason `provider_error`)",
+    ),
+    (
+        "tok_slow",
+        "approved after a delay longer than the caller's timeout",
+    ),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChargeRequest {
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub amount: Money,
+    /// A provider token such as `tok_visa`.
+    pub payment_token: String,
+    /// Same key and same request: same payment, one charge.
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct RefundRequest {
+    pub order_id: OrderId,
+    /// `None` refunds everything captured and not yet refunded.
+    pub amount: Option<Money>,
+    pub idempotency_key: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Recorded, the provider has not answered yet.
+    Pending,
+    /// Money taken.
+    Captured,
+    /// Some of the captured money was given back.
+    PartiallyRefunded,
+    /// All of the captured money was given back.
+    Refunded,
+    /// The provider declined or failed; nothing was taken. See `failure_reason`.
+    Failed,
+    /// Given up before the provider answered; nothing was (or stays) taken.
+    Voided,
+}
+
+/// Why a charge did not capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureReason {
+    Declined,
+    InsufficientFunds,
+    ProviderError,
+    /// The token is not one the provider knows.
+    InvalidToken,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Payment {
+    pub id: PaymentId,
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    /// What was asked for.
+    pub amount: Money,
+    pub status: PaymentStatus,
+    /// What was taken (zero unless captured).
+    pub captured: Money,
+    /// What was given back; never more than `captured`.
+    pub refunded: Money,
+    pub provider_reference: Option<String>,
+    pub failure_reason: Option<FailureReason>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Published when money is taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentCaptured {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub amount: Money,
+    pub provider_reference: String,
+}
+
+impl IntegrationEvent for PaymentCaptured {
+    const NAME: &'static str = "payments.payment_captured.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+/// Published when a charge is declined or the provider fails.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentFailed {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    pub amount: Money,
+    pub reason: FailureReason,
+}
+
+impl IntegrationEvent for PaymentFailed {
+    const NAME: &'static str = "payments.payment_failed.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+/// Published for every refund.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentRefunded {
+    pub payment_id: PaymentId,
+    pub order_id: OrderId,
+    pub customer_id: UserId,
+    /// This refund.
+    pub amount: Money,
+    /// All refunds of the payment so far, this one included.
+    pub refunded_total: Money,
+}
+
+impl IntegrationEvent for PaymentRefunded {
+    const NAME: &'static str = "payments.payment_refunded.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.order_id.to_string()
+    }
+}
+
+#[derive(
+    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+)]
+#[serde(tag = "code", rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum PaymentsError {
+    #[error("some fields are invalid")]
+    ValidationFailed { fields: Vec<FieldError> },
+    #[error("this idempotency key was already used for a different request")]
+    IdempotencyKeyReused,
+    #[error("no payment for order {order_id}")]
+    PaymentNotFound { order_id: OrderId },
+    #[error("the payment is {status:?}; only captured payments can be refunded")]
+    NotRefundable { status: PaymentStatus },
+    #[error("a refund of {requested} would exceed the {remaining} still refundable")]
+    RefundExceedsCapture { requested: Money, remaining: Money },
+    #[error("payments is unavailable: {reason}")]
+    Unavailable { reason: String },
+    #[error("internal error")]
+    Internal,
+}
+
+impl ContextError for PaymentsError {
+    fn code(&self) -> &'static str {
+        self.into()
+    }
+
+    fn kind(&self) -> ErrorKind {
+        match self {
+            Self::ValidationFailed { .. } => ErrorKind::Validation,
+            Self::IdempotencyKeyReused | Self::RefundExceedsCapture { .. } => ErrorKind::Rejected,
+            Self::PaymentNotFound { .. } => ErrorKind::NotFound,
+            Self::NotRefundable { .. } => ErrorKind::Conflict,
+            Self::Unavailable { .. } => ErrorKind::Unavailable,
+            Self::Internal => ErrorKind::Internal,
+        }
+    }
+
+    fn internal() -> Self {
+        Self::Internal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use kernel::Currency;
+
+    use super::*;
+
+    #[test]
+    fn error_codes_match_their_wire_tag() {
+        let eur = |cents| Money::new(cents, Currency::EUR).expect("valid");
+        let all = [
+            PaymentsError::ValidationFailed { fields: vec![] },
+            PaymentsError::IdempotencyKeyReused,
+            PaymentsError::PaymentNotFound {
+                order_id: OrderId::new(),
+            },
+            PaymentsError::NotRefundable {
+                status: PaymentStatus::Failed,
+            },
+            PaymentsError::RefundExceedsCapture {
+                requested: eur(2),
+                remaining: eur(1),
+            },
+            PaymentsError::Unavailable {
+                reason: "timeout".into(),
+            },
+            PaymentsError::Internal,
+        ];
+        for error in all {
+            let wire = serde_json::to_value(&error).expect("serializable");
+            assert_eq!(wire["code"], error.code(), "{error:?}");
+            let back: PaymentsError = serde_json::from_value(wire).expect("deserializable");
+            assert_eq!(back, error);
+        }
+    }
+}

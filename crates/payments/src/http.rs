@@ -1,0 +1,55 @@
+//! The `/api/payments` routes, written against the `PaymentsApi` port.
+
+use std::sync::Arc;
+
+use actix_web::{HttpResponse, web};
+use payments_api::{PaymentsApi, TEST_TOKENS};
+use serde::Serialize;
+use utoipa::{OpenApi, ToSchema};
+use web_kit::resource;
+
+/// Mounts payments' routes and the `PaymentsApi` they call.
+pub fn configure(api: Arc<dyn PaymentsApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.service(
+            web::scope("/api/payments")
+                .app_data(web::Data::from(api))
+                .service(resource("/test-tokens").route(web::get().to(test_tokens))),
+        );
+    }
+}
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    paths(test_tokens),
+    components(schemas(TestToken)),
+    tags((name = "payments", description = "Charges and refunds; the fake provider's test tokens"))
+)]
+pub struct PaymentsDoc;
+
+/// A payment token the built-in fake provider understands.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
+pub struct TestToken {
+    /// Use it as `payment_token` when placing an order.
+    #[schema(example = "tok_visa")]
+    pub token: String,
+    /// What the provider does with it.
+    #[schema(example = "approved")]
+    pub behaviour: String,
+}
+
+/// The test tokens of the fake provider and what each does (public).
+#[utoipa::path(
+    get, path = "/api/payments/test-tokens", tag = "payments",
+    responses((status = 200, description = "Every test token and its behaviour", body = Vec<TestToken>))
+)]
+async fn test_tokens() -> HttpResponse {
+    let tokens: Vec<TestToken> = TEST_TOKENS
+        .iter()
+        .map(|(token, behaviour)| TestToken {
+            token: (*token).to_owned(),
+            behaviour: (*behaviour).to_owned(),
+        })
+        .collect();
+    HttpResponse::Ok().json(tokens)
+}

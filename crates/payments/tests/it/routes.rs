@@ -1,0 +1,47 @@
+//! The `/api/payments` routes.
+
+use actix_web::App;
+use actix_web::test as http;
+use payments_api::TEST_TOKENS;
+use serde_json::{Value, json};
+use testkit::{Backend, TestStore};
+
+use crate::harness;
+
+#[actix_web::test]
+async fn the_test_tokens_are_public() {
+    let store = TestStore::new(Backend::Sqlite).await;
+    let payments = harness(&store).await;
+    let app = http::init_service(App::new().configure(payments::configure(payments.api))).await;
+    let response = http::call_service(
+        &app,
+        http::TestRequest::get()
+            .uri("/api/payments/test-tokens")
+            .to_request(),
+    )
+    .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = http::read_body_json(response).await;
+    let tokens = body.as_array().expect("a list");
+    assert_eq!(tokens.len(), TEST_TOKENS.len());
+    assert_eq!(
+        tokens[0],
+        json!({"token": "tok_visa", "behaviour": "approved"})
+    );
+    for (token, (name, _)) in tokens.iter().zip(TEST_TOKENS) {
+        assert_eq!(token["token"], *name);
+    }
+}
+
+#[test]
+fn the_document_describes_the_route() {
+    use utoipa::OpenApi;
+
+    let document = payments::PaymentsDoc::openapi();
+    assert!(
+        document
+            .paths
+            .paths
+            .contains_key("/api/payments/test-tokens")
+    );
+}

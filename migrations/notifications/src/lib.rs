@@ -1,0 +1,16 @@
+//! Migrations of the notifications context. They run on notifications' own connection, so
+//! every table lands in notifications' schema (or SQLite file) and the history table beside
+//! them.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_create_notifications;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_create_notifications::Migration)]
+    }
+}

@@ -1,0 +1,15 @@
+//! Migrations of the orders context. They run on orders' own connection, so every table
+//! lands in orders' schema (or SQLite file) and the history table beside them.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_create_orders;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_create_orders::Migration)]
+    }
+}

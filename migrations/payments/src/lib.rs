@@ -1,0 +1,15 @@
+//! Migrations of the payments context. They run on payments' own connection, so every table
+//! lands in payments' schema (or SQLite file) and the history table beside them.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_create_payments;
+
+#[derive(Debug)]
+pub struct Migrator;
+
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_create_payments::Migration)]
+    }
+}
