@@ -174,9 +174,10 @@ pub fn check_workspace_with(root: &Path, options: &CheckOptions) -> Result<Repor
         BaselineChoice::Ignore => None,
     };
 
+    let graph = ContextGraph::build(&config, &workspace);
+    unused_edges(&config, &workspace, &graph)?;
     let mut violations = Vec::new();
     deps::check(&config, &workspace, &mut violations);
-    let graph = ContextGraph::build(&config, &workspace);
     cycles::check(&graph, &config, &mut violations);
 
     let sources = scan_sources(&workspace)?;
@@ -283,6 +284,61 @@ fn classify(config: &ArchConfig, workspace: &Workspace) -> Result<(), ConfigErro
             .at(config.location(decl.span.clone()))
             .label(format!("declared as {}", decl.describe()))
             .help("remove the entry (or comment it out until the crate exists), or fix the name to match the package name"),
+        );
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(ConfigError::Invalid(problems))
+    }
+}
+
+/// Every declared edge is used by at least one dependency. The context map is drawn from the
+/// declared edges, so an edge nothing uses any more would make the picture (and the reasons
+/// in it) lie about the system.
+fn unused_edges(
+    config: &ArchConfig,
+    workspace: &Workspace,
+    graph: &ContextGraph,
+) -> Result<(), ConfigError> {
+    let mut problems = Vec::new();
+    for edge in graph.edges.values() {
+        let Some(declared) = edge.declared.as_ref().filter(|_| edge.actual.is_empty()) else {
+            continue;
+        };
+        problems.push(
+            Diagnostic::new(
+                Rule::UnusedEntry,
+                format!(
+                    "arch.toml declares the edge {} -> {}, but no crate of `{}` depends on a crate of `{}`",
+                    edge.from, edge.to, edge.from, edge.to
+                ),
+            )
+            .at(config.location(declared.span.clone()))
+            .label("unused edge")
+            .note(format!("reason given: \"{}\"", declared.reason))
+            .help("remove the edge from arch.toml (the dependency it allowed is gone), or restore the dependency"),
+        );
+    }
+    for declared in config.infrastructure_edges() {
+        let used = workspace
+            .member(&declared.from)
+            .is_some_and(|member| member.dependencies.iter().any(|d| d.name == declared.to));
+        if used {
+            continue;
+        }
+        problems.push(
+            Diagnostic::new(
+                Rule::UnusedEntry,
+                format!(
+                    "arch.toml declares the infrastructure edge {} -> {}, but `{}` does not depend on `{}`",
+                    declared.from, declared.to, declared.from, declared.to
+                ),
+            )
+            .at(config.location(declared.span.clone()))
+            .label("unused edge")
+            .note(format!("reason given: \"{}\"", declared.reason))
+            .help("remove the edge from arch.toml (the dependency it allowed is gone), or restore the dependency"),
         );
     }
     if problems.is_empty() {

@@ -84,7 +84,9 @@ impl Rule {
     pub fn summary(self) -> &'static str {
         match self {
             Rule::UnclassifiedMember => "every workspace member is classified in arch.toml",
-            Rule::UnusedEntry => "every crate named in arch.toml is a workspace member",
+            Rule::UnusedEntry => {
+                "every crate named in arch.toml is a workspace member, and every declared edge is used"
+            }
             Rule::InvalidConfig => "arch.toml and the baseline are well-formed and consistent",
             Rule::UndeclaredContextEdge => {
                 "a context uses another context only along an edge declared in arch.toml"

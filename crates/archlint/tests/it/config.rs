@@ -23,6 +23,13 @@ fn unused_entry() {
 }
 
 #[test]
+fn unused_edges_are_configuration_errors() {
+    let error = config_error("config-unused-edge");
+    assert_eq!(rules(&error), [Rule::UnusedEntry; 2]);
+    insta::assert_snapshot!(error.render_human());
+}
+
+#[test]
 fn malformed_toml() {
     let error = config_error("config-malformed");
     assert_eq!(rules(&error), [Rule::InvalidConfig]);
@@ -41,6 +48,7 @@ fn config_errors_exit_2_in_every_format() {
     for fixture in [
         "config-unclassified",
         "config-unused",
+        "config-unused-edge",
         "config-malformed",
         "config-invalid",
     ] {
