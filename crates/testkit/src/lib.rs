@@ -117,6 +117,49 @@ async fn create_database() -> (String, String) {
     (url.to_string(), name)
 }
 
+/// A property test against a real store: one store and one runtime for the whole run, the
+/// system under test built once, then one async case per generated input. Model-based
+/// tests (random operation sequences checked against a simple model) use it on both
+/// backends.
+#[derive(Debug)]
+pub struct PropertyTest {
+    runtime: tokio::runtime::Runtime,
+    store: TestStore,
+}
+
+impl PropertyTest {
+    pub fn new(backend: Backend) -> Self {
+        let runtime = tokio::runtime::Runtime::new().expect("a tokio runtime");
+        let store = runtime.block_on(TestStore::new(backend));
+        Self { runtime, store }
+    }
+
+    pub fn store(&self) -> &TestStore {
+        &self.store
+    }
+
+    pub fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
+    /// Runs `case` on `cases` inputs from `strategy`, shrinking a failure to a minimal one.
+    pub fn check<S: proptest::strategy::Strategy>(
+        &self,
+        cases: u32,
+        strategy: S,
+        case: impl Fn(S::Value) -> Result<(), proptest::test_runner::TestCaseError>,
+    ) {
+        let config = proptest::test_runner::Config {
+            cases,
+            failure_persistence: None,
+            ..proptest::test_runner::Config::default()
+        };
+        if let Err(failure) = proptest::test_runner::TestRunner::new(config).run(&strategy, case) {
+            panic!("{failure}");
+        }
+    }
+}
+
 /// Runs each named `async fn(TestStore)` twice: once on SQLite, once on Postgres.
 ///
 /// ```text

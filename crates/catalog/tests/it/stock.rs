@@ -8,7 +8,7 @@ use catalog_api::{
 use futures::future::join_all;
 use kernel::{OrderId, ProductId};
 use proptest::prelude::*;
-use testkit::{Backend, TestStore};
+use testkit::{Backend, PropertyTest, TestStore};
 
 use crate::{catalog, create};
 
@@ -427,20 +427,9 @@ fn uuid_suffix() -> String {
 }
 
 fn stock_matches_the_model(backend: Backend) {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (_store, catalog) = runtime.block_on(async {
-        let store = TestStore::new(backend).await;
-        let catalog = catalog(&store).await;
-        (store, catalog)
-    });
-    let config = ProptestConfig {
-        cases: 24,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    proptest::test_runner::TestRunner::new(config)
-        .run(&ops(), |ops| runtime.block_on(run_ops(&catalog, ops)))
-        .expect("stock follows the model");
+    let test = PropertyTest::new(backend);
+    let catalog = test.block_on(catalog(test.store()));
+    test.check(24, ops(), |ops| test.block_on(run_ops(&catalog, ops)));
 }
 
 #[test]

@@ -2,7 +2,6 @@
 //! tombstone, and no late charge ever takes money for a cancelled order.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use kernel::{IntegrationEvent, OrderId, SystemClock};
 use payments::{FakeProvider, PaymentsModule};
@@ -12,17 +11,14 @@ use payments_api::{
 use testkit::TestStore;
 
 use crate::{
-    Gated, NEVER, QUICK, captured, charge_request, connect, eur, events, events_of, harness,
-    harness_with,
+    Gated, QUICK, captured, charge_request, connect, eur, events, events_of, harness,
+    with_abandoned_charge,
 };
 
 async fn cancelling_an_abandoned_charge_voids_it_and_refuses_a_late_charge(store: TestStore) {
-    let payments = harness_with(&store, NEVER).await;
     let order_id = OrderId::new();
     let request = charge_request(order_id, "tok_slow", 900, "checkout-slow");
-    let abandoned =
-        tokio::time::timeout(Duration::from_secs(1), payments.api.charge(request.clone())).await;
-    assert!(abandoned.is_err(), "the caller gave up: {abandoned:?}");
+    let payments = with_abandoned_charge(&store, request.clone()).await;
     assert_eq!(
         payments.api.get_payment(order_id).await.map(|p| p.status),
         Ok(PaymentStatus::Pending)

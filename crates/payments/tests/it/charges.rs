@@ -11,7 +11,7 @@ use payments_api::{FailureReason, PaymentCaptured, PaymentFailed, PaymentStatus,
 use testkit::TestStore;
 use web_kit::HttpError;
 
-use crate::{NEVER, QUICK, charge_request, eur, events, harness, harness_with, payment_rows};
+use crate::{QUICK, charge_request, eur, events, harness, payment_rows, with_abandoned_charge};
 
 async fn every_token_has_its_outcome_and_event(store: TestStore) {
     let payments = harness(&store).await;
@@ -166,15 +166,9 @@ async fn twenty_concurrent_charges_with_one_key_charge_once(store: TestStore) {
 /// A caller that gives up during the provider call leaves a pending payment; the same
 /// request later (here after a restart, with a provider that answers) completes it.
 async fn an_abandoned_charge_stays_pending_and_a_retry_completes_it(store: TestStore) {
-    let slow = harness_with(&store, NEVER).await;
     let order_id = OrderId::new();
     let request = charge_request(order_id, "tok_slow", 700, "checkout-slow");
-    let abandoned = tokio::time::timeout(
-        std::time::Duration::from_secs(1),
-        slow.api.charge(request.clone()),
-    )
-    .await;
-    assert!(abandoned.is_err(), "the caller gave up: {abandoned:?}");
+    let slow = with_abandoned_charge(&store, request.clone()).await;
     let pending = slow.api.get_payment(order_id).await.expect("recorded");
     assert_eq!(pending.status, PaymentStatus::Pending);
     assert_eq!(pending.captured, eur(0));

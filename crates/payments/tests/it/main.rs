@@ -59,6 +59,25 @@ pub async fn harness(store: &TestStore) -> Harness {
     harness_with(store, QUICK).await
 }
 
+/// Payments whose charge was abandoned by its caller while the provider was deciding, as
+/// when the caller's timeout fires: the charge is started, reaches the provider (so its
+/// pending row is committed), and is then dropped. No clock is involved.
+pub async fn with_abandoned_charge(store: &TestStore, request: ChargeRequest) -> Harness {
+    let payments = harness_with(store, NEVER).await;
+    let gated = Arc::new(Gated::new(payments.provider.clone()));
+    let api =
+        PaymentsModule::with_provider(payments.db.clone(), Arc::new(SystemClock), gated.clone())
+            .api();
+    let charging = tokio::spawn(async move { api.charge(request).await });
+    gated.arrived.notified().await;
+    charging.abort();
+    assert!(
+        charging.await.is_err_and(|error| error.is_cancelled()),
+        "the charge was abandoned while the provider decided"
+    );
+    payments
+}
+
 pub fn eur(cents: i64) -> Money {
     Money::new(cents, Currency::EUR).expect("valid money")
 }

@@ -8,7 +8,7 @@ use kernel::{Currency, IntegrationEvent, Money, OrderId};
 use payments_api::{PaymentRefunded, PaymentStatus, PaymentsApi, PaymentsError, RefundRequest};
 use proptest::prelude::*;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
-use testkit::{Backend, TestStore};
+use testkit::{Backend, PropertyTest, TestStore};
 
 use crate::{Harness, captured, charge_request, eur, events, events_of, harness};
 
@@ -385,20 +385,9 @@ async fn run_ops(payments: &Harness, ops: Vec<Op>) -> Result<(), TestCaseError> 
 }
 
 fn refunds_match_the_model(backend: Backend) {
-    let runtime = tokio::runtime::Runtime::new().expect("runtime");
-    let (_store, payments) = runtime.block_on(async {
-        let store = TestStore::new(backend).await;
-        let payments = harness(&store).await;
-        (store, payments)
-    });
-    let config = ProptestConfig {
-        cases: 24,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    };
-    proptest::test_runner::TestRunner::new(config)
-        .run(&ops(), |ops| runtime.block_on(run_ops(&payments, ops)))
-        .expect("refunds follow the model");
+    let test = PropertyTest::new(backend);
+    let payments = test.block_on(harness(test.store()));
+    test.check(24, ops(), |ops| test.block_on(run_ops(&payments, ops)));
 }
 
 #[test]
