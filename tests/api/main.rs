@@ -13,3 +13,4 @@ mod events;
 mod operations;
 mod recovery;
 mod roles;
+mod tidy;
