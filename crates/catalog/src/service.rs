@@ -248,7 +248,7 @@ impl CatalogApi for CatalogService {
             .map_err(db_kit::internal)?;
         txn.commit().await.map_err(db_kit::internal)?;
         tracing::info!(product_id = %id, "product created");
-        created.ok_or_else(missing_row)
+        created.ok_or_else(db_kit::missing_row)
     }
 
     #[tracing::instrument(skip(self))]
@@ -288,7 +288,7 @@ impl CatalogApi for CatalogService {
             .await
             .map_err(db_kit::internal)?;
         txn.commit().await.map_err(db_kit::internal)?;
-        updated.ok_or_else(missing_row)
+        updated.ok_or_else(db_kit::missing_row)
     }
 
     async fn adjust_stock(&self, id: ProductId, delta: i64) -> Result<StockLevel, CatalogError> {
@@ -314,12 +314,6 @@ impl CatalogApi for CatalogService {
     async fn restock_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
         self.restock(order_id).await
     }
-}
-
-/// A row the same transaction just wrote could not be read back: a bug, not bad input.
-pub(crate) fn missing_row() -> CatalogError {
-    tracing::error!("a row written in this transaction could not be read back");
-    CatalogError::Internal
 }
 
 #[cfg(test)]

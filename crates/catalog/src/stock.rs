@@ -110,7 +110,7 @@ impl CatalogService {
                 return Err(db_kit::internal(error));
             }
             let existing = load(&self.db, order_id).await.map_err(db_kit::internal)?;
-            return existing.map_or_else(|| Err(super::service::missing_row()), reserved_already);
+            return existing.map_or_else(|| Err(db_kit::missing_row()), reserved_already);
         }
 
         check_sellable(&txn, &lines).await?;

@@ -30,3 +30,11 @@ pub fn internal<E: ContextError>(error: DbErr) -> E {
     tracing::error!(error = %error, details = ?error, "database operation failed");
     E::internal()
 }
+
+/// A row this context just wrote could not be read back: a bug or a broken store, never bad
+/// input. Logged here, answered as the context's `internal` error.
+/// Use as `.ok_or_else(db_kit::missing_row)`.
+pub fn missing_row<E: ContextError>() -> E {
+    tracing::error!("a row written by this context could not be read back");
+    E::internal()
+}

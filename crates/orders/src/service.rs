@@ -11,7 +11,7 @@ use orders_api::{
     Order, OrderDetail, OrderPlaced, OrderRequest, OrderStatus, OrdersApi, OrdersError,
     PaymentView, PlaceOrder, Placed, ProductView, Viewer,
 };
-use payments_api::{PaymentsApi, PaymentsError};
+use payments_api::{PaymentStatus, PaymentsApi, PaymentsError};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
     PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
@@ -43,6 +43,19 @@ fn unavailable(context: &str, error: impl std::fmt::Display) -> OrdersError {
     tracing::warn!(context, error = %error, "a context orders depends on failed");
     OrdersError::Unavailable {
         reason: format!("{context} did not answer"),
+    }
+}
+
+/// orders' words for payments' statuses: the order detail is orders' own view, translated
+/// here, so a change in payments' enum breaks this match, not orders' clients.
+fn payment_status(status: PaymentStatus) -> &'static str {
+    match status {
+        PaymentStatus::Pending => "pending",
+        PaymentStatus::Captured => "captured",
+        PaymentStatus::PartiallyRefunded => "partially_refunded",
+        PaymentStatus::Refunded => "refunded",
+        PaymentStatus::Failed => "failed",
+        PaymentStatus::Voided => "voided",
     }
 }
 
@@ -280,10 +293,7 @@ impl OrdersApi for OrdersService {
         );
         let payment = match payment {
             Ok(payment) => Some(PaymentView {
-                status: serde_json::to_value(payment.status)
-                    .ok()
-                    .and_then(|status| status.as_str().map(str::to_owned))
-                    .unwrap_or_default(),
+                status: payment_status(payment.status).to_owned(),
                 captured: payment.captured,
                 refunded: payment.refunded,
                 provider_reference: payment.provider_reference,

@@ -115,7 +115,7 @@ impl PaymentsService {
                     tracing::info!("charge refused: key belongs to another order");
                     return Err(PaymentsError::IdempotencyKeyReused);
                 }
-                Err(missing_row())
+                Err(db_kit::missing_row())
             }
             Err(error) => Err(db_kit::internal(error)),
         }
@@ -173,7 +173,7 @@ impl PaymentsService {
                 .one(&self.db)
                 .await
                 .map_err(db_kit::internal)?
-                .ok_or_else(missing_row)?;
+                .ok_or_else(db_kit::missing_row)?;
             let current = store::to_payment(current).map_err(db_kit::internal)?;
             if let (PaymentStatus::Voided, ProviderOutcome::Approved { reference }) =
                 (current.status, &outcome)
@@ -187,7 +187,7 @@ impl PaymentsService {
             .one(&txn)
             .await
             .map_err(db_kit::internal)?
-            .ok_or_else(missing_row)?;
+            .ok_or_else(db_kit::missing_row)?;
         let payment = store::to_payment(updated).map_err(db_kit::internal)?;
         match outcome {
             ProviderOutcome::Approved { reference } => {
@@ -349,7 +349,7 @@ impl PaymentsService {
             .one(&txn)
             .await
             .map_err(db_kit::internal)?
-            .ok_or_else(missing_row)?;
+            .ok_or_else(db_kit::missing_row)?;
         let payment = store::to_payment(updated).map_err(db_kit::internal)?;
         let event = PaymentRefunded {
             payment_id: payment.id,
@@ -430,7 +430,7 @@ impl PaymentsService {
             .one(&self.db)
             .await
             .map_err(db_kit::internal)?
-            .ok_or_else(missing_row)?;
+            .ok_or_else(db_kit::missing_row)?;
         store::to_payment(current).map_err(db_kit::internal)
     }
 
@@ -538,7 +538,7 @@ impl PaymentsApi for PaymentsService {
                     return self
                         .payment_of(order_id)
                         .await?
-                        .ok_or_else(missing_row)
+                        .ok_or_else(db_kit::missing_row)
                         .and_then(|row| store::to_payment(row).map_err(db_kit::internal));
                 }
                 // A fully refunded payment goes through here too: if it was this cancel
@@ -572,10 +572,4 @@ impl PaymentsApi for PaymentsService {
             .ok_or(PaymentsError::PaymentNotFound { order_id })?;
         store::to_payment(row).map_err(db_kit::internal)
     }
-}
-
-/// A row this service wrote could not be read back: a bug, not bad input.
-fn missing_row() -> PaymentsError {
-    tracing::error!("a row written by payments could not be read back");
-    PaymentsError::Internal
 }
