@@ -29,6 +29,11 @@ arch:
 graph:
     cargo run -q -p archlint -- graph --write docs/CONTEXT_MAP.md
 
+# Checkout throughput and latency of a release build on SQLite and Postgres, invariants
+# checked afterwards. Arguments go to scripts/load.py (e.g. --orders 1000 --concurrency 64).
+bench *args:
+    ./scripts/bench.sh {{args}}
+
 # Start a local Postgres in .pg/ and print the URL to export as SHOP__DATABASE__URL.
 db-up:
     @scripts/postgres.sh start "$PWD/.pg"
