@@ -7,12 +7,14 @@
 //! - `contexts`: opens each context's store and assembles the contexts (the only place that
 //!   names implementation crates);
 //! - `startup`: the HTTP server and the background work; `ops`: health and readiness;
+//!   `metrics`: `/metrics` for Prometheus;
 //!   `admin`: parked events and their replay; `openapi`: the merged document;
 //! - `cli`: `serve`, `migrate`, `admin create`.
 
 pub mod admin;
 pub mod cli;
 pub mod contexts;
+pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod settings;

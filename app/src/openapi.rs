@@ -4,7 +4,7 @@ use kernel::FieldError;
 use utoipa::OpenApi;
 use web_kit::{BearerSecurity, ErrorBody, ErrorDetail};
 
-use crate::{admin, ops};
+use crate::{admin, metrics, ops};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -14,7 +14,7 @@ use crate::{admin, ops};
                        in one binary. Every error body is `{\"error\": {\"code\", \"message\", ...}}` \
                        with a stable snake_case code."
     ),
-    paths(ops::healthz, ops::readyz, admin::failed, admin::retry),
+    paths(ops::healthz, ops::readyz, metrics::render, admin::failed, admin::retry),
     components(schemas(ErrorBody, ErrorDetail, FieldError)),
     modifiers(&BearerSecurity),
     tags(

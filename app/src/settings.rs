@@ -272,11 +272,15 @@ mod tests {
     fn an_environment_file_overrides_the_defaults_and_must_exist() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("staging.toml");
-        std::fs::write(&file, "[server]\nport = 9191\n\n[log]\nformat = \"json\"\n").expect("write");
+        std::fs::write(&file, "[server]\nport = 9191\n\n[log]\nformat = \"json\"\n")
+            .expect("write");
         let settings = Settings::load(Some(&file)).expect("valid file");
         assert_eq!(settings.server.port, 9191);
         assert_eq!(settings.log.format, LogFormat::Json);
-        assert_eq!(settings.server.host, "127.0.0.1", "the rest stays as the defaults say");
+        assert_eq!(
+            settings.server.host, "127.0.0.1",
+            "the rest stays as the defaults say"
+        );
 
         let missing = Settings::load(Some(&dir.path().join("absent.toml")));
         assert!(missing.is_err(), "a file named explicitly must exist");

@@ -123,6 +123,7 @@ fn http_server(
         stores: contexts.stores.clone(),
     };
     let document = openapi::document();
+    let metrics = crate::metrics::handle();
     let json_limit = settings.server.max_body_bytes;
     let mut server = HttpServer::new(move || {
         App::new()
@@ -138,6 +139,7 @@ fn http_server(
             .configure(notifications::configure(notifications.clone()))
             .configure(admin::configure(bus.clone()))
             .configure(ops::configure(readiness.clone()))
+            .configure(crate::metrics::configure(metrics.clone()))
             .service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", document.clone()))
             .default_service(web::to(web_kit::route_not_found))

@@ -89,6 +89,7 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
     let expected: BTreeSet<String> = [
         "GET /healthz",
         "GET /readyz",
+        "GET /metrics",
         "POST /api/auth/register",
         "POST /api/auth/login",
         "GET /api/auth/me",
@@ -158,7 +159,47 @@ fn collect_refs(value: &Value, into: &mut BTreeSet<String>) {
     }
 }
 
+/// Requests, checkouts and events are counted; routes are labelled by pattern, not path.
+async fn metrics_count_requests_checkouts_and_events(store: TestStore) {
+    let app = spawn_app(store).await;
+    let admin = app.admin_token().await;
+    let customer = app.customer_token().await;
+    let product = app.create_product(&admin, "METRIC", 500, "things", 3).await;
+    let id = product["id"].as_str().expect("id");
+    app.get(&format!("/api/catalog/products/{id}"), None)
+        .await
+        .ok(StatusCode::OK);
+    app.place_order(
+        &customer,
+        "metrics-1",
+        &crate::checkout::order_body(id, 1, "tok_visa"),
+    )
+    .await
+    .ok(StatusCode::CREATED);
+    app.deliver_events().await;
+
+    let answer = app.send(app.client.get(app.url("/metrics"))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.headers["content-type"]
+            .to_str()
+            .is_ok_and(|t| t.starts_with("text/plain"))
+    );
+    let text = answer.body.as_str().expect("text").to_owned();
+    for expected in [
+        r#"shop_http_requests_total{method="GET",route="/api/catalog/products/{id}",status="200"}"#,
+        r#"shop_http_requests_total{method="POST",route="/api/orders",status="201"}"#,
+        r#"shop_http_request_duration_seconds_bucket{method="POST",route="/api/orders",le="0.1"}"#,
+        r#"shop_checkouts_total{outcome="confirmed",reason=""}"#,
+        r#"shop_events_relayed_total{publisher="orders",outcome="dispatched"}"#,
+        r#"shop_events_handled_total{consumer="notifications",outcome="done"}"#,
+    ] {
+        assert!(text.contains(expected), "missing {expected} in\n{text}");
+    }
+}
+
 testkit::backend_tests!(
+    metrics_count_requests_checkouts_and_events,
     health_and_readiness,
     every_response_carries_a_request_id,
     unsupported_methods_get_a_json_405,

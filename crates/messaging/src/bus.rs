@@ -214,6 +214,12 @@ impl Bus {
             let attempts = row.attempts + 1;
             let mut update = row.into_active_model();
             update.attempts = Set(attempts);
+            let counted = match (&outcome, attempts >= self.config.max_attempts) {
+                (Ok(()), _) => "dispatched",
+                (Err(_), false) => "retry",
+                (Err(_), true) => "parked",
+            };
+            metrics::counter!(crate::RELAYED, "publisher" => publisher.context, "outcome" => counted).increment(1);
             match outcome {
                 Ok(()) => {
                     update.status = Set(DISPATCHED.to_owned());

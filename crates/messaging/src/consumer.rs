@@ -175,6 +175,13 @@ impl Consumer {
             .await
             .unwrap_or_else(|_| Err(HandlerError::new("the handler panicked")));
         let attempts = row.attempts + 1;
+        let counted = match (&outcome, attempts >= retry.max_attempts) {
+            (Ok(()), _) => "done",
+            (Err(_), false) => "retry",
+            (Err(_), true) => "parked",
+        };
+        metrics::counter!(crate::HANDLED, "consumer" => self.name.clone(), "outcome" => counted)
+            .increment(1);
         let mut update = row.into_active_model();
         update.attempts = Set(attempts);
         match outcome {

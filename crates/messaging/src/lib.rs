@@ -23,6 +23,12 @@
 //! In process the relay calls `Consumer::accept` directly. When a context is extracted, the
 //! same two tables stay, and a broker sits between the relay and `accept`.
 
+/// Events relayed out of a publisher's outbox, by publisher and outcome
+/// (`dispatched`, `retry`, `parked`).
+pub const RELAYED: &str = "shop_events_relayed_total";
+/// Events handled from a consumer's inbox, by consumer and outcome (`done`, `retry`, `parked`).
+pub const HANDLED: &str = "shop_events_handled_total";
+
 mod backoff;
 mod bus;
 mod consumer;

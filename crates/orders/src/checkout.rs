@@ -39,6 +39,9 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use crate::domain::can_move;
 use crate::store;
 
+/// Orders that reached a terminal status, by status and failure reason.
+pub const CHECKOUTS: &str = "shop_checkouts_total";
+
 /// A point in the saga where a test can stop it, as if the process died there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Step {
@@ -346,6 +349,11 @@ impl Checkout {
         }
         txn.commit().await.map_err(db_kit::internal)?;
         self.outbox.notify();
+        if to.is_terminal() {
+            let outcome = crate::domain::status_to_str(to);
+            metrics::counter!(CHECKOUTS, "outcome" => outcome, "reason" => reason.clone().unwrap_or_default())
+                .increment(1);
+        }
         tracing::info!(order_id = %order.id, from = ?order.status, to = ?to, reason, "order moved");
         Ok(())
     }

@@ -16,6 +16,11 @@ use tracing::Instrument;
 
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// Requests served, by method, route pattern and status.
+pub const REQUESTS: &str = "shop_http_requests_total";
+/// How long requests took, by method and route pattern (a histogram, in seconds).
+pub const REQUEST_DURATION: &str = "shop_http_request_duration_seconds";
+
 /// The current request's id, for handlers that want to mention it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RequestId(pub String);
@@ -59,10 +64,22 @@ pub async fn request_id_middleware(
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(X_REQUEST_ID, value);
     }
+    let elapsed = started.elapsed();
+    let status = response.status().as_u16();
+    // The route's pattern (`/api/orders/{id}`), not its path, so the label set stays small.
+    let route = response
+        .request()
+        .match_pattern()
+        .unwrap_or_else(|| "unmatched".to_owned());
+    let method = response.request().method().to_string();
+    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route)
+        .record(elapsed.as_secs_f64());
     span.in_scope(|| {
         tracing::info!(
-            status = response.status().as_u16(),
-            latency_ms = started.elapsed().as_millis() as u64,
+            status,
+            latency_ms = elapsed.as_millis() as u64,
             "request completed"
         );
     });
