@@ -29,8 +29,7 @@ arch:
 graph:
     cargo run -q -p archlint -- graph --write docs/CONTEXT_MAP.md
 
-# Checkout throughput and latency of a release build on SQLite and Postgres, invariants
-# checked afterwards. Arguments go to scripts/load.py (e.g. --orders 1000 --concurrency 64).
+# Checkout throughput, latency and invariants of a release build on SQLite and Postgres.
 bench *args:
     ./scripts/bench.sh {{args}}
 
