@@ -12,8 +12,8 @@ pub fn configure(bus: std::sync::Arc<Bus>) -> impl FnOnce(&mut web::ServiceConfi
         cfg.service(
             web::scope("/api/admin/events")
                 .app_data(web::Data::from(bus))
-                .service(resource("/failed").route(web::get().to(failed)))
-                .service(resource("/{id}/retry").route(web::post().to(retry))),
+                .service(resource("/failed").get(failed))
+                .service(resource("/{id}/retry").post(retry)),
         );
     }
 }

@@ -39,7 +39,7 @@ pub fn handle() -> PrometheusHandle {
 pub fn configure(handle: PrometheusHandle) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(handle))
-            .service(web_kit::resource("/metrics").route(web::get().to(render)));
+            .service(web_kit::resource("/metrics").get(render));
     }
 }
 

@@ -1,8 +1,8 @@
 //! The shop's OpenAPI document: every context's routes, merged.
 
 use kernel::FieldError;
-use utoipa::OpenApi;
-use web_kit::{BearerSecurity, ErrorBody, ErrorDetail};
+use utoipa::{Modify, OpenApi};
+use web_kit::{BearerSecurity, ErrorBody, ErrorDetail, TransportResponses};
 
 use crate::{admin, metrics, ops};
 
@@ -32,5 +32,6 @@ pub fn document() -> utoipa::openapi::OpenApi {
     document.merge(payments::PaymentsDoc::openapi());
     document.merge(orders::OrdersDoc::openapi());
     document.merge(notifications::NotificationsDoc::openapi());
+    TransportResponses.modify(&mut document);
     document
 }

@@ -33,8 +33,8 @@ pub struct Check {
 pub fn configure(readiness: Readiness) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(readiness))
-            .service(web_kit::resource("/healthz").route(web::get().to(healthz)))
-            .service(web_kit::resource("/readyz").route(web::get().to(readyz)));
+            .service(web_kit::resource("/healthz").get(healthz))
+            .service(web_kit::resource("/readyz").get(readyz));
     }
 }
 

@@ -113,11 +113,13 @@ fn http_server(
     settings: &Settings,
     contexts: &Contexts,
 ) -> anyhow::Result<Server> {
+    // Every protected route authenticates through auth's port; each context's routes call
+    // that context's own service.
     let auth = contexts.auth_api();
-    let catalog = contexts.catalog_api();
-    let payments = contexts.payments_api();
-    let orders = contexts.orders_api();
-    let notifications = contexts.notifications_api();
+    let accounts = contexts.auth.service();
+    let catalog = contexts.catalog.service();
+    let orders = contexts.orders.service();
+    let notifications = contexts.notifications.service();
     let bus = contexts.bus.clone();
     let readiness = Readiness {
         stores: contexts.stores.clone(),
@@ -132,9 +134,9 @@ fn http_server(
             // App-wide, because every context's protected routes authenticate through it.
             .app_data(web::Data::from(auth.clone()))
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
-            .configure(auth::configure(auth.clone()))
+            .configure(auth::configure(accounts.clone()))
             .configure(catalog::configure(catalog.clone()))
-            .configure(payments::configure(payments.clone()))
+            .configure(payments::configure())
             .configure(orders::configure(orders.clone()))
             .configure(notifications::configure(notifications.clone()))
             .configure(admin::configure(bus.clone()))

@@ -75,9 +75,23 @@ async fn admins_create_update_and_restock(store: TestStore) {
     let refused = app.post(&stock, Some(&admin), json!({"delta": -1})).await;
     let error = refused.error(StatusCode::CONFLICT, "insufficient_stock");
     assert_eq!(error["available"], 0);
-    app.post(&stock, Some(&admin), json!({"delta": 0}))
+    // Zero changes nothing and says so; a delta out of range is a field error; a stock above
+    // the limit conflicts with what is there.
+    assert_eq!(
+        app.post(&stock, Some(&admin), json!({"delta": 0}))
+            .await
+            .ok(StatusCode::OK),
+        &json!({"available": 0, "reserved": 0})
+    );
+    app.post(&stock, Some(&admin), json!({"delta": i64::MIN}))
         .await
         .error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+    app.post(&stock, Some(&admin), json!({"delta": 1_000_000_000}))
+        .await
+        .ok(StatusCode::OK);
+    let full = app.post(&stock, Some(&admin), json!({"delta": 1})).await;
+    let error = full.error(StatusCode::CONFLICT, "stock_limit_exceeded");
+    assert_eq!(error["limit"], 1_000_000_000);
     let unknown = uuid::Uuid::now_v7();
     app.post(
         &format!("/api/catalog/products/{unknown}/stock"),

@@ -421,7 +421,63 @@ async fn customers_only_see_their_own_orders(store: TestStore) {
     assert_eq!(error["fields"][0]["code"], "unknown_product");
 }
 
+/// The `Idempotency-Key` header is checked before anything else (the IETF draft's 400), so a
+/// request without a usable key says so whatever its body; nothing is stored.
+async fn a_missing_or_malformed_key_is_a_400_before_the_body(store: TestStore) {
+    let app = spawn_app(store).await;
+    let customer = app.customer_token().await;
+    let without_key = |body: &'static str| {
+        app.client
+            .post(app.url("/api/orders"))
+            .bearer_auth(&customer)
+            .header("Content-Type", "application/json")
+            .body(body)
+    };
+    for body in ["{not json", "{}", r#"{"lines": []}"#] {
+        app.send(without_key(body))
+            .await
+            .error(StatusCode::BAD_REQUEST, "missing_idempotency_key");
+    }
+    for key in ["has space", &"k".repeat(201)] {
+        app.place_order(&customer, key, &json!({}))
+            .await
+            .error(StatusCode::BAD_REQUEST, "invalid_idempotency_key");
+    }
+    let mine = app.get("/api/orders", Some(&customer)).await;
+    assert_eq!(mine.ok(StatusCode::OK)["total"], 0);
+}
+
+/// Payments' token rule applies before any stock is held: a token payments would refuse is a
+/// 422 on the request, not a reservation followed by a failed order and an e-mail.
+async fn a_malformed_payment_token_is_refused_before_stock_is_reserved(store: TestStore) {
+    let app = spawn_app(store).await;
+    let admin = app.admin_token().await;
+    let customer = app.customer_token().await;
+    let product = app.create_product(&admin, "TOKEN", 500, "things", 3).await;
+    let product_id = product["id"].as_str().expect("id");
+    for token in ["tok visa", "", &"t".repeat(65), "tök"] {
+        let refused = app
+            .place_order(&customer, "bad-token", &order_body(product_id, 1, token))
+            .await;
+        let error = refused.error(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed");
+        assert_eq!(error["fields"][0]["field"], "payment_token", "{token:?}");
+        assert_eq!(error["fields"][0]["code"], "invalid_payment_token");
+    }
+    assert_eq!(
+        app.stock(product_id).await,
+        json!({"available": 3, "reserved": 0})
+    );
+    let mine = app.get("/api/orders", Some(&customer)).await;
+    assert_eq!(mine.ok(StatusCode::OK)["total"], 0);
+    assert_eq!(
+        app.count_events("orders", "orders.order_placed.v1").await,
+        0
+    );
+}
+
 testkit::backend_tests!(
+    a_missing_or_malformed_key_is_a_400_before_the_body,
+    a_malformed_payment_token_is_refused_before_stock_is_reserved,
     the_whole_journey,
     failed_payments_release_the_stock,
     out_of_stock_orders_are_rejected_and_not_charged,

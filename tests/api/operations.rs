@@ -64,6 +64,28 @@ async fn unsupported_methods_get_a_json_405(store: TestStore) {
         )
         .await;
     answer.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+    assert_eq!(answer.headers["allow"], "GET");
+
+    // Every resource says what it does serve (RFC 9110), whatever the method tried.
+    for (method, path, allow) in [
+        (reqwest::Method::PUT, "/api/catalog/products", "GET, POST"),
+        (
+            reqwest::Method::DELETE,
+            "/api/catalog/products/0195f9a4-0000-7000-8000-000000000000",
+            "GET, PATCH",
+        ),
+        (
+            reqwest::Method::GET,
+            "/api/orders/0195f9a4-0000-7000-8000-000000000000/cancel",
+            "POST",
+        ),
+        (reqwest::Method::OPTIONS, "/healthz", "GET"),
+        (reqwest::Method::TRACE, "/api/orders", "POST, GET"),
+    ] {
+        let answer = app.call(method.clone(), path, None, None).await;
+        answer.error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
+        assert_eq!(answer.headers["allow"], allow, "{method} {path}");
+    }
 }
 
 /// Every route the shop serves is in the OpenAPI document, and every schema it refers to

@@ -42,7 +42,8 @@ fn eur(cents: i64) -> Money {
 async fn product(contexts: &Contexts, stock: u32) -> ProductId {
     let sku = format!("R-{}", uuid::Uuid::new_v4().simple());
     contexts
-        .catalog_api()
+        .catalog
+        .service()
         .create_product(NewProduct {
             sku,
             name: "Recoverable".into(),
@@ -60,7 +61,8 @@ async fn product(contexts: &Contexts, stock: u32) -> ProductId {
 fn order(customer: UserId, product_id: ProductId, token: &str) -> PlaceOrder {
     PlaceOrder {
         customer_id: customer,
-        idempotency_key: uuid::Uuid::new_v4().to_string(),
+        idempotency_key: kernel::IdempotencyKey::parse(&uuid::Uuid::new_v4().to_string())
+            .expect("a valid key"),
         lines: vec![LineRequest {
             product_id,
             quantity: 2,
@@ -79,7 +81,8 @@ fn order(customer: UserId, product_id: ProductId, token: &str) -> PlaceOrder {
 
 async fn stock(contexts: &Contexts, product_id: ProductId) -> StockLevel {
     contexts
-        .catalog_api()
+        .catalog
+        .service()
         .get_product(product_id)
         .await
         .expect("product")
@@ -276,7 +279,8 @@ async fn cancellation_interrupted_at_every_step_recovers(store: TestStore) {
 async fn events_committed_before_a_crash_are_delivered_after_restart(store: TestStore) {
     let crashed = open(&store, None).await;
     let user = crashed
-        .auth_api()
+        .auth
+        .service()
         .register(auth_api::RegisterUser {
             email: "phoenix@example.com".into(),
             password: auth_api::Password::new("rises again"),

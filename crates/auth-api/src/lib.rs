@@ -1,37 +1,57 @@
-//! The published language of the auth context: what other contexts and the composition root
-//! may know about users, credentials and access tokens.
+//! The published language of the auth context: its port ([`AuthApi`], what the rest of the
+//! shop asks auth), the event it publishes ([`UserRegistered`]), the types of its public
+//! routes (registration, login, the current user) and its error enum.
 //!
 //! Everything here is remotable: arguments and results are owned serde types, errors are an
 //! enumerable, serializable enum, and there are no callbacks or borrowed data. The same trait
 //! is implemented in-process by the `auth` crate and, once auth is extracted, by a network
-//! client; callers cannot tell the difference.
+//! client; callers cannot tell the difference. [`PORT`] says which methods may be retried.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{ContextError, ErrorKind, FieldError, IntegrationEvent, UserId};
+use kernel::{ContextError, ErrorKind, FieldError, IntegrationEvent, MethodSpec, PortSpec, UserId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-/// The auth context's port. Every protected route of every context authenticates its caller
-/// through [`AuthApi::verify_token`].
+/// The auth context's port: what the rest of the shop asks auth. Every protected route of
+/// every context authenticates its caller through [`AuthApi::verify_token`] (by way of
+/// web-kit's extractors). Registration and login are auth's own public routes; they call
+/// auth's service directly and do not travel through the port.
 #[async_trait]
 pub trait AuthApi: Send + Sync + 'static {
-    /// Creates a customer account. Publishes [`UserRegistered`].
-    async fn register(&self, request: RegisterUser) -> Result<User, AuthError>;
-
-    /// Exchanges an email and password for an access token. A wrong password and an unknown
-    /// email fail identically, so the answer does not reveal which accounts exist.
-    async fn login(&self, request: Login) -> Result<AccessToken, AuthError>;
-
     /// Checks an access token's signature, algorithm, issuer, audience and expiry, and says
     /// who is calling.
     async fn verify_token(&self, token: String) -> Result<Principal, AuthError>;
-
-    async fn get_user(&self, id: UserId) -> Result<User, AuthError>;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+/// [`AuthApi`]'s methods and which of them may be retried.
+pub const PORT: PortSpec = PortSpec {
+    context: "auth",
+    trait_name: "AuthApi",
+    version: 1,
+    methods: &[
+        // A pure check: asking twice gives the same answer.
+        MethodSpec::idempotent("verify_token"),
+    ],
+};
+
+/// Stored and sent as the same snake_case word (`customer`, `admin`).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum Role {
     Customer,
     Admin,
@@ -62,12 +82,18 @@ impl std::fmt::Debug for Password {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterUser {
-    #[schema(example = "ada@example.com")]
+    /// Unique, compared case-insensitively.
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
     /// 8 to 128 characters.
-    #[schema(example = "correct horse battery staple")]
+    #[schema(value_type = String, format = Password, example = "correct horse battery staple", min_length = 8, max_length = 128)]
     pub password: Password,
-    #[schema(example = "Ada Lovelace")]
+    /// 1 to 100 characters, not only spaces, no control characters.
+    #[schema(
+        example = "Ada Lovelace",
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub display_name: String,
 }
 
@@ -85,6 +111,7 @@ pub struct Login {
 pub struct AccessToken {
     pub access_token: String,
     /// Always `Bearer`.
+    #[schema(pattern = "^Bearer$")]
     pub token_type: String,
     /// Seconds until the token expires.
     pub expires_in: u64,
@@ -100,7 +127,7 @@ impl std::fmt::Debug for AccessToken {
     }
 }
 
-/// A user as other contexts may see it: no credentials.
+/// A user as auth's public routes show it: no credentials.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct User {
     pub id: UserId,
@@ -110,8 +137,9 @@ pub struct User {
     pub created_at: DateTime<Utc>,
 }
 
-/// Who is calling, as established from a verified access token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// Who is calling, as established from a verified access token. Auth's model of the caller;
+/// web-kit translates it into the context-neutral `web_kit::Caller` that routes see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Principal {
     pub user_id: UserId,
     pub role: Role,
@@ -124,7 +152,7 @@ impl Principal {
 }
 
 /// Published when an account is created; notifications keeps its own recipient record from it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct UserRegistered {
     pub user_id: UserId,
     pub email: String,
@@ -142,7 +170,15 @@ impl IntegrationEvent for UserRegistered {
 
 /// Everything that can go wrong in auth, with a stable snake_case code per variant.
 #[derive(
-    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    thiserror::Error,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
 )]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -219,6 +255,16 @@ mod tests {
             assert_eq!(wire["code"], error.code(), "{error:?}");
             let back: AuthError = serde_json::from_value(wire).expect("deserializable");
             assert_eq!(back, error);
+        }
+    }
+
+    #[test]
+    fn roles_are_stored_as_their_wire_names() {
+        use strum::VariantArray;
+        for role in Role::VARIANTS {
+            let stored: &'static str = role.into();
+            assert_eq!(serde_json::to_value(role).expect("serializable"), stored);
+            assert_eq!(stored.parse::<Role>(), Ok(*role));
         }
     }
 

@@ -1,23 +1,26 @@
-//! The `/api/auth` routes. Handlers depend on the `AuthApi` port, not on `AuthService`, so
-//! the same routes serve an extracted auth service unchanged.
+//! The `/api/auth` routes: auth's own public API. Handlers call auth's service; when auth is
+//! extracted, these routes move with it (public traffic is routed to auth's process), so they
+//! never travel through the port.
 
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use auth_api::{AccessToken, AuthApi, Login, RegisterUser, User};
+use auth_api::{AccessToken, Login, RegisterUser, User};
 use utoipa::OpenApi;
 use web_kit::{CurrentUser, ErrorBody, HttpError, resource};
 
-/// Mounts auth's routes and the `AuthApi` they call. (The composition root also registers
+use crate::AuthService;
+
+/// Mounts auth's routes and the service they call. (The composition root also registers
 /// `AuthApi` app-wide, because every context's protected routes authenticate through it.)
-pub fn configure(api: Arc<dyn AuthApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(service: Arc<AuthService>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
             web::scope("/api/auth")
-                .app_data(web::Data::from(api))
-                .service(resource("/register").route(web::post().to(register)))
-                .service(resource("/login").route(web::post().to(login)))
-                .service(resource("/me").route(web::get().to(me))),
+                .app_data(web::Data::from(service))
+                .service(resource("/register").post(register))
+                .service(resource("/login").post(login))
+                .service(resource("/me").get(me)),
         );
     }
 }
@@ -42,7 +45,7 @@ pub struct AuthDoc;
     )
 )]
 async fn register(
-    auth: web::Data<dyn AuthApi>,
+    auth: web::Data<AuthService>,
     body: web::Json<RegisterUser>,
 ) -> Result<HttpResponse, HttpError> {
     let user = auth.register(body.into_inner()).await?;
@@ -60,7 +63,7 @@ async fn register(
     )
 )]
 async fn login(
-    auth: web::Data<dyn AuthApi>,
+    auth: web::Data<AuthService>,
     body: web::Json<Login>,
 ) -> Result<HttpResponse, HttpError> {
     let token = auth.login(body.into_inner()).await?;
@@ -77,9 +80,9 @@ async fn login(
     )
 )]
 async fn me(
-    auth: web::Data<dyn AuthApi>,
-    CurrentUser(principal): CurrentUser,
+    auth: web::Data<AuthService>,
+    CurrentUser(caller): CurrentUser,
 ) -> Result<HttpResponse, HttpError> {
-    let user = auth.get_user(principal.user_id).await?;
+    let user = auth.get_user(caller.user_id).await?;
     Ok(HttpResponse::Ok().json(user))
 }

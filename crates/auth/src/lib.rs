@@ -4,9 +4,11 @@
 //! - `domain`: parsing of emails, display names and passwords (no I/O);
 //! - `password`: argon2id hashing off the async runtime;
 //! - `token`: issuing and verifying JWT access tokens;
-//! - `store`: the `users` table, in auth's own schema (and its `outbox`);
-//! - `service`: [`AuthService`], the implementation of `AuthApi`;
-//! - `http`: the `/api/auth` routes, written against `AuthApi` itself.
+//! - `store`: the `users` table, in auth's own schema, and all of auth's SQL (its `outbox`
+//!   belongs to `messaging`);
+//! - `service`: [`AuthService`]: the implementation of `AuthApi` and the operations of auth's
+//!   routes;
+//! - `http`: the `/api/auth` routes.
 //!
 //! Architecture invariant: nothing outside this crate sees a credential or a password hash,
 //! and no other context names the `users` table.
@@ -61,6 +63,11 @@ impl AuthModule {
 
     /// The port other contexts and the web layer use.
     pub fn api(&self) -> Arc<dyn AuthApi> {
+        self.service.clone()
+    }
+
+    /// The service behind auth's own routes (and the tests that drive them).
+    pub fn service(&self) -> Arc<AuthService> {
         self.service.clone()
     }
 

@@ -1,4 +1,6 @@
-//! `AuthService`, the in-process implementation of `AuthApi`.
+//! `AuthService`: auth's application service. It implements the port (`AuthApi`, what the
+//! rest of the shop asks auth) and the operations of auth's own routes (register, log in,
+//! who am I). It orchestrates: `domain` decides what is valid, `store` holds the SQL.
 
 use std::sync::Arc;
 
@@ -8,11 +10,11 @@ use auth_api::{
 };
 use kernel::{Clock, FieldErrors, UserId};
 use messaging::Outbox;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, DatabaseConnection, TransactionTrait};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
-use crate::domain::{DisplayName, Email, NewPassword, role_to_str};
+use crate::domain::{DisplayName, Email, NewPassword};
 use crate::password::PasswordHashing;
-use crate::store::{self, users};
+use crate::store::{self, NewUser};
 use crate::token::{TokenConfig, Tokens};
 
 #[derive(Debug)]
@@ -68,17 +70,15 @@ impl AuthService {
                 AuthError::Internal
             })?;
         let now = self.clock.now();
-        let user = users::ActiveModel {
-            id: Set(UserId::new().as_uuid()),
-            email: Set(email.into_inner()),
-            display_name: Set(display_name.into_inner()),
-            password_hash: Set(password_hash),
-            role: Set(role_to_str(role).to_owned()),
-            created_at: Set(now),
+        let user = NewUser {
+            email: email.into_inner(),
+            display_name: display_name.into_inner(),
+            password_hash,
+            role,
         };
         // The user and the event announcing it commit together, or neither does.
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let user = user.insert(&txn).await.map_err(|error| {
+        let user = store::insert_user(&txn, user, now).await.map_err(|error| {
             if db_kit::is_unique_violation(&error) {
                 AuthError::EmailTaken
             } else {
@@ -92,24 +92,22 @@ impl AuthService {
             registered_at: now,
         };
         self.outbox
-            .append(&txn, &event, now)
+            .commit_with(txn, &event, now)
             .await
             .map_err(db_kit::internal)?;
-        txn.commit().await.map_err(db_kit::internal)?;
-        self.outbox.notify();
         tracing::info!(user_id = %user.id, "user registered");
         Ok(user.to_user())
     }
-}
 
-#[async_trait]
-impl AuthApi for AuthService {
-    async fn register(&self, request: RegisterUser) -> Result<User, AuthError> {
+    /// Creates a customer account. Publishes [`UserRegistered`].
+    pub async fn register(&self, request: RegisterUser) -> Result<User, AuthError> {
         self.create_user(request, Role::Customer).await
     }
 
+    /// Exchanges an email and password for an access token. A wrong password and an unknown
+    /// email fail identically, so the answer does not reveal which accounts exist.
     #[tracing::instrument(skip_all)]
-    async fn login(&self, request: Login) -> Result<AccessToken, AuthError> {
+    pub async fn login(&self, request: Login) -> Result<AccessToken, AuthError> {
         let password = request.password.expose().to_owned();
         let user = match Email::parse(&request.email) {
             Ok(email) => store::find_by_email(&self.db, email.as_str())
@@ -142,17 +140,21 @@ impl AuthApi for AuthService {
         })
     }
 
-    #[tracing::instrument(skip_all)]
-    async fn verify_token(&self, token: String) -> Result<Principal, AuthError> {
-        self.tokens.verify(&token)
-    }
-
+    /// A user's account as its owner sees it.
     #[tracing::instrument(skip(self))]
-    async fn get_user(&self, id: UserId) -> Result<User, AuthError> {
+    pub async fn get_user(&self, id: UserId) -> Result<User, AuthError> {
         store::find_by_id(&self.db, id)
             .await
             .map_err(db_kit::internal)?
             .map(|user| user.to_user())
             .ok_or(AuthError::UserNotFound)
+    }
+}
+
+#[async_trait]
+impl AuthApi for AuthService {
+    #[tracing::instrument(skip_all)]
+    async fn verify_token(&self, token: String) -> Result<Principal, AuthError> {
+        self.tokens.verify(&token)
     }
 }

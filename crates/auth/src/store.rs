@@ -1,10 +1,11 @@
-//! The `users` table, in auth's own schema.
+//! The `users` table, in auth's own schema, and every query over it. The rest of auth never
+//! writes SQL: it calls these functions (on the connection or a transaction).
 
 use auth_api::{Role, User};
+use chrono::{DateTime, Utc};
 use kernel::UserId;
 use sea_orm::entity::prelude::*;
-
-use crate::domain::role_from_str;
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 
 pub mod users {
     use sea_orm::entity::prelude::*;
@@ -32,7 +33,7 @@ impl users::Model {
     pub fn role(&self) -> Role {
         // The column has a CHECK constraint; anything else is a corrupted row, and treating
         // it as the least privileged role is the safe reading.
-        role_from_str(&self.role).unwrap_or(Role::Customer)
+        self.role.parse().unwrap_or(Role::Customer)
     }
 
     pub fn to_user(&self) -> User {
@@ -61,4 +62,33 @@ pub async fn find_by_id<C: ConnectionTrait>(
     id: UserId,
 ) -> Result<Option<users::Model>, DbErr> {
     users::Entity::find_by_id(id.as_uuid()).one(db).await
+}
+
+/// A user to be stored; the password is already hashed.
+#[derive(Debug)]
+pub struct NewUser {
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub role: Role,
+}
+
+/// Inserts a user. A taken email is a unique violation, which the caller turns into its
+/// own error through `db_kit::is_unique_violation`.
+pub async fn insert_user<C: ConnectionTrait>(
+    db: &C,
+    user: NewUser,
+    now: DateTime<Utc>,
+) -> Result<users::Model, DbErr> {
+    let role: &'static str = user.role.into();
+    users::ActiveModel {
+        id: Set(UserId::new().as_uuid()),
+        email: Set(user.email),
+        display_name: Set(user.display_name),
+        password_hash: Set(user.password_hash),
+        role: Set(role.to_owned()),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await
 }

@@ -2,39 +2,28 @@
 //!
 //! Other contexts learn prices and names only through [`CatalogApi`] (one batch call per
 //! request, never one call per line) and reserve stock through it, keyed by their order id.
-//! Everything is remotable: owned serde types in and out, a serializable error enum.
+//! The types of the catalog's public routes (search, categories, administration) live here
+//! too, so that clients and the API document share one definition. Everything is remotable:
+//! owned serde types in and out, a serializable error enum. [`PORT`] says which methods may
+//! be retried.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{ContextError, ErrorKind, FieldError, Money, OrderId, Page, PageRequest, ProductId};
+use kernel::{
+    ContextError, ErrorKind, FieldError, MethodSpec, Money, OrderId, PageRequest, PortSpec,
+    ProductId,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The catalog's port: what orders asks the catalog during checkout and for an order's
+/// detail. Browsing, search and administration are the catalog's own public routes; they call
+/// the catalog's service directly and do not travel through the port.
 #[async_trait]
 pub trait CatalogApi: Send + Sync + 'static {
-    /// Active products matching the query, one page of them, with the total count.
-    async fn search_products(&self, query: ProductQuery) -> Result<Page<Product>, CatalogError>;
-
-    async fn get_product(&self, id: ProductId) -> Result<Product, CatalogError>;
-
     /// Many products in one call. Ids that do not exist are left out of the answer (the
     /// caller compares), so one unknown id does not fail the whole batch.
     async fn get_products(&self, ids: Vec<ProductId>) -> Result<Vec<Product>, CatalogError>;
-
-    /// Categories that have at least one active product.
-    async fn list_categories(&self) -> Result<Vec<Category>, CatalogError>;
-
-    async fn create_product(&self, product: NewProduct) -> Result<Product, CatalogError>;
-
-    async fn update_product(
-        &self,
-        id: ProductId,
-        patch: ProductPatch,
-    ) -> Result<Product, CatalogError>;
-
-    /// Adds `delta` units (negative to remove) to a product's available stock. Refused if
-    /// available stock would go below zero.
-    async fn adjust_stock(&self, id: ProductId, delta: i64) -> Result<StockLevel, CatalogError>;
 
     /// Reserves every line or none. Idempotent per order: reserving again for an order that
     /// already holds a reservation returns that reservation and takes no more stock.
@@ -54,6 +43,21 @@ pub trait CatalogApi: Send + Sync + 'static {
     /// a confirmed order is cancelled. The reservation ends `released`. Idempotent.
     async fn restock_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError>;
 }
+
+/// [`CatalogApi`]'s methods and which of them may be retried: all of them, since a lookup
+/// reads and every reservation step is keyed by its order.
+pub const PORT: PortSpec = PortSpec {
+    context: "catalog",
+    trait_name: "CatalogApi",
+    version: 1,
+    methods: &[
+        MethodSpec::idempotent("get_products"),
+        MethodSpec::idempotent("reserve_stock"),
+        MethodSpec::idempotent("commit_reservation"),
+        MethodSpec::idempotent("release_reservation"),
+        MethodSpec::idempotent("restock_reservation"),
+    ],
+};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Product {
@@ -103,18 +107,28 @@ pub struct ProductQuery {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewProduct {
-    /// Letters, digits and `-_.`, unique across the catalog.
-    #[schema(example = "KB-001")]
+    /// Letters, digits and `-_.`, unique across the catalog; stored upper-case.
+    #[schema(example = "KB-001", pattern = "^[A-Za-z0-9._-]{1,64}$")]
     pub sku: String,
-    #[schema(example = "Mechanical keyboard")]
+    /// 1 to 200 characters, not only spaces, no control characters.
+    #[schema(
+        example = "Mechanical keyboard",
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
+    /// Up to 5000 characters.
     #[serde(default)]
+    #[schema(max_length = 5000)]
     pub description: String,
+    #[schema(value_type = Price)]
     pub price: Money,
-    #[schema(example = "electronics")]
+    /// Lower-case letters, digits and `-` (upper-case letters are lowered).
+    #[schema(example = "electronics", pattern = "^[A-Za-z0-9-]{1,64}$")]
     pub category: String,
     /// Units in stock at creation; defaults to 0.
     #[serde(default)]
+    #[schema(maximum = 1_000_000_000)]
     pub initial_stock: u32,
     /// Defaults to true.
     #[serde(default = "default_active")]
@@ -129,11 +143,30 @@ fn default_active() -> bool {
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductPatch {
+    /// As in `NewProduct`.
+    #[schema(
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: Option<String>,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
+    #[schema(value_type = Option<Price>)]
     pub price: Option<Money>,
+    #[schema(pattern = "^[A-Za-z0-9-]{1,64}$")]
     pub category: Option<String>,
     pub active: Option<bool>,
+}
+
+/// A product's price as the catalog accepts it: a `Money` of 1 to 10,000,000,000 minor
+/// units. (Schema only: the field's type is `Money`, checked by the catalog's rules.)
+#[derive(ToSchema)]
+#[allow(dead_code)]
+struct Price {
+    #[schema(minimum = 1, maximum = 10_000_000_000_i64, example = 1999)]
+    amount_minor: i64,
+    #[schema(value_type = String, pattern = "^[A-Za-z]{3}$", example = "EUR")]
+    currency: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -142,8 +175,22 @@ pub struct StockLine {
     pub quantity: u32,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+/// Stored and sent as the same snake_case word.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum ReservationStatus {
     /// Units are held for the order.
     Reserved,
@@ -161,7 +208,15 @@ pub struct Reservation {
 }
 
 #[derive(
-    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    thiserror::Error,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
 )]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -178,6 +233,12 @@ pub enum CatalogError {
     InsufficientStock {
         product_id: ProductId,
         available: u32,
+    },
+    #[error("product {product_id} would hold more than {limit} units")]
+    StockLimitExceeded {
+        product_id: ProductId,
+        available: u32,
+        limit: u32,
     },
     #[error("not enough stock for some products")]
     OutOfStock { product_ids: Vec<ProductId> },
@@ -208,6 +269,7 @@ impl ContextError for CatalogError {
             Self::ProductNotFound { .. } | Self::ReservationNotFound { .. } => ErrorKind::NotFound,
             Self::SkuTaken { .. }
             | Self::InsufficientStock { .. }
+            | Self::StockLimitExceeded { .. }
             | Self::OutOfStock { .. }
             | Self::ReservationClosed { .. } => ErrorKind::Conflict,
             Self::ProductInactive { .. } => ErrorKind::Rejected,
@@ -226,6 +288,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn reservation_statuses_are_stored_as_their_wire_names() {
+        use strum::VariantArray;
+        for status in ReservationStatus::VARIANTS {
+            let stored: &'static str = status.into();
+            assert_eq!(serde_json::to_value(status).expect("serializable"), stored);
+            assert_eq!(stored.parse::<ReservationStatus>(), Ok(*status));
+        }
+    }
+
+    #[test]
     fn error_codes_match_their_wire_tag() {
         let product_id = ProductId::new();
         let order_id = OrderId::new();
@@ -237,6 +309,11 @@ mod tests {
             CatalogError::InsufficientStock {
                 product_id,
                 available: 2,
+            },
+            CatalogError::StockLimitExceeded {
+                product_id,
+                available: 1,
+                limit: 1,
             },
             CatalogError::OutOfStock {
                 product_ids: vec![product_id],

@@ -1,6 +1,8 @@
 //! The catalog's rules for what a product is, checked before anything is stored.
 
-use catalog_api::{NewProduct, ProductPatch, StockLine};
+use catalog_api::{
+    CatalogError, NewProduct, ProductPatch, Reservation, ReservationStatus, StockLine,
+};
 use kernel::{FieldError, FieldErrors, Money, ProductId};
 
 /// The largest price accepted, in minor units (100 million in major units). Keeps
@@ -17,7 +19,7 @@ pub const MAX_BATCH: usize = 500;
 
 /// A stock keeping unit: letters, digits, `-`, `_` and `.`, stored upper-case.
 pub fn parse_sku(raw: &str) -> Result<String, FieldError> {
-    let sku = raw.trim().to_ascii_uppercase();
+    let sku = raw.to_ascii_uppercase();
     let valid_chars = sku
         .bytes()
         .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
@@ -31,42 +33,29 @@ pub fn parse_sku(raw: &str) -> Result<String, FieldError> {
     Ok(sku)
 }
 
-fn parse_text(field: &str, raw: &str, min: usize, max: usize) -> Result<String, FieldError> {
-    let text = raw.trim();
-    let chars = text.chars().count();
-    if chars < min {
-        return Err(FieldError::new(field, "required", "must not be empty"));
-    }
-    if chars > max {
-        return Err(FieldError::new(
-            field,
-            "too_long",
-            format!("must be at most {max} characters"),
-        ));
-    }
-    Ok(text.to_owned())
-}
-
+/// A product name: the shop's rule for a line of text (`kernel::text::line`), 1 to 200
+/// characters, stored trimmed.
 pub fn parse_name(raw: &str) -> Result<String, FieldError> {
-    let name = parse_text("name", raw, 1, 200)?;
-    if name.chars().any(char::is_control) {
-        return Err(FieldError::new(
-            "name",
-            "invalid_characters",
-            "must not contain control characters",
-        ));
-    }
-    Ok(name)
+    kernel::text::line("name", raw, 200)
 }
 
+/// Free text of up to 5000 characters (counted before trimming, as the API document's
+/// `maxLength` counts), stored trimmed.
 pub fn parse_description(raw: &str) -> Result<String, FieldError> {
-    parse_text("description", raw, 0, 5_000)
+    if raw.chars().count() > 5_000 {
+        return Err(FieldError::new(
+            "description",
+            "too_long",
+            "must be at most 5000 characters",
+        ));
+    }
+    Ok(raw.trim().to_owned())
 }
 
 /// Categories are lower-case words joined by `-` (`home-office`), so that `Books` and
-/// `books ` are the same category.
+/// `books` are the same category.
 pub fn parse_category(raw: &str) -> Result<String, FieldError> {
-    let category = raw.trim().to_lowercase();
+    let category = raw.to_ascii_lowercase();
     let valid = !category.is_empty()
         && category.len() <= 64
         && category
@@ -160,15 +149,54 @@ pub fn validate_patch(patch: ProductPatch) -> Result<ProductPatch, Vec<FieldErro
     }
 }
 
+/// A stock adjustment: at most `MAX_STOCK` units either way. Zero is a valid no-op, which
+/// answers the current level.
 pub fn check_delta(delta: i64) -> Result<i64, FieldError> {
-    if delta == 0 || delta.abs() > MAX_STOCK {
+    // `unsigned_abs`, because `i64::MIN.abs()` overflows.
+    if delta.unsigned_abs() > MAX_STOCK.unsigned_abs() {
         return Err(FieldError::new(
             "delta",
             "invalid_delta",
-            format!("must be non-zero and between -{MAX_STOCK} and {MAX_STOCK}"),
+            format!("must be between -{MAX_STOCK} and {MAX_STOCK}"),
         ));
     }
     Ok(delta)
+}
+
+/// Asking again for an order that already has a reservation: the same answer as before, or
+/// a refusal if that reservation was closed (released, perhaps by a tombstone).
+pub fn reserved_already(existing: Reservation) -> Result<Reservation, CatalogError> {
+    match existing.status {
+        ReservationStatus::Reserved | ReservationStatus::Committed => Ok(existing),
+        status => Err(CatalogError::ReservationClosed {
+            order_id: existing.order_id,
+            status,
+        }),
+    }
+}
+
+/// Every line's product exists and is for sale; `found` holds (id, active) of the products
+/// that exist.
+pub fn check_sellable(
+    lines: &[StockLine],
+    found: &[(ProductId, bool)],
+) -> Result<(), CatalogError> {
+    for line in lines {
+        match found.iter().find(|(id, _)| *id == line.product_id) {
+            None => {
+                return Err(CatalogError::ProductNotFound {
+                    product_id: line.product_id,
+                });
+            }
+            Some((_, false)) => {
+                return Err(CatalogError::ProductInactive {
+                    product_id: line.product_id,
+                });
+            }
+            Some((_, true)) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Validates reservation lines and merges lines of the same product. The result is sorted
@@ -233,7 +261,8 @@ mod tests {
 
     #[test]
     fn skus() {
-        check(parse_sku(" kb-001 "), Ok("KB-001".to_owned()));
+        check(parse_sku("kb-001"), Ok("KB-001".to_owned()));
+        check(parse_sku(" kb-001"), Err("invalid_sku"));
         check(parse_sku("A.B_C-1"), Ok("A.B_C-1".to_owned()));
         check(parse_sku(""), Err("invalid_sku"));
         check(parse_sku("has space"), Err("invalid_sku"));
@@ -242,10 +271,8 @@ mod tests {
 
     #[test]
     fn categories_are_normalised() {
-        check(
-            parse_category(" Home-Office "),
-            Ok("home-office".to_owned()),
-        );
+        check(parse_category("Home-Office"), Ok("home-office".to_owned()));
+        check(parse_category(" home"), Err("invalid_category"));
         check(parse_category("books & more"), Err("invalid_category"));
         check(parse_category(""), Err("invalid_category"));
     }
@@ -264,8 +291,11 @@ mod tests {
     #[test]
     fn deltas() {
         check(check_delta(-3), Ok(-3));
-        check(check_delta(0), Err("invalid_delta"));
+        check(check_delta(0), Ok(0));
         check(check_delta(MAX_STOCK + 1), Err("invalid_delta"));
+        check(check_delta(-MAX_STOCK), Ok(-MAX_STOCK));
+        check(check_delta(i64::MIN), Err("invalid_delta"));
+        check(check_delta(i64::MAX), Err("invalid_delta"));
     }
 
     #[test]

@@ -1,34 +1,28 @@
-//! The `/api/catalog` routes, written against the `CatalogApi` port.
+//! The `/api/catalog` routes: the catalog's own public API. Handlers call the catalog's
+//! service; when the catalog is extracted, these routes move with it, so they never travel
+//! through the port.
 
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
-use catalog_api::{
-    CatalogApi, Category, NewProduct, Product, ProductPatch, ProductQuery, StockLevel,
-};
+use catalog_api::{Category, NewProduct, Product, ProductPatch, ProductQuery, StockLevel};
 use kernel::{Page, ProductId};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use web_kit::{AdminUser, ErrorBody, HttpError, resource};
 
-/// Mounts catalog's routes and the `CatalogApi` they call.
-pub fn configure(api: Arc<dyn CatalogApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+use crate::CatalogService;
+
+/// Mounts catalog's routes and the service they call.
+pub fn configure(service: Arc<CatalogService>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
             web::scope("/api/catalog")
-                .app_data(web::Data::from(api))
-                .service(
-                    resource("/products")
-                        .route(web::get().to(search))
-                        .route(web::post().to(create)),
-                )
-                .service(
-                    resource("/products/{id}")
-                        .route(web::get().to(get))
-                        .route(web::patch().to(update)),
-                )
-                .service(resource("/products/{id}/stock").route(web::post().to(adjust_stock)))
-                .service(resource("/categories").route(web::get().to(categories))),
+                .app_data(web::Data::from(service))
+                .service(resource("/products").get(search).post(create))
+                .service(resource("/products/{id}").get(get).patch(update))
+                .service(resource("/products/{id}/stock").post(adjust_stock))
+                .service(resource("/categories").get(categories)),
         );
     }
 }
@@ -45,16 +39,24 @@ pub struct CatalogDoc;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 struct SearchParams {
-    /// Text matched case-insensitively against name, description and sku.
+    /// Text matched case-insensitively against name, description and sku (at most 100
+    /// characters).
+    #[param(max_length = 100)]
     q: Option<String>,
+    /// A category name (letters, digits and `-`).
+    #[param(pattern = "^[A-Za-z0-9-]{1,64}$")]
     category: Option<String>,
-    /// Inclusive lower bound on the price, in minor units.
+    /// Inclusive lower bound on the price, in minor units; not above `max_price`.
+    #[param(minimum = 0)]
     min_price: Option<i64>,
     /// Inclusive upper bound on the price, in minor units.
+    #[param(minimum = 0)]
     max_price: Option<i64>,
     /// Page number, from 1.
+    #[param(minimum = 1)]
     page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
+    #[param(minimum = 1, maximum = 100)]
     per_page: Option<u32>,
 }
 
@@ -62,7 +64,9 @@ struct SearchParams {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StockAdjustment {
-    /// Units to add; negative to remove. Refused if available stock would go below zero.
+    /// Units to add; negative to remove (0 changes nothing). Refused (`insufficient_stock`,
+    /// `stock_limit_exceeded`) if available stock would leave 0 to 1,000,000,000.
+    #[schema(minimum = -1_000_000_000_i64, maximum = 1_000_000_000_i64)]
     delta: i64,
 }
 
@@ -76,7 +80,7 @@ struct StockAdjustment {
     )
 )]
 async fn search(
-    catalog: web::Data<dyn CatalogApi>,
+    catalog: web::Data<CatalogService>,
     params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, HttpError> {
     let params = params.into_inner();
@@ -102,7 +106,7 @@ async fn search(
     )
 )]
 async fn get(
-    catalog: web::Data<dyn CatalogApi>,
+    catalog: web::Data<CatalogService>,
     id: web::Path<ProductId>,
 ) -> Result<HttpResponse, HttpError> {
     Ok(HttpResponse::Ok().json(catalog.get_product(id.into_inner()).await?))
@@ -113,7 +117,7 @@ async fn get(
     get, path = "/api/catalog/categories", tag = "catalog",
     responses((status = 200, description = "Categories and their product counts", body = Vec<Category>))
 )]
-async fn categories(catalog: web::Data<dyn CatalogApi>) -> Result<HttpResponse, HttpError> {
+async fn categories(catalog: web::Data<CatalogService>) -> Result<HttpResponse, HttpError> {
     Ok(HttpResponse::Ok().json(catalog.list_categories().await?))
 }
 
@@ -132,7 +136,7 @@ async fn categories(catalog: web::Data<dyn CatalogApi>) -> Result<HttpResponse, 
 )]
 async fn create(
     _admin: AdminUser,
-    catalog: web::Data<dyn CatalogApi>,
+    catalog: web::Data<CatalogService>,
     body: web::Json<NewProduct>,
 ) -> Result<HttpResponse, HttpError> {
     let product = catalog.create_product(body.into_inner()).await?;
@@ -158,7 +162,7 @@ async fn create(
 )]
 async fn update(
     _admin: AdminUser,
-    catalog: web::Data<dyn CatalogApi>,
+    catalog: web::Data<CatalogService>,
     id: web::Path<ProductId>,
     body: web::Json<ProductPatch>,
 ) -> Result<HttpResponse, HttpError> {
@@ -179,13 +183,13 @@ async fn update(
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
         (status = 404, description = "`product_not_found`", body = ErrorBody),
-        (status = 409, description = "`insufficient_stock`", body = ErrorBody),
+        (status = 409, description = "`insufficient_stock`, `stock_limit_exceeded`", body = ErrorBody),
         (status = 422, description = "`validation_failed` or `invalid_body`", body = ErrorBody),
     )
 )]
 async fn adjust_stock(
     _admin: AdminUser,
-    catalog: web::Data<dyn CatalogApi>,
+    catalog: web::Data<CatalogService>,
     id: web::Path<ProductId>,
     body: web::Json<StockAdjustment>,
 ) -> Result<HttpResponse, HttpError> {

@@ -2,10 +2,11 @@
 //!
 //! Published language: `catalog-api` ([`catalog_api::CatalogApi`]). Inside:
 //! - `domain`: rules for skus, names, categories, prices and reservation lines (no I/O);
-//! - `store`: the `products`, `stock`, `reservations` and `reservation_lines` tables;
+//! - `store`: the `products`, `stock`, `reservations` and `reservation_lines` tables, and all
+//!   of the catalog's SQL;
 //! - `service`: [`CatalogService`] (products and search) and `stock` (stock and
-//!   reservations), together the implementation of `CatalogApi`;
-//! - `http`: the `/api/catalog` routes, written against `CatalogApi`;
+//!   reservations): the implementation of `CatalogApi` and the operations of the routes;
+//! - `http`: the `/api/catalog` routes;
 //! - `seed`: the demo catalog.
 //!
 //! Architecture invariants: stock never goes negative (conditional updates plus `CHECK`
@@ -49,7 +50,13 @@ impl CatalogModule {
         }
     }
 
+    /// The port other contexts use.
     pub fn api(&self) -> Arc<dyn CatalogApi> {
+        self.service.clone()
+    }
+
+    /// The service behind the catalog's own routes (and the tests that drive them).
+    pub fn service(&self) -> Arc<CatalogService> {
         self.service.clone()
     }
 

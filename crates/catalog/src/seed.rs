@@ -1,6 +1,6 @@
 //! The demo catalog a fresh shop starts with, so `cargo run` has something to browse.
 
-use catalog_api::{CatalogApi, CatalogError, NewProduct};
+use catalog_api::{CatalogError, NewProduct};
 use kernel::{Currency, Money};
 
 use crate::service::CatalogService;

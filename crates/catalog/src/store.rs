@@ -1,10 +1,19 @@
-//! Catalog's tables, in catalog's own schema, and the queries over them.
+//! Catalog's tables, in catalog's own schema, and every query over them. The rest of the
+//! catalog never writes SQL: `service` and `stock` orchestrate, `domain` decides, and these
+//! functions read and write (on the connection or the caller's transaction).
 
 use std::collections::HashMap;
 
-use catalog_api::{Product, ReservationStatus, StockLevel};
-use kernel::{Currency, Money, ProductId};
+use catalog_api::{Product, ProductPatch, ReservationStatus, StockLevel, StockLine};
+use chrono::{DateTime, Utc};
+use kernel::{Currency, Money, OrderId, Page, PageRequest, ProductId};
 use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, Condition, IntoActiveModel, QueryOrder, QuerySelect,
+};
+
+use crate::domain::ValidProduct;
 
 pub mod products {
     use sea_orm::entity::prelude::*;
@@ -90,21 +99,15 @@ pub mod reservation_lines {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub fn status_to_str(status: ReservationStatus) -> &'static str {
-    match status {
-        ReservationStatus::Reserved => "reserved",
-        ReservationStatus::Committed => "committed",
-        ReservationStatus::Released => "released",
-    }
+/// How a reservation status is stored: its wire name.
+fn status_code(status: ReservationStatus) -> &'static str {
+    status.into()
 }
 
-pub fn status_from_str(status: &str) -> Result<ReservationStatus, DbErr> {
-    match status {
-        "reserved" => Ok(ReservationStatus::Reserved),
-        "committed" => Ok(ReservationStatus::Committed),
-        "released" => Ok(ReservationStatus::Released),
-        other => Err(DbErr::Type(format!("unknown reservation status {other:?}"))),
-    }
+fn decode_status(stored: &str) -> Result<ReservationStatus, DbErr> {
+    stored
+        .parse()
+        .map_err(|_| DbErr::Type(format!("unknown reservation status {stored:?}")))
 }
 
 /// Quantities are `u32` at the boundary and `BIGINT` in the table; the schema keeps them
@@ -126,7 +129,7 @@ pub fn stock_level(row: Option<&stock::Model>) -> Result<StockLevel, DbErr> {
     })
 }
 
-pub fn to_product(row: products::Model, stock: Option<&stock::Model>) -> Result<Product, DbErr> {
+fn to_product(row: products::Model, stock: Option<&stock::Model>) -> Result<Product, DbErr> {
     let currency =
         Currency::parse(&row.currency).map_err(|error| DbErr::Type(error.to_string()))?;
     let price =
@@ -146,7 +149,7 @@ pub fn to_product(row: products::Model, stock: Option<&stock::Model>) -> Result<
 }
 
 /// Attaches stock levels to product rows with one query, whatever the number of rows.
-pub async fn with_stock<C: ConnectionTrait>(
+async fn with_stock<C: ConnectionTrait>(
     db: &C,
     rows: Vec<products::Model>,
 ) -> Result<Vec<Product>, DbErr> {
@@ -166,6 +169,66 @@ pub async fn with_stock<C: ConnectionTrait>(
         .collect()
 }
 
+/// What a product search filters on; the values are already valid.
+#[derive(Debug, Default)]
+pub struct SearchFilter {
+    pub text: Option<String>,
+    pub category: Option<String>,
+    pub min_price: Option<i64>,
+    pub max_price: Option<i64>,
+}
+
+/// Escapes `%`, `_` and the escape character itself, so user text is matched literally.
+fn like_pattern(text: &str) -> String {
+    let mut pattern = String::with_capacity(text.len() + 2);
+    pattern.push('%');
+    for c in text.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// Active products matching `filter`, by name, one page of them.
+pub async fn search<C: ConnectionTrait>(
+    db: &C,
+    filter: &SearchFilter,
+    page: PageRequest,
+) -> Result<Page<Product>, DbErr> {
+    let mut select = products::Entity::find().filter(products::Column::Active.eq(true));
+    if let Some(text) = &filter.text {
+        let pattern = like_pattern(text);
+        let matches = |column: products::Column| {
+            Expr::expr(Func::lower(Expr::col(column)))
+                .like(LikeExpr::new(pattern.clone()).escape('\\'))
+        };
+        select = select.filter(
+            Condition::any()
+                .add(matches(products::Column::Name))
+                .add(matches(products::Column::Description))
+                .add(matches(products::Column::Sku)),
+        );
+    }
+    if let Some(category) = &filter.category {
+        select = select.filter(products::Column::Category.eq(category.as_str()));
+    }
+    if let Some(min) = filter.min_price {
+        select = select.filter(products::Column::PriceMinor.gte(min));
+    }
+    if let Some(max) = filter.max_price {
+        select = select.filter(products::Column::PriceMinor.lte(max));
+    }
+    let select = select
+        .order_by_asc(products::Column::Name)
+        .order_by_asc(products::Column::Id);
+    let Page { items, total, .. } = db_kit::fetch_page(db, select, page).await?;
+    let items = with_stock(db, items).await?;
+    Ok(Page::new(items, total, page))
+}
+
 pub async fn find_product<C: ConnectionTrait>(
     db: &C,
     id: ProductId,
@@ -176,9 +239,296 @@ pub async fn find_product<C: ConnectionTrait>(
     Ok(with_stock(db, vec![row]).await?.pop())
 }
 
+/// The products among `ids` that exist, in id order.
+pub async fn find_products<C: ConnectionTrait>(
+    db: &C,
+    ids: Vec<ProductId>,
+) -> Result<Vec<Product>, DbErr> {
+    let rows = products::Entity::find()
+        .filter(products::Column::Id.is_in(ids.into_iter().map(|id| id.as_uuid())))
+        .order_by_asc(products::Column::Id)
+        .all(db)
+        .await?;
+    with_stock(db, rows).await
+}
+
+/// Whether each of `ids` that exists is active.
+pub async fn sellable<C: ConnectionTrait>(
+    db: &C,
+    ids: &[ProductId],
+) -> Result<Vec<(ProductId, bool)>, DbErr> {
+    let found: Vec<(Uuid, bool)> = products::Entity::find()
+        .select_only()
+        .column(products::Column::Id)
+        .column(products::Column::Active)
+        .filter(products::Column::Id.is_in(ids.iter().map(ProductId::as_uuid)))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(found
+        .into_iter()
+        .map(|(id, active)| (ProductId::from_uuid(id), active))
+        .collect())
+}
+
+pub async fn count_products<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    products::Entity::find().count(db).await
+}
+
+/// Categories of active products, with how many each has, by name.
+pub async fn categories<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, u64)>, DbErr> {
+    let rows: Vec<(String, i64)> = products::Entity::find()
+        .select_only()
+        .column(products::Column::Category)
+        .column_as(products::Column::Id.count(), "product_count")
+        .filter(products::Column::Active.eq(true))
+        .group_by(products::Column::Category)
+        .order_by_asc(products::Column::Category)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(name, count)| (name, u64::try_from(count).unwrap_or_default()))
+        .collect())
+}
+
+/// Inserts a product and its stock row. A taken sku is a unique violation, which the
+/// caller turns into `sku_taken`.
+pub async fn insert_product<C: ConnectionTrait>(
+    db: &C,
+    id: ProductId,
+    product: ValidProduct,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    products::ActiveModel {
+        id: Set(id.as_uuid()),
+        sku: Set(product.sku),
+        name: Set(product.name),
+        description: Set(product.description),
+        price_minor: Set(product.price.amount_minor()),
+        currency: Set(product.price.currency().to_string()),
+        category: Set(product.category),
+        active: Set(product.active),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    stock::ActiveModel {
+        product_id: Set(id.as_uuid()),
+        available: Set(i64::from(product.initial_stock)),
+        reserved: Set(0),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+/// Applies a valid patch. Returns false when there is no such product.
+pub async fn update_product<C: ConnectionTrait>(
+    db: &C,
+    id: ProductId,
+    patch: ProductPatch,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let Some(row) = products::Entity::find_by_id(id.as_uuid()).one(db).await? else {
+        return Ok(false);
+    };
+    let mut row = row.into_active_model();
+    if let Some(name) = patch.name {
+        row.name = Set(name);
+    }
+    if let Some(description) = patch.description {
+        row.description = Set(description);
+    }
+    if let Some(price) = patch.price {
+        row.price_minor = Set(price.amount_minor());
+        row.currency = Set(price.currency().to_string());
+    }
+    if let Some(category) = patch.category {
+        row.category = Set(category);
+    }
+    if let Some(active) = patch.active {
+        row.active = Set(active);
+    }
+    row.updated_at = Set(now);
+    row.update(db).await?;
+    Ok(true)
+}
+
 pub async fn find_stock<C: ConnectionTrait>(
     db: &C,
     id: ProductId,
 ) -> Result<Option<stock::Model>, DbErr> {
     stock::Entity::find_by_id(id.as_uuid()).one(db).await
+}
+
+/// Adds `delta` to a product's available units if the result stays within `0..=max`, in
+/// one conditional statement. Returns whether it changed.
+pub async fn adjust_available<C: ConnectionTrait>(
+    db: &C,
+    id: ProductId,
+    delta: i64,
+    max: i64,
+) -> Result<bool, DbErr> {
+    let after = Expr::col(stock::Column::Available).add(delta);
+    let changed = stock::Entity::update_many()
+        .col_expr(stock::Column::Available, after.clone())
+        .filter(stock::Column::ProductId.eq(id.as_uuid()))
+        .filter(after.clone().gte(0))
+        .filter(after.lte(max))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// Moves `quantity` units from available to reserved if that many are available, in one
+/// conditional statement. Returns whether it did.
+pub async fn take_stock<C: ConnectionTrait>(db: &C, line: &StockLine) -> Result<bool, DbErr> {
+    let quantity = i64::from(line.quantity);
+    let taken = stock::Entity::update_many()
+        .col_expr(
+            stock::Column::Available,
+            Expr::col(stock::Column::Available).sub(quantity),
+        )
+        .col_expr(
+            stock::Column::Reserved,
+            Expr::col(stock::Column::Reserved).add(quantity),
+        )
+        .filter(stock::Column::ProductId.eq(line.product_id.as_uuid()))
+        .filter(stock::Column::Available.gte(quantity))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(taken == 1)
+}
+
+/// Moves a line's units out of `reserved` (when `from_reserved`) and into `available`
+/// (when `to_available`): the unit movements of a reservation's transitions.
+pub async fn move_units<C: ConnectionTrait>(
+    db: &C,
+    line: &StockLine,
+    from_reserved: bool,
+    to_available: bool,
+) -> Result<(), DbErr> {
+    let quantity = i64::from(line.quantity);
+    let mut update = stock::Entity::update_many();
+    if from_reserved {
+        update = update.col_expr(
+            stock::Column::Reserved,
+            Expr::col(stock::Column::Reserved).sub(quantity),
+        );
+    }
+    if to_available {
+        update = update.col_expr(
+            stock::Column::Available,
+            Expr::col(stock::Column::Available).add(quantity),
+        );
+    }
+    update
+        .filter(stock::Column::ProductId.eq(line.product_id.as_uuid()))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// A reservation with its lines (sorted by product), if the order has one.
+pub async fn find_reservation<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+) -> Result<Option<catalog_api::Reservation>, DbErr> {
+    let Some(row) = reservations::Entity::find_by_id(order_id.as_uuid())
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let lines = reservation_lines::Entity::find()
+        .filter(reservation_lines::Column::OrderId.eq(order_id.as_uuid()))
+        .all(db)
+        .await?;
+    let mut lines = lines
+        .into_iter()
+        .map(|line| {
+            Ok(StockLine {
+                product_id: ProductId::from_uuid(line.product_id),
+                quantity: quantity(line.quantity)?,
+            })
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    lines.sort_by_key(|line| line.product_id);
+    Ok(Some(catalog_api::Reservation {
+        order_id,
+        status: decode_status(&row.status)?,
+        lines,
+    }))
+}
+
+/// Claims `order_id` for a reservation in `status` (or a tombstone, `released`). A second
+/// claim of the same order is a unique violation.
+pub async fn insert_reservation<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    status: ReservationStatus,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    reservations::ActiveModel {
+        order_id: Set(order_id.as_uuid()),
+        status: Set(status_code(status).to_owned()),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    Ok(())
+}
+
+pub async fn insert_reservation_lines<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    lines: &[StockLine],
+) -> Result<(), DbErr> {
+    reservation_lines::Entity::insert_many(lines.iter().map(|line| {
+        reservation_lines::ActiveModel {
+            order_id: Set(order_id.as_uuid()),
+            product_id: Set(line.product_id.as_uuid()),
+            quantity: Set(i64::from(line.quantity)),
+        }
+    }))
+    .exec(db)
+    .await?;
+    Ok(())
+}
+
+/// Moves a reservation from `from` to `to` if it is still in `from`. Returns whether it
+/// moved: when two callers race, exactly one does.
+pub async fn move_reservation<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    from: ReservationStatus,
+    to: ReservationStatus,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let moved = reservations::Entity::update_many()
+        .col_expr(reservations::Column::Status, Expr::value(status_code(to)))
+        .col_expr(reservations::Column::UpdatedAt, Expr::value(now))
+        .filter(reservations::Column::OrderId.eq(order_id.as_uuid()))
+        .filter(reservations::Column::Status.eq(status_code(from)))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(moved == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::like_pattern;
+
+    #[test]
+    fn like_patterns_match_user_text_literally() {
+        assert_eq!(like_pattern("Tea"), "%tea%");
+        assert_eq!(like_pattern("50%_off\\"), "%50\\%\\_off\\\\%");
+    }
 }

@@ -8,10 +8,12 @@
 //! schema only, so reaching into another context's tables fails with a permission error.
 
 mod migrate;
+mod paging;
 mod postgres;
 mod store;
 
 pub use migrate::migrate;
+pub use paging::fetch_page;
 pub use store::{Backend, RoleConfig, StoreConfig, StoreError};
 
 use kernel::ContextError;

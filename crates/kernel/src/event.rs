@@ -7,9 +7,14 @@
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub trait IntegrationEvent: Serialize + DeserializeOwned + Send + Sync + 'static {
+/// An event's payload schema (`ToSchema`) is committed under `contracts/events/`, so that an
+/// incompatible change is caught before it ships (see `docs/CONTRACTS.md`).
+pub trait IntegrationEvent:
+    Serialize + DeserializeOwned + ToSchema + Send + Sync + 'static
+{
     /// The stable, versioned name consumers subscribe to, e.g. `auth.user_registered.v1`.
     /// Changing an event incompatibly means publishing a new name.
     const NAME: &'static str;

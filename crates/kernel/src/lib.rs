@@ -8,13 +8,18 @@
 pub mod clock;
 pub mod error;
 pub mod event;
+pub mod idempotency;
 pub mod ids;
 pub mod money;
 pub mod paging;
+pub mod port;
+pub mod text;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ContextError, ErrorKind, FieldError, FieldErrors};
 pub use event::{EnvelopeError, EventEnvelope, IntegrationEvent};
+pub use idempotency::{IdempotencyKey, IdempotencyKeyError};
 pub use ids::{OrderId, PaymentId, ProductId, UserId};
 pub use money::{Currency, Money, MoneyError};
 pub use paging::{Page, PageRequest, PagingError};
+pub use port::{MethodSpec, PortSpec};

@@ -103,6 +103,17 @@ impl<T> Page<T> {
             per_page: self.per_page,
         }
     }
+
+    /// Like [`map`](Self::map), for conversions that can fail (a stored row that does not
+    /// decode): the first failure is the answer.
+    pub fn try_map<U, E>(self, f: impl FnMut(T) -> Result<U, E>) -> Result<Page<U>, E> {
+        Ok(Page {
+            items: self.items.into_iter().map(f).collect::<Result<_, _>>()?,
+            total: self.total,
+            page: self.page,
+            per_page: self.per_page,
+        })
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use kernel::{EventEnvelope, IntegrationEvent};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DbErr};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbErr};
 use tokio::sync::Notify;
 
 use crate::store::{PENDING, outbox};
@@ -58,6 +58,21 @@ impl Outbox {
         .insert(txn)
         .await?;
         tracing::debug!(context = self.context, event = %envelope.name, event_id = %envelope.id, "event recorded");
+        Ok(envelope)
+    }
+
+    /// The last step of every change that announces itself: appends `event` to the outbox
+    /// in `txn`, commits, and wakes the relay. Use this rather than `append` + `commit` +
+    /// `notify` by hand, so no publisher forgets a step.
+    pub async fn commit_with<E: IntegrationEvent>(
+        &self,
+        txn: DatabaseTransaction,
+        event: &E,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<EventEnvelope, DbErr> {
+        let envelope = self.append(&txn, event, occurred_at).await?;
+        txn.commit().await?;
+        self.notify();
         Ok(envelope)
     }
 

@@ -6,7 +6,9 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use kernel::{ContextError, ErrorKind, FieldError, Page, PageRequest, UserId};
+use kernel::{
+    ContextError, ErrorKind, FieldError, MethodSpec, Page, PageRequest, PortSpec, UserId,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -20,8 +22,33 @@ pub trait NotificationsApi: Send + Sync + 'static {
     ) -> Result<Page<Notification>, NotificationsError>;
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+/// [`NotificationsApi`]'s methods and which of them may be retried. No other context calls
+/// notifications; the port is what its own routes use, and what an extracted notifications
+/// serves.
+pub const PORT: PortSpec = PortSpec {
+    context: "notifications",
+    trait_name: "NotificationsApi",
+    version: 1,
+    methods: &[MethodSpec::idempotent("list_notifications")],
+};
+
+/// Stored and sent as the same snake_case word.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum NotificationKind {
     Welcome,
     OrderConfirmed,
@@ -29,12 +56,32 @@ pub enum NotificationKind {
     OrderCancelled,
 }
 
+/// How a message travelled. Stored and sent as the same snake_case word.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum Channel {
+    Email,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Notification {
     pub id: uuid::Uuid,
     pub kind: NotificationKind,
-    /// `email`.
-    pub channel: String,
+    pub channel: Channel,
     /// The address it went to.
     pub to: String,
     pub subject: String,
@@ -44,7 +91,15 @@ pub struct Notification {
 }
 
 #[derive(
-    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    thiserror::Error,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
 )]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -78,6 +133,21 @@ impl ContextError for NotificationsError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kinds_and_channels_are_stored_as_their_wire_names() {
+        use strum::VariantArray;
+        for kind in NotificationKind::VARIANTS {
+            let stored: &'static str = kind.into();
+            assert_eq!(serde_json::to_value(kind).expect("serializable"), stored);
+            assert_eq!(stored.parse::<NotificationKind>(), Ok(*kind));
+        }
+        for channel in Channel::VARIANTS {
+            let stored: &'static str = channel.into();
+            assert_eq!(serde_json::to_value(channel).expect("serializable"), stored);
+            assert_eq!(stored.parse::<Channel>(), Ok(*channel));
+        }
+    }
 
     #[test]
     fn error_codes_match_their_wire_tag() {

@@ -13,12 +13,13 @@ use async_trait::async_trait;
 use auth_api::UserRegistered;
 use kernel::{Clock, EventEnvelope, IntegrationEvent, UserId};
 use messaging::{EventHandler, HandlerError};
+use notifications_api::Channel;
 use orders_api::{OrderCancelled, OrderConfirmed, OrderPaymentFailed};
-use sea_orm::{ActiveValue::Set, DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseTransaction, DbErr};
 
-use crate::domain::{self, CHANNEL_EMAIL, Message, Recipient};
+use crate::domain::{self, Message, Recipient};
 use crate::sender::{OutgoingMessage, Sender};
-use crate::store::{self, notifications};
+use crate::store::{self, SentMessage};
 use crate::templates::Templates;
 
 #[derive(Debug)]
@@ -118,26 +119,25 @@ impl NotificationHandler {
             .send(&outgoing)
             .await
             .map_err(|error| HandlerError::new(format!("sending failed: {error}")))?;
-        let now = self.clock.now();
         let inserted = store::insert_notification(
             txn,
-            notifications::ActiveModel {
-                id: Set(id),
-                event_id: Set(event.id),
-                recipient_id: Set(recipient.user_id.as_uuid()),
-                kind: Set(domain::kind_to_str(kind).to_owned()),
-                channel: Set(CHANNEL_EMAIL.to_owned()),
-                address: Set(outgoing.to),
-                subject: Set(outgoing.subject),
-                body: Set(outgoing.body),
-                created_at: Set(now),
-                sent_at: Set(Some(now)),
+            SentMessage {
+                id,
+                event_id: event.id,
+                recipient_id: recipient.user_id,
+                kind,
+                channel: Channel::Email,
+                address: outgoing.to,
+                subject: outgoing.subject,
+                body: outgoing.body,
             },
+            self.clock.now(),
         )
         .await
         .map_err(database)?;
         if inserted {
-            tracing::info!(notification_id = %id, kind = domain::kind_to_str(kind), recipient_id = %recipient.user_id, "notification sent");
+            let kind: &'static str = kind.into();
+            tracing::info!(notification_id = %id, kind, recipient_id = %recipient.user_id, "notification sent");
         } else {
             // Another attempt stored it between the check and the insert: same id, same
             // message, and the sender overwrote rather than duplicated it.

@@ -1,20 +1,23 @@
-//! The `/api/notifications` routes, written against the `NotificationsApi` port.
+//! The `/api/notifications` routes: notifications' own public API. Handlers call its
+//! service.
 
 use std::sync::Arc;
 
 use actix_web::{HttpResponse, web};
 use kernel::Page;
-use notifications_api::{Notification, NotificationKind, NotificationsApi};
+use notifications_api::{Channel, Notification, NotificationKind, NotificationsApi};
 use utoipa::OpenApi;
 use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, resource};
 
-/// Mounts notifications' routes and the `NotificationsApi` they call.
-pub fn configure(api: Arc<dyn NotificationsApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+use crate::NotificationsService;
+
+/// Mounts notifications' routes and the service they call.
+pub fn configure(service: Arc<NotificationsService>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
             web::scope("/api/notifications")
-                .app_data(web::Data::from(api))
-                .service(resource("").route(web::get().to(list))),
+                .app_data(web::Data::from(service))
+                .service(resource("").get(list)),
         );
     }
 }
@@ -22,7 +25,7 @@ pub fn configure(api: Arc<dyn NotificationsApi>) -> impl FnOnce(&mut web::Servic
 #[derive(Debug, OpenApi)]
 #[openapi(
     paths(list),
-    components(schemas(Notification, NotificationKind, Page<Notification>)),
+    components(schemas(Notification, NotificationKind, Channel, Page<Notification>)),
     tags((name = "notifications", description = "The messages sent to the caller"))
 )]
 pub struct NotificationsDoc;
@@ -39,13 +42,13 @@ pub struct NotificationsDoc;
     )
 )]
 async fn list(
-    CurrentUser(principal): CurrentUser,
-    notifications: web::Data<dyn NotificationsApi>,
+    CurrentUser(caller): CurrentUser,
+    notifications: web::Data<NotificationsService>,
     paging: web::Query<Paging>,
 ) -> Result<HttpResponse, HttpError> {
     let page = paging.request()?;
     let listed = notifications
-        .list_notifications(principal.user_id, page)
+        .list_notifications(caller.user_id, page)
         .await?;
     Ok(HttpResponse::Ok().json(listed))
 }

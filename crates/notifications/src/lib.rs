@@ -5,12 +5,13 @@
 //! recipient's address and name) and orders' confirmed, payment-failed and cancelled events.
 //! Inside:
 //! - `domain`: recipients, message kinds, notification ids, failure wording (no I/O);
-//! - `store`: the `recipients` and `notifications` tables (and the `inbox`);
+//! - `store`: the `recipients` and `notifications` tables, and all of notifications' SQL
+//!   (its `inbox` belongs to `messaging`);
 //! - `templates`: subject and body per kind, from `templates/`, rendered with minijinja;
 //! - `sender`: the [`Sender`] port, [`FileSender`] and [`LogSender`];
 //! - `handler`: the event handler behind [`NotificationsModule::consumer`];
 //! - `service`: [`NotificationsService`], the implementation of `NotificationsApi`;
-//! - `http`: the `/api/notifications` routes, written against `NotificationsApi`.
+//! - `http`: the `/api/notifications` routes, over the service.
 //!
 //! Architecture invariants: one message per (event, recipient), however often an event is
 //! delivered (the inbox, a unique key, and deterministic notification ids that make a
@@ -85,8 +86,13 @@ impl NotificationsModule {
         }
     }
 
-    /// The port the web layer (and the composition root) uses.
+    /// The port (no other context calls notifications today).
     pub fn api(&self) -> Arc<dyn NotificationsApi> {
+        self.service.clone()
+    }
+
+    /// The service behind notifications' own routes.
+    pub fn service(&self) -> Arc<NotificationsService> {
         self.service.clone()
     }
 

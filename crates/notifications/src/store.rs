@@ -1,16 +1,17 @@
-//! Notifications' tables, in notifications' own schema, and the queries over them.
+//! Notifications' tables, in notifications' own schema, and every query over them. Its
+//! `inbox` table belongs to `messaging`.
 //!
 //! Every function takes any connection, so the event handler can run them on the transaction
 //! it was given (on SQLite that transaction holds the context's only connection).
 
 use chrono::{DateTime, Utc};
 use kernel::{Page, PageRequest, UserId};
-use notifications_api::Notification;
+use notifications_api::{Channel, Notification, NotificationKind};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::OnConflict;
-use sea_orm::{ActiveValue::Set, QueryOrder, QuerySelect};
+use sea_orm::{ActiveValue::Set, QueryOrder};
 
-use crate::domain::{self, Recipient};
+use crate::domain::Recipient;
 
 pub mod recipients {
     use sea_orm::entity::prelude::*;
@@ -111,6 +112,19 @@ pub async fn notification_exists<C: ConnectionTrait>(
     Ok(found > 0)
 }
 
+/// A message that was sent, to be recorded.
+#[derive(Debug)]
+pub struct SentMessage {
+    pub id: Uuid,
+    pub event_id: Uuid,
+    pub recipient_id: UserId,
+    pub kind: NotificationKind,
+    pub channel: Channel,
+    pub address: String,
+    pub subject: String,
+    pub body: String,
+}
+
 /// Stores a sent message; returns false when (event, recipient) already had one.
 ///
 /// `ON CONFLICT DO NOTHING` rather than catching the unique violation: on Postgres a failed
@@ -118,8 +132,23 @@ pub async fn notification_exists<C: ConnectionTrait>(
 /// (with the inbox row marked done) when the message turns out to exist already.
 pub async fn insert_notification<C: ConnectionTrait>(
     db: &C,
-    row: notifications::ActiveModel,
+    message: SentMessage,
+    now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
+    let kind: &'static str = message.kind.into();
+    let channel: &'static str = message.channel.into();
+    let row = notifications::ActiveModel {
+        id: Set(message.id),
+        event_id: Set(message.event_id),
+        recipient_id: Set(message.recipient_id.as_uuid()),
+        kind: Set(kind.to_owned()),
+        channel: Set(channel.to_owned()),
+        address: Set(message.address),
+        subject: Set(message.subject),
+        body: Set(message.body),
+        created_at: Set(now),
+        sent_at: Set(Some(now)),
+    };
     let inserted = notifications::Entity::insert(row)
         .on_conflict(OnConflict::new().do_nothing().to_owned())
         .try_insert()
@@ -129,12 +158,18 @@ pub async fn insert_notification<C: ConnectionTrait>(
 }
 
 pub fn to_notification(row: notifications::Model) -> Result<Notification, DbErr> {
-    let kind = domain::kind_from_str(&row.kind)
-        .ok_or_else(|| DbErr::Type(format!("unknown notification kind {:?}", row.kind)))?;
+    let kind = row
+        .kind
+        .parse()
+        .map_err(|_| DbErr::Type(format!("unknown notification kind {:?}", row.kind)))?;
+    let channel = row
+        .channel
+        .parse()
+        .map_err(|_| DbErr::Type(format!("unknown channel {:?}", row.channel)))?;
     Ok(Notification {
         id: row.id,
         kind,
-        channel: row.channel,
+        channel,
         to: row.address,
         subject: row.subject,
         body: row.body,
@@ -150,18 +185,10 @@ pub async fn list_notifications<C: ConnectionTrait>(
     page: PageRequest,
 ) -> Result<Page<Notification>, DbErr> {
     let select = notifications::Entity::find()
-        .filter(notifications::Column::RecipientId.eq(recipient.as_uuid()));
-    let total = select.clone().count(db).await?;
-    let rows = select
+        .filter(notifications::Column::RecipientId.eq(recipient.as_uuid()))
         .order_by_desc(notifications::Column::CreatedAt)
-        .order_by_desc(notifications::Column::Id)
-        .offset(page.offset())
-        .limit(u64::from(page.per_page()))
-        .all(db)
-        .await?;
-    let items = rows
-        .into_iter()
-        .map(to_notification)
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(Page::new(items, total, page))
+        .order_by_desc(notifications::Column::Id);
+    db_kit::fetch_page(db, select, page)
+        .await?
+        .try_map(to_notification)
 }

@@ -66,11 +66,13 @@ impl Default for Templates {
 }
 
 fn subject_name(kind: NotificationKind) -> String {
-    format!("{}.subject.txt", domain::kind_to_str(kind))
+    let kind: &'static str = kind.into();
+    format!("{kind}.subject.txt")
 }
 
 fn body_name(kind: NotificationKind) -> String {
-    format!("{}.body.txt", domain::kind_to_str(kind))
+    let kind: &'static str = kind.into();
+    format!("{kind}.body.txt")
 }
 
 impl Templates {
@@ -118,7 +120,7 @@ impl Templates {
             } => context! {
                 order_id => order_id.to_string(),
                 total => total.to_string(),
-                reason => domain::describe_failure(reason),
+                reason => domain::describe_failure(*reason),
             },
             Message::OrderCancelled { order_id, refunded } => context! {
                 order_id => order_id.to_string(),
@@ -152,6 +154,7 @@ impl Templates {
 #[cfg(test)]
 mod tests {
     use kernel::{Currency, Money, OrderId, UserId};
+    use orders_api::OrderFailure;
 
     use super::*;
 
@@ -212,7 +215,7 @@ mod tests {
         let message = Message::PaymentFailed {
             order_id: order_id(),
             total: eur(4500),
-            reason: "insufficient_funds".into(),
+            reason: OrderFailure::InsufficientFunds,
         };
         let rendered = Templates::new().render(&ada(), &message).expect("render");
         assert_eq!(

@@ -9,8 +9,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kernel::{
-    ContextError, ErrorKind, FieldError, IntegrationEvent, Money, OrderId, Page, PageRequest,
-    ProductId, UserId,
+    ContextError, ErrorKind, FieldError, IdempotencyKey, IntegrationEvent, MethodSpec, Money,
+    OrderId, Page, PageRequest, PortSpec, ProductId, UserId,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -38,18 +38,34 @@ pub trait OrdersApi: Send + Sync + 'static {
     async fn cancel_order(&self, viewer: Viewer, id: OrderId) -> Result<Order, OrdersError>;
 }
 
+/// [`OrdersApi`]'s methods and which of them may be retried. No other context calls orders
+/// today; the port is what orders' own routes use, and what an extracted orders serves.
+pub const PORT: PortSpec = PortSpec {
+    context: "orders",
+    trait_name: "OrdersApi",
+    version: 1,
+    methods: &[
+        // Keyed by (customer, idempotency key): a repeat answers the same order.
+        MethodSpec::idempotent("place_order"),
+        MethodSpec::idempotent("get_order"),
+        MethodSpec::idempotent("list_orders"),
+        // Cancelling a cancelled order returns it unchanged.
+        MethodSpec::idempotent("cancel_order"),
+    ],
+};
+
 /// Who is asking, as orders needs to know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Viewer {
     pub user_id: UserId,
     pub admin: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PlaceOrder {
     pub customer_id: UserId,
     /// From the `Idempotency-Key` header.
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
     pub lines: Vec<LineRequest>,
     pub shipping_address: ShippingAddress,
     pub payment_token: String,
@@ -59,10 +75,14 @@ pub struct PlaceOrder {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
+    /// 1 to 50 lines. Lines of the same product are added up (at most 1000 units per
+    /// product).
+    #[schema(min_items = 1, max_items = 50)]
     pub lines: Vec<LineRequest>,
     pub shipping_address: ShippingAddress,
-    /// A payment provider token; see `GET /api/payments/test-tokens`.
-    #[schema(example = "tok_visa")]
+    /// A payment provider token (1 to 64 visible ASCII characters, the rule of payments'
+    /// `PaymentToken`); see `GET /api/payments/test-tokens`.
+    #[schema(example = "tok_visa", pattern = "^[!-~]{1,64}$")]
     pub payment_token: String,
 }
 
@@ -70,29 +90,65 @@ pub struct OrderRequest {
 #[serde(deny_unknown_fields)]
 pub struct LineRequest {
     pub product_id: ProductId,
+    /// 1 to 1000 units.
+    #[schema(minimum = 1, maximum = 1000)]
     pub quantity: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ShippingAddress {
-    #[schema(example = "Ada Lovelace")]
+    /// 1 to 100 characters, not only spaces, no control characters (as every line below).
+    #[schema(
+        example = "Ada Lovelace",
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub name: String,
-    #[schema(example = "12 St James's Square")]
+    #[schema(
+        example = "12 St James's Square",
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub line1: String,
+    /// Optional; empty or blank means none.
     #[serde(default)]
+    #[schema(max_length = 200, pattern = r"^[^\u0000-\u001F\u007F-\u009F]*$")]
     pub line2: Option<String>,
-    #[schema(example = "London")]
+    #[schema(
+        example = "London",
+        max_length = 100,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub city: String,
-    #[schema(example = "SW1Y 4JH")]
+    #[schema(
+        example = "SW1Y 4JH",
+        max_length = 20,
+        pattern = r"^[^\u0000-\u001F\u007F-\u009F]*[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000][^\u0000-\u001F\u007F-\u009F]*$"
+    )]
     pub postal_code: String,
-    /// ISO 3166-1 alpha-2.
-    #[schema(example = "GB")]
+    /// ISO 3166-1 alpha-2; stored upper-case.
+    #[schema(example = "GB", pattern = "^[A-Za-z]{2}$")]
     pub country: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+/// Stored and sent as the same snake_case word.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum OrderStatus {
     /// Created; stock not yet reserved.
     Pending,
@@ -143,10 +199,49 @@ pub struct Order {
     pub lines: Vec<OrderLine>,
     pub total: Money,
     pub shipping_address: ShippingAddress,
-    /// Why the order was rejected or its payment failed (`out_of_stock`, `declined`, ...).
-    pub failure_reason: Option<String>,
+    /// Why the order was rejected or its payment failed.
+    pub failure_reason: Option<OrderFailure>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+}
+
+/// Why an order was `rejected` or ended `payment_failed`. orders' own words: payments'
+/// reasons are translated into them, so a new reason in payments cannot reach orders' clients
+/// unannounced. Stored and sent as the same snake_case word.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum OrderFailure {
+    /// Not enough stock for some line; nothing was charged.
+    OutOfStock,
+    /// A product was unknown or not for sale when stock was reserved.
+    ProductUnavailable,
+    /// The card issuer declined the payment.
+    Declined,
+    InsufficientFunds,
+    /// The payment provider failed.
+    ProviderError,
+    /// The provider did not recognise the payment token.
+    InvalidPaymentToken,
+    /// Payments refused the charge request itself.
+    PaymentRejected,
+    /// Payments did not answer.
+    PaymentUnavailable,
+    /// Payments did not answer in time; the payment was given up.
+    PaymentTimedOut,
 }
 
 /// The answer to `place_order`.
@@ -157,11 +252,40 @@ pub struct Placed {
     pub replayed: bool,
 }
 
+/// Where an order's payment stands, in orders' words (translated from payments' statuses,
+/// so a change there breaks orders' translation, not orders' clients).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum PaymentState {
+    /// The provider has not answered yet.
+    Pending,
+    Captured,
+    PartiallyRefunded,
+    Refunded,
+    /// Declined or failed; nothing was taken.
+    Failed,
+    /// Given up before the provider answered; nothing was (or stays) taken.
+    Voided,
+}
+
 /// The payment of an order, as orders presents it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentView {
-    /// `pending`, `captured`, `partially_refunded`, `refunded`, `failed` or `voided`.
-    pub status: String,
+    pub status: PaymentState,
     pub captured: Money,
     pub refunded: Money,
     pub provider_reference: Option<String>,
@@ -187,7 +311,7 @@ pub struct OrderDetail {
 }
 
 /// Published when an order is created, before checkout runs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderPlaced {
     pub order_id: OrderId,
     pub customer_id: UserId,
@@ -205,7 +329,7 @@ impl IntegrationEvent for OrderPlaced {
 }
 
 /// Published when checkout succeeded: stock sold, payment captured.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderConfirmed {
     pub order_id: OrderId,
     pub customer_id: UserId,
@@ -223,12 +347,12 @@ impl IntegrationEvent for OrderConfirmed {
 }
 
 /// Published when checkout failed at the payment step; the stock was released.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderPaymentFailed {
     pub order_id: OrderId,
     pub customer_id: UserId,
     pub total: Money,
-    pub reason: String,
+    pub reason: OrderFailure,
     pub failed_at: DateTime<Utc>,
 }
 
@@ -241,7 +365,7 @@ impl IntegrationEvent for OrderPaymentFailed {
 }
 
 /// Published when a confirmed order was cancelled: refunded and restocked.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderCancelled {
     pub order_id: OrderId,
     pub customer_id: UserId,
@@ -258,17 +382,21 @@ impl IntegrationEvent for OrderCancelled {
 }
 
 #[derive(
-    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    thiserror::Error,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
 )]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
 pub enum OrdersError {
     #[error("some fields are invalid")]
     ValidationFailed { fields: Vec<FieldError> },
-    #[error(
-        "send an `Idempotency-Key` header (1 to 200 printable characters) so that a retried request cannot order twice"
-    )]
-    MissingIdempotencyKey,
     #[error("this idempotency key was already used for a different order")]
     IdempotencyKeyReused,
     #[error("no order with id {order_id}")]
@@ -294,7 +422,6 @@ impl ContextError for OrdersError {
     fn kind(&self) -> ErrorKind {
         match self {
             Self::ValidationFailed { .. } => ErrorKind::Validation,
-            Self::MissingIdempotencyKey => ErrorKind::InvalidInput,
             Self::IdempotencyKeyReused => ErrorKind::Rejected,
             Self::OrderNotFound { .. } => ErrorKind::NotFound,
             Self::NotCancellable { .. } => ErrorKind::Conflict,
@@ -317,7 +444,6 @@ mod tests {
         let order_id = OrderId::new();
         let all = [
             OrdersError::ValidationFailed { fields: vec![] },
-            OrdersError::MissingIdempotencyKey,
             OrdersError::IdempotencyKeyReused,
             OrdersError::OrderNotFound { order_id },
             OrdersError::NotCancellable {
@@ -338,6 +464,25 @@ mod tests {
             let back: OrdersError = serde_json::from_value(wire).expect("deserializable");
             assert_eq!(back, error);
         }
+    }
+
+    #[test]
+    fn closed_sets_are_stored_as_their_wire_names() {
+        use strum::VariantArray;
+        fn check<T>(variants: &[T])
+        where
+            T: Copy + std::fmt::Debug + PartialEq + Serialize + Into<&'static str>,
+            T: std::str::FromStr,
+        {
+            for value in variants {
+                let stored: &'static str = (*value).into();
+                assert_eq!(serde_json::to_value(value).expect("serializable"), stored);
+                assert!(matches!(stored.parse::<T>(), Ok(parsed) if parsed == *value));
+            }
+        }
+        check(OrderStatus::VARIANTS);
+        check(OrderFailure::VARIANTS);
+        check(PaymentState::VARIANTS);
     }
 
     #[test]

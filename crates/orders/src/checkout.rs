@@ -26,13 +26,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_api::{CatalogApi, CatalogError, StockLine};
-use kernel::{Clock, IntegrationEvent, Money, OrderId};
+use kernel::{Clock, IdempotencyKey, IntegrationEvent, Money, OrderId};
 use messaging::Outbox;
 use orders_api::{
-    Order, OrderCancelled, OrderConfirmed, OrderPaymentFailed, OrderStatus, OrdersError,
+    Order, OrderCancelled, OrderConfirmed, OrderFailure, OrderPaymentFailed, OrderStatus,
+    OrdersError,
 };
 use payments_api::{
-    ChargeRequest, FailureReason, PaymentStatus, PaymentsApi, PaymentsError, RefundRequest,
+    ChargeRequest, FailureReason, PaymentStatus, PaymentToken, PaymentsApi, PaymentsError,
 };
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
@@ -82,7 +83,7 @@ enum Next {
     /// Move from the status the step started in to this one.
     Move {
         to: OrderStatus,
-        reason: Option<String>,
+        reason: Option<OrderFailure>,
         /// What the payment refunded, for `OrderCancelled`.
         refunded: Option<Money>,
     },
@@ -173,14 +174,17 @@ impl Checkout {
         Ok(match reserved {
             Ok(_) => move_to(OrderStatus::StockReserved, None),
             Err(CatalogError::OutOfStock { .. } | CatalogError::InsufficientStock { .. }) => {
-                move_to(OrderStatus::Rejected, Some("out_of_stock"))
+                move_to(OrderStatus::Rejected, Some(OrderFailure::OutOfStock))
             }
             Err(
                 CatalogError::ProductNotFound { .. }
                 | CatalogError::ProductInactive { .. }
                 | CatalogError::ReservationClosed { .. }
                 | CatalogError::ValidationFailed { .. },
-            ) => move_to(OrderStatus::Rejected, Some("product_unavailable")),
+            ) => move_to(
+                OrderStatus::Rejected,
+                Some(OrderFailure::ProductUnavailable),
+            ),
             Err(error) => Next::Later(format!("catalog: {error}")),
         })
     }
@@ -191,12 +195,26 @@ impl Checkout {
             .map_err(db_kit::internal)?
             .map(|row| row.payment_token)
             .unwrap_or_default();
+        // Parsed when the order was placed; a stored token that no longer parses is a
+        // corrupted row, and the order cannot be charged.
+        let Ok(payment_token) = PaymentToken::parse(&token) else {
+            tracing::error!(order_id = %order.id, "stored payment token is not a token");
+            return self
+                .compensate(order, OrderFailure::PaymentRejected, true)
+                .await;
+        };
+        // orders' own key for the charge: one charge per order, whoever runs the step.
+        let idempotency_key =
+            IdempotencyKey::parse(&format!("order:{}", order.id)).map_err(|error| {
+                tracing::error!(%error, "an order's charge key is not a valid key");
+                OrdersError::Internal
+            })?;
         let request = ChargeRequest {
             order_id: order.id,
             customer_id: order.customer_id,
             amount: order.total,
-            payment_token: token,
-            idempotency_key: format!("order:{}", order.id),
+            payment_token,
+            idempotency_key,
         };
         self.at(order, Step::Charge, Moment::Before)?;
         let charged =
@@ -208,22 +226,32 @@ impl Checkout {
                 | PaymentStatus::PartiallyRefunded
                 | PaymentStatus::Refunded => Ok(move_to(OrderStatus::PaymentCaptured, None)),
                 PaymentStatus::Failed => {
-                    let reason = payment.failure_reason.map_or("declined", failure_code);
+                    let reason = payment
+                        .failure_reason
+                        .map_or(OrderFailure::Declined, order_failure);
                     self.compensate(order, reason, false).await
                 }
-                PaymentStatus::Voided => self.compensate(order, "payment_timed_out", false).await,
+                PaymentStatus::Voided => {
+                    self.compensate(order, OrderFailure::PaymentTimedOut, false)
+                        .await
+                }
                 PaymentStatus::Pending => Ok(Next::Later("the payment is still pending".into())),
             },
             Ok(Err(
                 PaymentsError::ValidationFailed { .. } | PaymentsError::IdempotencyKeyReused,
-            )) => self.compensate(order, "payment_rejected", true).await,
+            )) => {
+                self.compensate(order, OrderFailure::PaymentRejected, true)
+                    .await
+            }
             Ok(Err(error)) => {
                 tracing::warn!(order_id = %order.id, error = %error, "charge failed; giving up the payment");
-                self.compensate(order, "payment_unavailable", true).await
+                self.compensate(order, OrderFailure::PaymentUnavailable, true)
+                    .await
             }
             Err(_elapsed) => {
                 tracing::warn!(order_id = %order.id, timeout_ms = self.charge_timeout.as_millis() as u64, "charge timed out");
-                self.compensate(order, "payment_timed_out", true).await
+                self.compensate(order, OrderFailure::PaymentTimedOut, true)
+                    .await
             }
         }
     }
@@ -233,7 +261,7 @@ impl Checkout {
     async fn compensate(
         &self,
         order: &Order,
-        reason: &str,
+        reason: OrderFailure,
         cancel_payment: bool,
     ) -> Result<Next, OrdersError> {
         if cancel_payment {
@@ -264,23 +292,10 @@ impl Checkout {
 
     async fn refund_and_restock(&self, order: &Order) -> Result<Next, OrdersError> {
         self.at(order, Step::Refund, Moment::Before)?;
-        let refund = RefundRequest {
-            order_id: order.id,
-            amount: None,
-            idempotency_key: format!("cancel:{}", order.id),
-        };
-        let refunded = match self.payments.refund(refund).await {
+        // Keyed by the order on payments' side: a repeat of this step (after a crash, by a
+        // second runner) answers the payment as the first refund left it.
+        let refunded = match self.payments.refund_order(order.id).await {
             Ok(payment) => payment.refunded,
-            // Refunded in full by an earlier run of this step: ask what was refunded.
-            Err(
-                PaymentsError::NotRefundable {
-                    status: PaymentStatus::Refunded,
-                }
-                | PaymentsError::IdempotencyKeyReused,
-            ) => match self.payments.get_payment(order.id).await {
-                Ok(payment) => payment.refunded,
-                Err(error) => return Ok(Next::Later(format!("payments: {error}"))),
-            },
             Err(error) => return Ok(Next::Later(format!("payments: {error}"))),
         };
         self.at(order, Step::Refund, Moment::After)?;
@@ -303,13 +318,13 @@ impl Checkout {
         &self,
         order: &Order,
         to: OrderStatus,
-        reason: Option<String>,
+        reason: Option<OrderFailure>,
         refunded: Option<Money>,
     ) -> Result<(), OrdersError> {
         debug_assert!(can_move(order.status, to), "{:?} -> {to:?}", order.status);
         let now = self.clock.now();
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let moved = store::move_status(&txn, order.id, order.status, to, reason.as_deref(), now)
+        let moved = store::move_status(&txn, order.id, order.status, to, reason, now)
             .await
             .map_err(db_kit::internal)?;
         if !moved {
@@ -324,17 +339,17 @@ impl Checkout {
                     line_count: u32::try_from(order.lines.len()).unwrap_or(u32::MAX),
                     confirmed_at: now,
                 };
-                self.publish(&txn, &event, now).await?;
+                self.publish(txn, &event, now).await?;
             }
             OrderStatus::PaymentFailed => {
                 let event = OrderPaymentFailed {
                     order_id: order.id,
                     customer_id: order.customer_id,
                     total: order.total,
-                    reason: reason.clone().unwrap_or_default(),
+                    reason: reason.unwrap_or(OrderFailure::PaymentRejected),
                     failed_at: now,
                 };
-                self.publish(&txn, &event, now).await?;
+                self.publish(txn, &event, now).await?;
             }
             OrderStatus::Cancelled => {
                 let event = OrderCancelled {
@@ -343,48 +358,48 @@ impl Checkout {
                     refunded: refunded.unwrap_or(order.total),
                     cancelled_at: now,
                 };
-                self.publish(&txn, &event, now).await?;
+                self.publish(txn, &event, now).await?;
             }
-            _ => {}
+            _ => txn.commit().await.map_err(db_kit::internal)?,
         }
-        txn.commit().await.map_err(db_kit::internal)?;
-        self.outbox.notify();
         if to.is_terminal() {
-            let outcome = crate::domain::status_to_str(to);
-            metrics::counter!(CHECKOUTS, "outcome" => outcome, "reason" => reason.clone().unwrap_or_default())
-                .increment(1);
+            let outcome: &'static str = to.into();
+            let reason: &'static str = reason.map_or("", Into::into);
+            metrics::counter!(CHECKOUTS, "outcome" => outcome, "reason" => reason).increment(1);
         }
-        tracing::info!(order_id = %order.id, from = ?order.status, to = ?to, reason, "order moved");
+        tracing::info!(order_id = %order.id, from = ?order.status, to = ?to, reason = ?reason, "order moved");
         Ok(())
     }
 
     async fn publish<E: IntegrationEvent>(
         &self,
-        txn: &sea_orm::DatabaseTransaction,
+        txn: sea_orm::DatabaseTransaction,
         event: &E,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), OrdersError> {
         self.outbox
-            .append(txn, event, now)
+            .commit_with(txn, event, now)
             .await
             .map(|_| ())
             .map_err(db_kit::internal)
     }
 }
 
-fn move_to(to: OrderStatus, reason: Option<&str>) -> Next {
+fn move_to(to: OrderStatus, reason: Option<OrderFailure>) -> Next {
     Next::Move {
         to,
-        reason: reason.map(str::to_owned),
+        reason,
         refunded: None,
     }
 }
 
-fn failure_code(reason: FailureReason) -> &'static str {
+/// orders' words for payments' reasons: a new reason in payments breaks this match, not
+/// orders' clients.
+fn order_failure(reason: FailureReason) -> OrderFailure {
     match reason {
-        FailureReason::Declined => "declined",
-        FailureReason::InsufficientFunds => "insufficient_funds",
-        FailureReason::ProviderError => "provider_error",
-        FailureReason::InvalidToken => "invalid_payment_token",
+        FailureReason::Declined => OrderFailure::Declined,
+        FailureReason::InsufficientFunds => OrderFailure::InsufficientFunds,
+        FailureReason::ProviderError => OrderFailure::ProviderError,
+        FailureReason::InvalidToken => OrderFailure::InvalidPaymentToken,
     }
 }

@@ -1,32 +1,30 @@
-//! The `/api/orders` routes, written against the `OrdersApi` port.
+//! The `/api/orders` routes: orders' own public API. Handlers call orders' service.
 
 use std::sync::Arc;
 
 use actix_web::http::header::{HeaderName, HeaderValue};
-use actix_web::{HttpRequest, HttpResponse, web};
-use kernel::{FieldError, OrderId, Page};
+use actix_web::{HttpResponse, web};
+use kernel::{OrderId, Page};
 use orders_api::{
-    Order, OrderDetail, OrderRequest, OrdersApi, OrdersError, PaymentView, PlaceOrder, ProductView,
-    Viewer,
+    Order, OrderDetail, OrderFailure, OrderRequest, OrdersApi, PaymentState, PaymentView,
+    PlaceOrder, ProductView, Viewer,
 };
 use utoipa::OpenApi;
-use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, resource};
+use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, RequiredIdempotencyKey, resource};
 
-const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
+use crate::OrdersService;
+
 const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
-pub fn configure(api: Arc<dyn OrdersApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Mounts orders' routes and the service they call.
+pub fn configure(service: Arc<OrdersService>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
             web::scope("/api/orders")
-                .app_data(web::Data::from(api))
-                .service(
-                    resource("")
-                        .route(web::post().to(place))
-                        .route(web::get().to(list)),
-                )
-                .service(resource("/{id}").route(web::get().to(detail)))
-                .service(resource("/{id}/cancel").route(web::post().to(cancel))),
+                .app_data(web::Data::from(service))
+                .service(resource("").post(place).get(list))
+                .service(resource("/{id}").get(detail))
+                .service(resource("/{id}/cancel").post(cancel)),
         );
     }
 }
@@ -34,15 +32,16 @@ pub fn configure(api: Arc<dyn OrdersApi>) -> impl FnOnce(&mut web::ServiceConfig
 #[derive(Debug, OpenApi)]
 #[openapi(
     paths(place, list, detail, cancel),
-    components(schemas(OrderRequest, Order, OrderDetail, PaymentView, ProductView, Page<Order>)),
+    components(schemas(OrderRequest, Order, OrderFailure, OrderDetail, PaymentView, PaymentState, ProductView, Page<Order>)),
     tags((name = "orders", description = "Orders and checkout"))
 )]
 pub struct OrdersDoc;
 
-fn viewer(CurrentUser(principal): CurrentUser) -> Viewer {
+/// orders' view of the caller: a buyer, or an administrator who sees every order.
+fn viewer(CurrentUser(caller): CurrentUser) -> Viewer {
     Viewer {
-        user_id: principal.user_id,
-        admin: principal.is_admin(),
+        user_id: caller.user_id,
+        admin: caller.admin,
     }
 }
 
@@ -55,39 +54,30 @@ fn viewer(CurrentUser(principal): CurrentUser) -> Viewer {
 #[utoipa::path(
     post, path = "/api/orders", tag = "orders",
     security(("bearer" = [])),
-    params(("Idempotency-Key" = String, Header, description = "Unique per order attempt; retries reuse it")),
+    params(("Idempotency-Key" = String, Header, pattern = "^[!-~]{1,200}$", description = "Unique per order attempt (1 to 200 visible ASCII characters); retries reuse it")),
     request_body = OrderRequest,
     responses(
         (status = 201, description = "Order placed; checkout finished", body = Order),
         (status = 202, description = "Order placed; checkout will finish shortly", body = Order),
         (status = 200, description = "Replay of an earlier request with the same key", body = Order),
-        (status = 400, description = "`missing_idempotency_key` or `malformed_json`", body = ErrorBody),
-        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
-        (status = 422, description = "`validation_failed` (unknown or unavailable products, bad address...), `idempotency_key_reused`, `invalid_body`", body = ErrorBody),
+        (status = 400, description = "`missing_idempotency_key`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 422, description = "`validation_failed` (unknown or unavailable products, mixed currencies, more than 1000 units of a product...), `idempotency_key_reused` (the key was used for another body)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the catalog did not answer", body = ErrorBody),
     )
 )]
 async fn place(
+    // First, so that a request without a usable key is a 400 whatever its body (the IETF
+    // idempotency-key draft); extractors run in argument order.
+    RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     user: CurrentUser,
-    orders: web::Data<dyn OrdersApi>,
-    req: HttpRequest,
+    orders: web::Data<OrdersService>,
     body: web::Json<OrderRequest>,
 ) -> Result<HttpResponse, HttpError> {
-    let key = match req.headers().get(IDEMPOTENCY_KEY) {
-        None => return Err(OrdersError::MissingIdempotencyKey.into()),
-        Some(value) => value.to_str().map_err(|_| OrdersError::ValidationFailed {
-            fields: vec![FieldError::new(
-                IDEMPOTENCY_KEY,
-                "invalid_idempotency_key",
-                "must be printable ASCII",
-            )],
-        })?,
-    };
     let body = body.into_inner();
     let placed = orders
         .place_order(PlaceOrder {
             customer_id: user.0.user_id,
-            idempotency_key: key.to_owned(),
+            idempotency_key: key,
             lines: body.lines,
             shipping_address: body.shipping_address,
             payment_token: body.payment_token,
@@ -121,7 +111,7 @@ async fn place(
 )]
 async fn list(
     user: CurrentUser,
-    orders: web::Data<dyn OrdersApi>,
+    orders: web::Data<OrdersService>,
     paging: web::Query<Paging>,
 ) -> Result<HttpResponse, HttpError> {
     let page = paging.request()?;
@@ -141,7 +131,7 @@ async fn list(
 )]
 async fn detail(
     user: CurrentUser,
-    orders: web::Data<dyn OrdersApi>,
+    orders: web::Data<OrdersService>,
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, HttpError> {
     Ok(HttpResponse::Ok().json(orders.get_order(viewer(user), id.into_inner()).await?))
@@ -161,7 +151,7 @@ async fn detail(
 )]
 async fn cancel(
     user: CurrentUser,
-    orders: web::Data<dyn OrdersApi>,
+    orders: web::Data<OrdersService>,
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, HttpError> {
     Ok(HttpResponse::Ok().json(orders.cancel_order(viewer(user), id.into_inner()).await?))

@@ -5,7 +5,8 @@
 //! charges, refunds) through their traits only, and keeps its own snapshot of what was
 //! bought. Inside:
 //! - `domain`: request rules, the fingerprint behind idempotency keys, the status machine;
-//! - `store`: the `orders` and `order_lines` tables (and orders' `outbox`);
+//! - `store`: the `orders` and `order_lines` tables, and all of orders' SQL (its `outbox`
+//!   belongs to `messaging`);
 //! - `checkout`: the saga (reserve → charge → confirm; compensations; cancellation);
 //! - `service`: [`OrdersService`], the implementation of `OrdersApi`;
 //! - `http`: the `/api/orders` routes.
@@ -120,6 +121,11 @@ impl OrdersModule {
     }
 
     pub fn api(&self) -> Arc<dyn OrdersApi> {
+        self.service.clone()
+    }
+
+    /// The service behind orders' own routes.
+    pub fn service(&self) -> Arc<OrdersService> {
         self.service.clone()
     }
 

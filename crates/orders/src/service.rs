@@ -1,4 +1,5 @@
-//! `OrdersService`, the in-process implementation of `OrdersApi`.
+//! `OrdersService`: orders' application service, the implementation of `OrdersApi`. It
+//! orchestrates: `domain` decides, `store` holds the SQL, `checkout` runs the saga.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -9,17 +10,14 @@ use kernel::{Clock, FieldError, Money, OrderId, Page, PageRequest, ProductId};
 use messaging::Outbox;
 use orders_api::{
     Order, OrderDetail, OrderPlaced, OrderRequest, OrderStatus, OrdersApi, OrdersError,
-    PaymentView, PlaceOrder, Placed, ProductView, Viewer,
+    PaymentState, PaymentView, PlaceOrder, Placed, ProductView, Viewer,
 };
 use payments_api::{PaymentStatus, PaymentsApi, PaymentsError};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait,
-    PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
-};
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::checkout::Checkout;
 use crate::domain::{self, ValidRequest};
-use crate::store::{self, order_lines, orders};
+use crate::store::{self, NewLine, NewOrder, orders};
 
 pub struct OrdersService {
     pub(crate) db: DatabaseConnection,
@@ -48,28 +46,24 @@ fn unavailable(context: &str, error: impl std::fmt::Display) -> OrdersError {
 
 /// orders' words for payments' statuses: the order detail is orders' own view, translated
 /// here, so a change in payments' enum breaks this match, not orders' clients.
-fn payment_status(status: PaymentStatus) -> &'static str {
+fn payment_state(status: PaymentStatus) -> PaymentState {
     match status {
-        PaymentStatus::Pending => "pending",
-        PaymentStatus::Captured => "captured",
-        PaymentStatus::PartiallyRefunded => "partially_refunded",
-        PaymentStatus::Refunded => "refunded",
-        PaymentStatus::Failed => "failed",
-        PaymentStatus::Voided => "voided",
+        PaymentStatus::Pending => PaymentState::Pending,
+        PaymentStatus::Captured => PaymentState::Captured,
+        PaymentStatus::PartiallyRefunded => PaymentState::PartiallyRefunded,
+        PaymentStatus::Refunded => PaymentState::Refunded,
+        PaymentStatus::Failed => PaymentState::Failed,
+        PaymentStatus::Voided => PaymentState::Voided,
     }
 }
 
 /// Snapshot lines of a new order: name and unit price as the catalog has them now.
 struct Priced {
-    lines: Vec<order_lines::Model>,
+    lines: Vec<NewLine>,
     total: Money,
 }
 
-fn price(
-    order_id: OrderId,
-    request: &ValidRequest,
-    products: &[Product],
-) -> Result<Priced, OrdersError> {
+fn price(request: &ValidRequest, products: &[Product]) -> Result<Priced, OrdersError> {
     let by_id: HashMap<ProductId, &Product> = products
         .iter()
         .map(|product| (product.id, product))
@@ -100,22 +94,19 @@ fn price(
             ));
             continue;
         }
-        lines.push(order_lines::Model {
-            order_id: order_id.as_uuid(),
-            line_no: i32::try_from(index).unwrap_or(i32::MAX),
-            product_id: product.id.as_uuid(),
+        lines.push(NewLine {
+            product_id: product.id,
             sku: product.sku.clone(),
             name: product.name.clone(),
-            unit_price_minor: product.price.amount_minor(),
-            quantity: i32::try_from(line.quantity).unwrap_or(i32::MAX),
+            unit_price: product.price,
+            quantity: line.quantity,
         });
     }
     let Some(currency) = currency.filter(|_| fields.is_empty()) else {
         return Err(OrdersError::ValidationFailed { fields });
     };
     let total = lines.iter().try_fold(Money::zero(currency), |total, line| {
-        let unit = Money::new(line.unit_price_minor, currency)?;
-        total.checked_add(unit.checked_mul(u32::try_from(line.quantity).unwrap_or(0))?)
+        total.checked_add(line.unit_price.checked_mul(line.quantity)?)
     });
     let total = total.map_err(|_| OrdersError::ValidationFailed {
         fields: vec![FieldError::new(
@@ -181,14 +172,15 @@ impl OrdersApi for OrdersService {
     async fn place_order(&self, request: PlaceOrder) -> Result<Placed, OrdersError> {
         let customer = request.customer_id;
         let valid = domain::validate(
-            &request.idempotency_key,
+            request.idempotency_key,
             OrderRequest {
                 lines: request.lines,
                 shipping_address: request.shipping_address,
                 payment_token: request.payment_token,
             },
         )?;
-        if let Some(existing) = store::find_by_key(&self.db, customer, &valid.idempotency_key)
+        let key = valid.idempotency_key.as_str().to_owned();
+        if let Some(existing) = store::find_by_key(&self.db, customer, &key)
             .await
             .map_err(db_kit::internal)?
         {
@@ -209,65 +201,45 @@ impl OrdersApi for OrdersService {
                 error => unavailable("catalog", error),
             })?;
         let order_id = OrderId::new();
-        let priced = price(order_id, &valid, &products)?;
+        let priced = price(&valid, &products)?;
+        let total = priced.total;
         let now = self.clock.now();
-        let address = serde_json::to_string(&valid.shipping_address).map_err(|error| {
-            tracing::error!(error = %error, "cannot serialize an address");
-            OrdersError::Internal
-        })?;
+        let order = NewOrder {
+            id: order_id,
+            customer_id: customer,
+            idempotency_key: key.clone(),
+            fingerprint: valid.fingerprint.clone(),
+            total,
+            shipping_address: valid.shipping_address.clone(),
+            payment_token: valid.payment_token.as_str().to_owned(),
+            lines: priced.lines,
+        };
 
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let inserted = orders::ActiveModel {
-            id: Set(order_id.as_uuid()),
-            customer_id: Set(customer.as_uuid()),
-            idempotency_key: Set(valid.idempotency_key.clone()),
-            request_hash: Set(valid.fingerprint.clone()),
-            status: Set(domain::status_to_str(OrderStatus::Pending).to_owned()),
-            total_minor: Set(priced.total.amount_minor()),
-            currency: Set(priced.total.currency().to_string()),
-            shipping_address: Set(address),
-            payment_token: Set(valid.payment_token.clone()),
-            failure_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&txn)
-        .await;
-        if let Err(error) = inserted {
+        if let Err(error) = store::insert_order(&txn, order, now).await {
             txn.rollback().await.map_err(db_kit::internal)?;
             if !db_kit::is_unique_violation(&error) {
                 return Err(db_kit::internal(error));
             }
             // A concurrent request with the same key won the race: answer with its order.
-            let existing = store::find_by_key(&self.db, customer, &valid.idempotency_key)
+            let existing = store::find_by_key(&self.db, customer, &key)
                 .await
                 .map_err(db_kit::internal)?
                 .ok_or(OrdersError::Internal)?;
             return self.replay(existing, &valid.fingerprint).await;
         }
-        order_lines::Entity::insert_many(
-            priced
-                .lines
-                .into_iter()
-                .map(sea_orm::IntoActiveModel::into_active_model),
-        )
-        .exec(&txn)
-        .await
-        .map_err(db_kit::internal)?;
         let event = OrderPlaced {
             order_id,
             customer_id: customer,
-            total: priced.total,
+            total,
             lines: valid.lines.clone(),
             placed_at: now,
         };
         self.outbox
-            .append(&txn, &event, now)
+            .commit_with(txn, &event, now)
             .await
             .map_err(db_kit::internal)?;
-        txn.commit().await.map_err(db_kit::internal)?;
-        self.outbox.notify();
-        tracing::info!(order_id = %order_id, total = %priced.total, "order placed");
+        tracing::info!(order_id = %order_id, %total, "order placed");
 
         let order = self.finish(order_id).await?;
         Ok(Placed {
@@ -293,7 +265,7 @@ impl OrdersApi for OrdersService {
         );
         let payment = match payment {
             Ok(payment) => Some(PaymentView {
-                status: payment_status(payment.status).to_owned(),
+                status: payment_state(payment.status),
                 captured: payment.captured,
                 refunded: payment.refunded,
                 provider_reference: payment.provider_reference,
@@ -333,34 +305,15 @@ impl OrdersApi for OrdersService {
         viewer: Viewer,
         page: PageRequest,
     ) -> Result<Page<Order>, OrdersError> {
-        let mut select = orders::Entity::find();
-        if !viewer.admin {
-            select = select.filter(orders::Column::CustomerId.eq(viewer.user_id.as_uuid()));
-        }
-        let total = select
-            .clone()
-            .count(&self.db)
+        store::list_orders(&self.db, viewer, page)
             .await
-            .map_err(db_kit::internal)?;
-        let rows = select
-            .order_by_desc(orders::Column::CreatedAt)
-            .order_by_desc(orders::Column::Id)
-            .offset(page.offset())
-            .limit(u64::from(page.per_page()))
-            .all(&self.db)
-            .await
-            .map_err(db_kit::internal)?;
-        let items = store::with_lines(&self.db, rows)
-            .await
-            .map_err(db_kit::internal)?;
-        Ok(Page::new(items, total, page))
+            .map_err(db_kit::internal)
     }
 
     #[tracing::instrument(skip(self))]
     async fn cancel_order(&self, viewer: Viewer, id: OrderId) -> Result<Order, OrdersError> {
         let row = self.visible_row(viewer, id).await?;
-        let status = domain::status_from_str(&row.status).ok_or(OrdersError::Internal)?;
-        match status {
+        match store::status_of(&row).map_err(db_kit::internal)? {
             OrderStatus::Confirmed => {
                 let moved = store::move_status(
                     &self.db,

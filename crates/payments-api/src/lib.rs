@@ -14,11 +14,15 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use kernel::{
-    ContextError, ErrorKind, FieldError, IntegrationEvent, Money, OrderId, PaymentId, UserId,
+    ContextError, ErrorKind, FieldError, IdempotencyKey, IntegrationEvent, MethodSpec, Money,
+    OrderId, PaymentId, PortSpec, UserId,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// The payments port: what orders asks payments during checkout, cancellation and for an
+/// order's detail. Every method is keyed by the order (or by the caller's idempotency key),
+/// so every method may be retried.
 #[async_trait]
 pub trait PaymentsApi: Send + Sync + 'static {
     /// Charges an order. Idempotent per `idempotency_key`: a retry returns the first
@@ -26,19 +30,36 @@ pub trait PaymentsApi: Send + Sync + 'static {
     /// Publishes `PaymentCaptured` or `PaymentFailed`.
     async fn charge(&self, request: ChargeRequest) -> Result<Payment, PaymentsError>;
 
-    /// Refunds part or all of a captured payment. Idempotent per `idempotency_key`.
-    /// Publishes `PaymentRefunded`.
-    async fn refund(&self, request: RefundRequest) -> Result<Payment, PaymentsError>;
-
     /// Gives up on an order's payment whose outcome the caller could not learn (a timed
     /// out charge): a pending payment is voided, a captured one refunded in full, and if no
     /// payment exists yet a voided one is recorded so that a late charge is refused.
     /// Idempotent.
     async fn cancel(&self, order_id: OrderId) -> Result<Payment, PaymentsError>;
 
+    /// Gives back everything still captured of the order's payment, as when a confirmed order
+    /// is cancelled. Idempotent per order: a repeat returns the payment as it stands, whoever
+    /// refunded it. `not_refundable` if nothing was ever captured. Publishes
+    /// `PaymentRefunded` (once).
+    async fn refund_order(&self, order_id: OrderId) -> Result<Payment, PaymentsError>;
+
     /// The payment of an order.
     async fn get_payment(&self, order_id: OrderId) -> Result<Payment, PaymentsError>;
 }
+
+/// [`PaymentsApi`]'s methods and which of them may be retried.
+pub const PORT: PortSpec = PortSpec {
+    context: "payments",
+    trait_name: "PaymentsApi",
+    version: 1,
+    methods: &[
+        // Keyed by the caller's idempotency key: a repeat returns the first payment.
+        MethodSpec::idempotent("charge"),
+        // Keyed by the order: a repeat finds the payment already voided or refunded.
+        MethodSpec::idempotent("cancel"),
+        MethodSpec::idempotent("refund_order"),
+        MethodSpec::idempotent("get_payment"),
+    ],
+};
 
 /// The test tokens of the built-in fake provider and what each does.
 pub const TEST_TOKENS: &[(&str, &str)] = &[
@@ -58,27 +79,92 @@ pub const TEST_TOKENS: &[(&str, &str)] = &[
     ),
 ];
 
+/// A payment token as the provider issues it: 1 to 64 visible ASCII characters, no spaces
+/// (`tok_visa`). Payments owns this rule; callers parse a customer's token with
+/// [`PaymentToken::parse`] before they commit to anything (orders does, before it reserves
+/// stock), so a token that could never be charged is refused up front.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(try_from = "String", into = "String")]
+#[schema(value_type = String, pattern = "^[!-~]{1,64}$", example = "tok_visa")]
+pub struct PaymentToken(String);
+
+/// Longest accepted payment token, in characters.
+pub const MAX_PAYMENT_TOKEN_LEN: usize = 64;
+
+/// [`PaymentToken`]'s rule as a regular expression, for API documents that carry a token.
+pub const PAYMENT_TOKEN_PATTERN: &str = "^[!-~]{1,64}$";
+
+/// Why a string is not a payment token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a payment token is 1 to 64 visible ASCII characters without spaces, such as tok_visa")]
+pub struct InvalidPaymentToken;
+
+impl PaymentToken {
+    pub fn parse(token: &str) -> Result<Self, InvalidPaymentToken> {
+        let valid = !token.is_empty()
+            && token.len() <= MAX_PAYMENT_TOKEN_LEN
+            && token.bytes().all(|b| b.is_ascii_graphic());
+        if valid {
+            Ok(Self(token.to_owned()))
+        } else {
+            Err(InvalidPaymentToken)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Tokens stand for a customer's card: they are not printed whole.
+impl std::fmt::Debug for PaymentToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown: String = self.0.chars().take(4).collect();
+        write!(f, "PaymentToken({shown}…)")
+    }
+}
+
+impl TryFrom<String> for PaymentToken {
+    type Error = InvalidPaymentToken;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<PaymentToken> for String {
+    fn from(token: PaymentToken) -> Self {
+        token.0
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChargeRequest {
     pub order_id: OrderId,
     pub customer_id: UserId,
     pub amount: Money,
-    /// A provider token such as `tok_visa`.
-    pub payment_token: String,
+    pub payment_token: PaymentToken,
     /// Same key and same request: same payment, one charge.
-    pub idempotency_key: String,
+    pub idempotency_key: IdempotencyKey,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-pub struct RefundRequest {
-    pub order_id: OrderId,
-    /// `None` refunds everything captured and not yet refunded.
-    pub amount: Option<Money>,
-    pub idempotency_key: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+/// Stored and sent as the same snake_case word.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum PaymentStatus {
     /// Recorded, the provider has not answered yet.
     Pending,
@@ -94,9 +180,23 @@ pub enum PaymentStatus {
     Voided,
 }
 
-/// Why a charge did not capture.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+/// Why a charge did not capture. Stored and sent as the same snake_case word.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum FailureReason {
     Declined,
     InsufficientFunds,
@@ -124,7 +224,7 @@ pub struct Payment {
 }
 
 /// Published when money is taken.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentCaptured {
     pub payment_id: PaymentId,
     pub order_id: OrderId,
@@ -142,7 +242,7 @@ impl IntegrationEvent for PaymentCaptured {
 }
 
 /// Published when a charge is declined or the provider fails.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentFailed {
     pub payment_id: PaymentId,
     pub order_id: OrderId,
@@ -160,7 +260,7 @@ impl IntegrationEvent for PaymentFailed {
 }
 
 /// Published for every refund.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PaymentRefunded {
     pub payment_id: PaymentId,
     pub order_id: OrderId,
@@ -180,7 +280,15 @@ impl IntegrationEvent for PaymentRefunded {
 }
 
 #[derive(
-    Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize, strum::IntoStaticStr,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    thiserror::Error,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
 )]
 #[serde(tag = "code", rename_all = "snake_case")]
 #[strum(serialize_all = "snake_case")]
@@ -227,6 +335,40 @@ mod tests {
     use kernel::Currency;
 
     use super::*;
+
+    #[test]
+    fn statuses_and_reasons_are_stored_as_their_wire_names() {
+        use strum::VariantArray;
+        for status in PaymentStatus::VARIANTS {
+            let stored: &'static str = status.into();
+            assert_eq!(serde_json::to_value(status).expect("serializable"), stored);
+            assert_eq!(stored.parse::<PaymentStatus>(), Ok(*status));
+        }
+        for reason in FailureReason::VARIANTS {
+            let stored: &'static str = reason.into();
+            assert_eq!(serde_json::to_value(reason).expect("serializable"), stored);
+            assert_eq!(stored.parse::<FailureReason>(), Ok(*reason));
+        }
+    }
+
+    #[test]
+    fn payment_tokens_are_visible_ascii_within_bounds() {
+        assert_eq!(
+            PaymentToken::parse("tok_visa").map(|t| t.as_str().to_owned()),
+            Ok("tok_visa".to_owned())
+        );
+        for bad in ["", "tok visa", "tok_visa\n", "tök", &"t".repeat(65)] {
+            assert_eq!(
+                PaymentToken::parse(bad),
+                Err(InvalidPaymentToken),
+                "{bad:?}"
+            );
+        }
+        assert!(serde_json::from_str::<PaymentToken>("\"tok visa\"").is_err());
+        assert!(
+            !format!("{:?}", PaymentToken::parse("tok_secret").expect("valid")).contains("secret")
+        );
+    }
 
     #[test]
     fn error_codes_match_their_wire_tag() {

@@ -1,21 +1,16 @@
-//! The `/api/payments` routes, written against the `PaymentsApi` port.
-
-use std::sync::Arc;
+//! The `/api/payments` routes: payments' own public API. Today that is the fake provider's
+//! list of test tokens; charges and refunds happen only through the port, on orders' behalf.
 
 use actix_web::{HttpResponse, web};
-use payments_api::{PaymentsApi, TEST_TOKENS};
+use payments_api::TEST_TOKENS;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use web_kit::resource;
 
-/// Mounts payments' routes and the `PaymentsApi` they call.
-pub fn configure(api: Arc<dyn PaymentsApi>) -> impl FnOnce(&mut web::ServiceConfig) {
+/// Mounts payments' routes.
+pub fn configure() -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.service(
-            web::scope("/api/payments")
-                .app_data(web::Data::from(api))
-                .service(resource("/test-tokens").route(web::get().to(test_tokens))),
-        );
+        cfg.service(web::scope("/api/payments").service(resource("/test-tokens").get(test_tokens)));
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Published language: `payments-api` ([`payments_api::PaymentsApi`]). Inside:
 //! - `domain`: validation, request fingerprints, repeat and refund rules (no I/O);
-//! - `store`: the `payments` and `refunds` tables;
+//! - `store`: the `payments` and `refunds` tables, and all of payments' SQL;
 //! - `provider`: the [`PaymentProvider`] port and the [`FakeProvider`] of the test tokens;
 //! - `service`: [`PaymentsService`], the implementation of `PaymentsApi`;
 //! - `http`: the `/api/payments` routes.
@@ -27,6 +27,7 @@ use messaging::Outbox;
 use payments_api::PaymentsApi;
 use sea_orm::{DatabaseConnection, DbErr};
 
+pub use domain::RefundRequest;
 pub use http::{PaymentsDoc, TestToken, configure};
 pub use provider::{FakeProvider, PaymentProvider, ProviderError, ProviderOutcome};
 pub use service::PaymentsService;
@@ -73,8 +74,13 @@ impl PaymentsModule {
         }
     }
 
-    /// The port other contexts and the web layer use.
+    /// The port other contexts use.
     pub fn api(&self) -> Arc<dyn PaymentsApi> {
+        self.service.clone()
+    }
+
+    /// The service itself, for payments' own operations (partial refunds) and its tests.
+    pub fn service(&self) -> Arc<PaymentsService> {
         self.service.clone()
     }
 

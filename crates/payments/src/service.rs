@@ -1,4 +1,6 @@
-//! `PaymentsService`, the in-process implementation of `PaymentsApi`.
+//! `PaymentsService`: payments' application service, the implementation of `PaymentsApi`
+//! (and of partial refunds, payments' own operation). It orchestrates: `domain` decides,
+//! `store` holds the SQL, `provider` talks to the payment provider.
 //!
 //! A charge is recorded as `pending` and committed *before* the provider is asked, so an
 //! interrupted charge is visible: the next call with the same key asks the provider again
@@ -11,22 +13,17 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use kernel::{Clock, Currency, Money, OrderId};
+use kernel::{Clock, IdempotencyKey, Money, OrderId};
 use messaging::Outbox;
 use payments_api::{
     ChargeRequest, Payment, PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentStatus,
-    PaymentsApi, PaymentsError, RefundRequest,
+    PaymentsApi, PaymentsError,
 };
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter,
-    TransactionTrait,
-};
-use uuid::Uuid;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
-use crate::domain::{self, Repeat};
+use crate::domain::{self, RefundRequest, Repeat};
 use crate::provider::{PaymentProvider, ProviderOutcome};
-use crate::store::{self, payments, refunds};
+use crate::store::{self, Outcome, payments, refunds};
 
 /// How often a change is retried after losing a race to a concurrent caller. Every lost
 /// race means another caller moved the payment on, so a second look normally settles it.
@@ -78,25 +75,8 @@ impl PaymentsService {
         request: &ChargeRequest,
         fingerprint: &str,
     ) -> Result<payments::Model, PaymentsError> {
-        let now = self.clock.now();
-        let inserted = payments::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            order_id: Set(request.order_id.as_uuid()),
-            customer_id: Set(request.customer_id.as_uuid()),
-            idempotency_key: Set(request.idempotency_key.clone()),
-            fingerprint: Set(fingerprint.to_owned()),
-            amount_minor: Set(request.amount.amount_minor()),
-            currency: Set(request.amount.currency().to_string()),
-            status: Set(store::status_to_str(PaymentStatus::Pending).to_owned()),
-            captured_minor: Set(0),
-            refunded_minor: Set(0),
-            provider_reference: Set(None),
-            failure_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.db)
-        .await;
+        let inserted =
+            store::insert_pending(&self.db, request, fingerprint, self.clock.now()).await;
         match inserted {
             Ok(row) => {
                 tracing::info!(payment_id = %row.id, "payment pending");
@@ -108,7 +88,7 @@ impl PaymentsService {
                 if let Some(row) = self.payment_of(request.order_id).await? {
                     return Ok(row);
                 }
-                let owner = store::find_by_key(&self.db, &request.idempotency_key)
+                let owner = store::find_by_key(&self.db, request.idempotency_key.as_str())
                     .await
                     .map_err(db_kit::internal)?;
                 if owner.is_some() {
@@ -131,46 +111,33 @@ impl PaymentsService {
         let outcome = self
             .provider
             .charge(
-                &request.idempotency_key,
+                request.idempotency_key.as_str(),
                 request.amount,
-                &request.payment_token,
+                request.payment_token.as_str(),
             )
             .await;
-        let (status, captured, reference, reason) = match &outcome {
-            ProviderOutcome::Approved { reference } => (
-                PaymentStatus::Captured,
-                request.amount.amount_minor(),
-                Some(reference.clone()),
-                None,
-            ),
-            ProviderOutcome::Declined(reason) => (
-                PaymentStatus::Failed,
-                0,
-                None,
-                Some(store::reason_to_str(*reason).to_owned()),
-            ),
+        let stored = match &outcome {
+            ProviderOutcome::Approved { reference } => Outcome {
+                status: PaymentStatus::Captured,
+                captured_minor: request.amount.amount_minor(),
+                provider_reference: Some(reference.clone()),
+                failure_reason: None,
+            },
+            ProviderOutcome::Declined(reason) => Outcome {
+                status: PaymentStatus::Failed,
+                captured_minor: 0,
+                provider_reference: None,
+                failure_reason: Some(*reason),
+            },
         };
         let now = self.clock.now();
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let changed = payments::Entity::update_many()
-            .col_expr(
-                payments::Column::Status,
-                Expr::value(store::status_to_str(status)),
-            )
-            .col_expr(payments::Column::CapturedMinor, Expr::value(captured))
-            .col_expr(payments::Column::ProviderReference, Expr::value(reference))
-            .col_expr(payments::Column::FailureReason, Expr::value(reason))
-            .col_expr(payments::Column::UpdatedAt, Expr::value(now))
-            .filter(payments::Column::Id.eq(row.id))
-            .filter(payments::Column::Status.eq(store::status_to_str(PaymentStatus::Pending)))
-            .exec(&txn)
+        let recorded = store::record_outcome(&txn, row.id, stored, now)
             .await
-            .map_err(db_kit::internal)?
-            .rows_affected;
-        if changed == 0 {
+            .map_err(db_kit::internal)?;
+        if !recorded {
             txn.rollback().await.map_err(db_kit::internal)?;
-            let current = payments::Entity::find_by_id(row.id)
-                .one(&self.db)
+            let current = store::find_by_id(&self.db, row.id)
                 .await
                 .map_err(db_kit::internal)?
                 .ok_or_else(db_kit::missing_row)?;
@@ -183,13 +150,12 @@ impl PaymentsService {
             }
             return Ok(current);
         }
-        let updated = payments::Entity::find_by_id(row.id)
-            .one(&txn)
+        let updated = store::find_by_id(&txn, row.id)
             .await
             .map_err(db_kit::internal)?
             .ok_or_else(db_kit::missing_row)?;
         let payment = store::to_payment(updated).map_err(db_kit::internal)?;
-        match outcome {
+        let published = match outcome {
             ProviderOutcome::Approved { reference } => {
                 let event = PaymentCaptured {
                     payment_id: payment.id,
@@ -198,10 +164,7 @@ impl PaymentsService {
                     amount: payment.captured,
                     provider_reference: reference,
                 };
-                self.outbox
-                    .append(&txn, &event, now)
-                    .await
-                    .map_err(db_kit::internal)?;
+                self.outbox.commit_with(txn, &event, now).await
             }
             ProviderOutcome::Declined(reason) => {
                 let event = PaymentFailed {
@@ -211,14 +174,10 @@ impl PaymentsService {
                     amount: payment.amount,
                     reason,
                 };
-                self.outbox
-                    .append(&txn, &event, now)
-                    .await
-                    .map_err(db_kit::internal)?;
+                self.outbox.commit_with(txn, &event, now).await
             }
-        }
-        txn.commit().await.map_err(db_kit::internal)?;
-        self.outbox.notify();
+        };
+        published.map_err(db_kit::internal)?;
         match payment.failure_reason {
             None => tracing::info!(payment_id = %payment.id, "payment captured"),
             Some(reason) => tracing::info!(payment_id = %payment.id, ?reason, "payment failed"),
@@ -291,51 +250,15 @@ impl PaymentsService {
         key: &str,
     ) -> Result<Recorded, PaymentsError> {
         let now = self.clock.now();
-        let x = amount.amount_minor();
-        let refunded_after = Expr::col(payments::Column::RefundedMinor).add(x);
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let changed = payments::Entity::update_many()
-            .col_expr(payments::Column::RefundedMinor, refunded_after.clone())
-            // Every expression of an UPDATE sees the row as it was, so this is the status
-            // for the new total, decided by the database on the row it actually updates.
-            .col_expr(
-                payments::Column::Status,
-                Expr::case(
-                    refunded_after
-                        .clone()
-                        .gte(Expr::col(payments::Column::CapturedMinor)),
-                    Expr::val(store::status_to_str(PaymentStatus::Refunded)),
-                )
-                .finally(Expr::val(store::status_to_str(
-                    PaymentStatus::PartiallyRefunded,
-                )))
-                .into(),
-            )
-            .col_expr(payments::Column::UpdatedAt, Expr::value(now))
-            .filter(payments::Column::Id.eq(row.id))
-            .filter(payments::Column::Status.is_in([
-                store::status_to_str(PaymentStatus::Captured),
-                store::status_to_str(PaymentStatus::PartiallyRefunded),
-            ]))
-            .filter(refunded_after.lte(Expr::col(payments::Column::CapturedMinor)))
-            .exec(&txn)
+        if !store::add_refund(&txn, row.id, amount.amount_minor(), now)
             .await
             .map_err(db_kit::internal)?
-            .rows_affected;
-        if changed == 0 {
+        {
             txn.rollback().await.map_err(db_kit::internal)?;
             return Ok(Recorded::Raced);
         }
-        let inserted = refunds::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            payment_id: Set(row.id),
-            idempotency_key: Set(key.to_owned()),
-            amount_minor: Set(x),
-            provider_reference: Set(None),
-            created_at: Set(now),
-        }
-        .insert(&txn)
-        .await;
+        let inserted = store::insert_refund(&txn, row.id, key, amount.amount_minor(), now).await;
         let refund = match inserted {
             Ok(refund) => refund,
             Err(error) if db_kit::is_unique_violation(&error) => {
@@ -345,8 +268,7 @@ impl PaymentsService {
             }
             Err(error) => return Err(db_kit::internal(error)),
         };
-        let updated = payments::Entity::find_by_id(row.id)
-            .one(&txn)
+        let updated = store::find_by_id(&txn, row.id)
             .await
             .map_err(db_kit::internal)?
             .ok_or_else(db_kit::missing_row)?;
@@ -359,11 +281,9 @@ impl PaymentsService {
             refunded_total: payment.refunded,
         };
         self.outbox
-            .append(&txn, &event, now)
+            .commit_with(txn, &event, now)
             .await
             .map_err(db_kit::internal)?;
-        txn.commit().await.map_err(db_kit::internal)?;
-        self.outbox.notify();
         tracing::info!(
             payment_id = %payment.id,
             %amount,
@@ -418,63 +338,48 @@ impl PaymentsService {
                             .into(),
                     }
                 })?;
-            refunds::Entity::update_many()
-                .col_expr(refunds::Column::ProviderReference, Expr::value(reference))
-                .filter(refunds::Column::Id.eq(refund.id))
-                .filter(refunds::Column::ProviderReference.is_null())
-                .exec(&self.db)
+            store::set_refund_reference(&self.db, refund.id, reference)
                 .await
                 .map_err(db_kit::internal)?;
         }
-        let current = payments::Entity::find_by_id(row.id)
-            .one(&self.db)
+        let current = store::find_by_id(&self.db, row.id)
             .await
             .map_err(db_kit::internal)?
             .ok_or_else(db_kit::missing_row)?;
         store::to_payment(current).map_err(db_kit::internal)
     }
 
-    /// Records that the order gave up before any charge, so that a late charge is refused.
-    /// Nothing about the charge is known: the tombstone is zero EUR for nobody (nil
-    /// customer id), and its key is payments' own.
-    async fn insert_tombstone(&self, order_id: OrderId) -> Result<payments::Model, sea_orm::DbErr> {
-        let now = self.clock.now();
-        payments::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            order_id: Set(order_id.as_uuid()),
-            customer_id: Set(Uuid::nil()),
-            idempotency_key: Set(domain::cancel_key(order_id)),
-            // No request was ever made, so no request can match it.
-            fingerprint: Set(String::new()),
-            amount_minor: Set(0),
-            currency: Set(Currency::EUR.to_string()),
-            status: Set(store::status_to_str(PaymentStatus::Voided).to_owned()),
-            captured_minor: Set(0),
-            refunded_minor: Set(0),
-            provider_reference: Set(None),
-            failure_reason: Set(None),
-            created_at: Set(now),
-            updated_at: Set(now),
-        }
-        .insert(&self.db)
+    /// Refunds `amount` (or everything still refundable) of an order's payment, keyed by the
+    /// caller's idempotency key: a repeat with the same key and amount answers the same
+    /// refund, another amount under that key is `idempotency_key_reused`. Never more than
+    /// was captured. Publishes `PaymentRefunded`.
+    #[tracing::instrument(
+        skip(self, request),
+        fields(order_id = %request.order_id, key = %request.idempotency_key)
+    )]
+    pub async fn refund(&self, request: RefundRequest) -> Result<Payment, PaymentsError> {
+        domain::validate_refund(&request)?;
+        self.refund_payment(
+            request.order_id,
+            request.amount,
+            request.idempotency_key.as_str(),
+        )
         .await
     }
 
-    /// `pending` → `voided`, if it is still pending.
-    async fn void_pending(&self, row: &payments::Model) -> Result<bool, PaymentsError> {
-        let changed = payments::Entity::update_many()
-            .col_expr(
-                payments::Column::Status,
-                Expr::value(store::status_to_str(PaymentStatus::Voided)),
-            )
-            .col_expr(payments::Column::UpdatedAt, Expr::value(self.clock.now()))
-            .filter(payments::Column::Id.eq(row.id))
-            .filter(payments::Column::Status.eq(store::status_to_str(PaymentStatus::Pending)))
-            .exec(&self.db)
-            .await
-            .map_err(db_kit::internal)?
-            .rows_affected;
-        Ok(changed == 1)
+    /// Refunds whatever remains under payments' own key for the order; a payment with
+    /// nothing left to refund is answered as it stands. Shared by `cancel` and
+    /// `refund_order`, so both mean the same refund.
+    async fn refund_everything(&self, order_id: OrderId) -> Result<Payment, PaymentsError> {
+        let key: IdempotencyKey = domain::cancel_idempotency_key(order_id)?;
+        match self.refund_payment(order_id, None, key.as_str()).await {
+            // Refunded in full by earlier refunds: nothing left to give back.
+            Err(PaymentsError::NotRefundable {
+                status: PaymentStatus::Refunded,
+            })
+            | Err(PaymentsError::RefundExceedsCapture { .. }) => self.get_payment(order_id).await,
+            other => other,
+        }
     }
 }
 
@@ -491,8 +396,8 @@ impl PaymentsApi for PaymentsService {
             Some(row) => row,
             None => self.insert_pending(&request, &fingerprint).await?,
         };
-        let status = store::status_from_str(&row.status).map_err(db_kit::internal)?;
-        let same_key = row.idempotency_key == request.idempotency_key;
+        let status = store::decode_status(&row.status).map_err(db_kit::internal)?;
+        let same_key = row.idempotency_key == request.idempotency_key.as_str();
         let same_fingerprint = row.fingerprint == fingerprint;
         match domain::repeat(status, same_key, same_fingerprint) {
             Repeat::Return => store::to_payment(row).map_err(db_kit::internal),
@@ -504,21 +409,12 @@ impl PaymentsApi for PaymentsService {
         }
     }
 
-    #[tracing::instrument(
-        skip(self, request),
-        fields(order_id = %request.order_id, key = %request.idempotency_key)
-    )]
-    async fn refund(&self, request: RefundRequest) -> Result<Payment, PaymentsError> {
-        domain::validate_refund(&request)?;
-        self.refund_payment(request.order_id, request.amount, &request.idempotency_key)
-            .await
-    }
-
     #[tracing::instrument(skip(self))]
     async fn cancel(&self, order_id: OrderId) -> Result<Payment, PaymentsError> {
         for _ in 0..MAX_ATTEMPTS {
             let Some(row) = self.payment_of(order_id).await? else {
-                match self.insert_tombstone(order_id).await {
+                let key = domain::cancel_key(order_id);
+                match store::insert_tombstone(&self.db, order_id, &key, self.clock.now()).await {
                     Ok(row) => {
                         tracing::info!(payment_id = %row.id, "payment voided before any charge");
                         return store::to_payment(row).map_err(db_kit::internal);
@@ -528,9 +424,12 @@ impl PaymentsApi for PaymentsService {
                     Err(error) => return Err(db_kit::internal(error)),
                 }
             };
-            match store::status_from_str(&row.status).map_err(db_kit::internal)? {
+            match store::decode_status(&row.status).map_err(db_kit::internal)? {
                 PaymentStatus::Pending => {
-                    if !self.void_pending(&row).await? {
+                    if !store::void_pending(&self.db, row.id, self.clock.now())
+                        .await
+                        .map_err(db_kit::internal)?
+                    {
                         // The provider's answer was stored meanwhile; look again.
                         continue;
                     }
@@ -546,14 +445,7 @@ impl PaymentsApi for PaymentsService {
                 PaymentStatus::Captured
                 | PaymentStatus::PartiallyRefunded
                 | PaymentStatus::Refunded => {
-                    let key = domain::cancel_key(order_id);
-                    return match self.refund_payment(order_id, None, &key).await {
-                        // Refunded in full by earlier refunds: nothing left to give back.
-                        Err(PaymentsError::NotRefundable { .. }) => {
-                            self.get_payment(order_id).await
-                        }
-                        other => other,
-                    };
+                    return self.refund_everything(order_id).await;
                 }
                 PaymentStatus::Failed | PaymentStatus::Voided => {
                     return store::to_payment(row).map_err(db_kit::internal);
@@ -562,6 +454,11 @@ impl PaymentsApi for PaymentsService {
         }
         tracing::error!("payment kept changing under us");
         Err(PaymentsError::Internal)
+    }
+
+    #[tracing::instrument(skip(self))]
+    async fn refund_order(&self, order_id: OrderId) -> Result<Payment, PaymentsError> {
+        self.refund_everything(order_id).await
     }
 
     #[tracing::instrument(skip(self))]

@@ -1,8 +1,13 @@
-//! Payments' tables, in payments' own schema, and the queries over them.
+//! Payments' tables, in payments' own schema, and every query over them. The rest of
+//! payments never writes SQL: `service` orchestrates, `domain` decides, and these functions
+//! read and write (on the connection or the caller's transaction).
 
+use chrono::{DateTime, Utc};
 use kernel::{Currency, Money, OrderId, PaymentId, UserId};
-use payments_api::{FailureReason, Payment, PaymentStatus};
+use payments_api::{ChargeRequest, FailureReason, Payment, PaymentStatus};
 use sea_orm::entity::prelude::*;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set};
 
 pub mod payments {
     use sea_orm::entity::prelude::*;
@@ -60,46 +65,21 @@ pub mod refunds {
     impl ActiveModelBehavior for ActiveModel {}
 }
 
-pub fn status_to_str(status: PaymentStatus) -> &'static str {
-    match status {
-        PaymentStatus::Pending => "pending",
-        PaymentStatus::Captured => "captured",
-        PaymentStatus::PartiallyRefunded => "partially_refunded",
-        PaymentStatus::Refunded => "refunded",
-        PaymentStatus::Failed => "failed",
-        PaymentStatus::Voided => "voided",
-    }
+/// How a status is stored: its wire name.
+pub fn status_code(status: PaymentStatus) -> &'static str {
+    status.into()
 }
 
-pub fn status_from_str(status: &str) -> Result<PaymentStatus, DbErr> {
-    match status {
-        "pending" => Ok(PaymentStatus::Pending),
-        "captured" => Ok(PaymentStatus::Captured),
-        "partially_refunded" => Ok(PaymentStatus::PartiallyRefunded),
-        "refunded" => Ok(PaymentStatus::Refunded),
-        "failed" => Ok(PaymentStatus::Failed),
-        "voided" => Ok(PaymentStatus::Voided),
-        other => Err(DbErr::Type(format!("unknown payment status {other:?}"))),
-    }
+pub fn decode_status(stored: &str) -> Result<PaymentStatus, DbErr> {
+    stored
+        .parse()
+        .map_err(|_| DbErr::Type(format!("unknown payment status {stored:?}")))
 }
 
-pub fn reason_to_str(reason: FailureReason) -> &'static str {
-    match reason {
-        FailureReason::Declined => "declined",
-        FailureReason::InsufficientFunds => "insufficient_funds",
-        FailureReason::ProviderError => "provider_error",
-        FailureReason::InvalidToken => "invalid_token",
-    }
-}
-
-pub fn reason_from_str(reason: &str) -> Result<FailureReason, DbErr> {
-    match reason {
-        "declined" => Ok(FailureReason::Declined),
-        "insufficient_funds" => Ok(FailureReason::InsufficientFunds),
-        "provider_error" => Ok(FailureReason::ProviderError),
-        "invalid_token" => Ok(FailureReason::InvalidToken),
-        other => Err(DbErr::Type(format!("unknown failure reason {other:?}"))),
-    }
+fn decode_reason(stored: &str) -> Result<FailureReason, DbErr> {
+    stored
+        .parse()
+        .map_err(|_| DbErr::Type(format!("unknown failure reason {stored:?}")))
 }
 
 /// The schema keeps amounts non-negative, so a failed conversion is a corrupted row.
@@ -123,14 +103,14 @@ pub fn to_payment(row: payments::Model) -> Result<Payment, DbErr> {
         order_id: OrderId::from_uuid(row.order_id),
         customer_id: UserId::from_uuid(row.customer_id),
         amount: money(row.amount_minor, currency)?,
-        status: status_from_str(&row.status)?,
+        status: decode_status(&row.status)?,
         captured: money(row.captured_minor, currency)?,
         refunded: money(row.refunded_minor, currency)?,
         provider_reference: row.provider_reference,
         failure_reason: row
             .failure_reason
             .as_deref()
-            .map(reason_from_str)
+            .map(decode_reason)
             .transpose()?,
         created_at: row.created_at,
         updated_at: row.updated_at,
@@ -165,4 +145,204 @@ pub async fn find_refund_by_key<C: ConnectionTrait>(
         .filter(refunds::Column::IdempotencyKey.eq(key))
         .one(db)
         .await
+}
+
+pub async fn find_by_id<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<Option<payments::Model>, DbErr> {
+    payments::Entity::find_by_id(id).one(db).await
+}
+
+/// Records a charge as `pending`, before the provider is asked. One payment per order and
+/// one per key: a second insert for either is a unique violation.
+pub async fn insert_pending<C: ConnectionTrait>(
+    db: &C,
+    request: &ChargeRequest,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<payments::Model, DbErr> {
+    payments::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        order_id: Set(request.order_id.as_uuid()),
+        customer_id: Set(request.customer_id.as_uuid()),
+        idempotency_key: Set(request.idempotency_key.as_str().to_owned()),
+        fingerprint: Set(fingerprint.to_owned()),
+        amount_minor: Set(request.amount.amount_minor()),
+        currency: Set(request.amount.currency().to_string()),
+        status: Set(status_code(PaymentStatus::Pending).to_owned()),
+        captured_minor: Set(0),
+        refunded_minor: Set(0),
+        provider_reference: Set(None),
+        failure_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+}
+
+/// Records that an order gave up before any charge: a `voided` payment of zero for nobody
+/// (nil customer), under payments' own `key`, that no request can match (empty
+/// fingerprint). A late charge then finds it and is refused.
+pub async fn insert_tombstone<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+    key: &str,
+    now: DateTime<Utc>,
+) -> Result<payments::Model, DbErr> {
+    payments::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        order_id: Set(order_id.as_uuid()),
+        customer_id: Set(Uuid::nil()),
+        idempotency_key: Set(key.to_owned()),
+        fingerprint: Set(String::new()),
+        amount_minor: Set(0),
+        currency: Set(Currency::EUR.to_string()),
+        status: Set(status_code(PaymentStatus::Voided).to_owned()),
+        captured_minor: Set(0),
+        refunded_minor: Set(0),
+        provider_reference: Set(None),
+        failure_reason: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+}
+
+/// The provider's answer to a pending charge.
+#[derive(Debug)]
+pub struct Outcome {
+    pub status: PaymentStatus,
+    pub captured_minor: i64,
+    pub provider_reference: Option<String>,
+    pub failure_reason: Option<FailureReason>,
+}
+
+/// Stores the provider's answer if the payment is still `pending`. Returns whether it did:
+/// when two callers race, exactly one stores it.
+pub async fn record_outcome<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let reason: Option<&'static str> = outcome.failure_reason.map(Into::into);
+    let changed = payments::Entity::update_many()
+        .col_expr(
+            payments::Column::Status,
+            Expr::value(status_code(outcome.status)),
+        )
+        .col_expr(
+            payments::Column::CapturedMinor,
+            Expr::value(outcome.captured_minor),
+        )
+        .col_expr(
+            payments::Column::ProviderReference,
+            Expr::value(outcome.provider_reference),
+        )
+        .col_expr(payments::Column::FailureReason, Expr::value(reason))
+        .col_expr(payments::Column::UpdatedAt, Expr::value(now))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::Status.eq(status_code(PaymentStatus::Pending)))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// `pending` → `voided`, if it is still pending. Returns whether it moved.
+pub async fn void_pending<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let changed = payments::Entity::update_many()
+        .col_expr(
+            payments::Column::Status,
+            Expr::value(status_code(PaymentStatus::Voided)),
+        )
+        .col_expr(payments::Column::UpdatedAt, Expr::value(now))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::Status.eq(status_code(PaymentStatus::Pending)))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// Adds `amount_minor` to what the payment refunded, and moves it to `refunded` or
+/// `partially_refunded`, in one conditional statement: only while it is refundable and the
+/// refund fits in what was captured. Returns whether it applied. Concurrent refunds can
+/// therefore never give back more than was taken (and the schema's `CHECK` refuses it
+/// anyway).
+pub async fn add_refund<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    amount_minor: i64,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let refunded_after = Expr::col(payments::Column::RefundedMinor).add(amount_minor);
+    let changed = payments::Entity::update_many()
+        .col_expr(payments::Column::RefundedMinor, refunded_after.clone())
+        // Every expression of an UPDATE sees the row as it was, so this is the status for
+        // the new total, decided by the database on the row it actually updates.
+        .col_expr(
+            payments::Column::Status,
+            Expr::case(
+                refunded_after
+                    .clone()
+                    .gte(Expr::col(payments::Column::CapturedMinor)),
+                Expr::val(status_code(PaymentStatus::Refunded)),
+            )
+            .finally(Expr::val(status_code(PaymentStatus::PartiallyRefunded)))
+            .into(),
+        )
+        .col_expr(payments::Column::UpdatedAt, Expr::value(now))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::Status.is_in([
+            status_code(PaymentStatus::Captured),
+            status_code(PaymentStatus::PartiallyRefunded),
+        ]))
+        .filter(refunded_after.lte(Expr::col(payments::Column::CapturedMinor)))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// Records a refund under its key. A second refund with the same key is a unique violation.
+pub async fn insert_refund<C: ConnectionTrait>(
+    db: &C,
+    payment_id: Uuid,
+    key: &str,
+    amount_minor: i64,
+    now: DateTime<Utc>,
+) -> Result<refunds::Model, DbErr> {
+    refunds::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        payment_id: Set(payment_id),
+        idempotency_key: Set(key.to_owned()),
+        amount_minor: Set(amount_minor),
+        provider_reference: Set(None),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await
+}
+
+/// Stores the provider's reference of a refund, once.
+pub async fn set_refund_reference<C: ConnectionTrait>(
+    db: &C,
+    refund_id: Uuid,
+    reference: String,
+) -> Result<(), DbErr> {
+    refunds::Entity::update_many()
+        .col_expr(refunds::Column::ProviderReference, Expr::value(reference))
+        .filter(refunds::Column::Id.eq(refund_id))
+        .filter(refunds::Column::ProviderReference.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
 }

@@ -2,7 +2,11 @@
 //!
 //! Every protected route of every context takes a [`CurrentUser`] or an [`AdminUser`]
 //! argument, so authentication cannot be forgotten in a handler body and always goes through
-//! the auth context's public interface (in process today, over the network once extracted).
+//! the auth context's port (in process today, over the network once extracted).
+//!
+//! What a route learns is a [`Caller`]: web-kit's own, context-neutral description of who is
+//! calling, translated here from auth's `Principal`. So a context's routes never see auth's
+//! model of a user, and web-kit is the only crate outside auth that names it.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -10,18 +14,36 @@ use std::pin::Pin;
 use actix_web::dev::Payload;
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest, web};
-use auth_api::{AuthApi, AuthError, Principal};
+use auth_api::{AuthApi, AuthError, Principal, Role};
+use kernel::UserId;
 
 use crate::error::HttpError;
 
+/// Who is calling a route, as every context may know it: a user id and whether that user
+/// administers the shop. Nothing else of the account crosses into other contexts' routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub admin: bool,
+}
+
+impl From<Principal> for Caller {
+    fn from(principal: Principal) -> Self {
+        Self {
+            user_id: principal.user_id,
+            admin: matches!(principal.role, Role::Admin),
+        }
+    }
+}
+
 /// The authenticated caller. Answers 401 when the bearer token is missing or not valid.
 #[derive(Debug, Clone, Copy)]
-pub struct CurrentUser(pub Principal);
+pub struct CurrentUser(pub Caller);
 
 /// The authenticated caller, who must be an administrator: 401 without a valid token,
 /// 403 with a customer's token.
 #[derive(Debug, Clone, Copy)]
-pub struct AdminUser(pub Principal);
+pub struct AdminUser(pub Caller);
 
 type Authenticating<T> = Pin<Box<dyn Future<Output = Result<T, HttpError>>>>;
 
@@ -38,7 +60,7 @@ impl FromRequest for CurrentUser {
                 return Err(HttpError::internal());
             };
             let principal = auth.verify_token(token?).await?;
-            Ok(CurrentUser(principal))
+            Ok(CurrentUser(principal.into()))
         })
     }
 }
@@ -50,9 +72,9 @@ impl FromRequest for AdminUser {
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let user = CurrentUser::from_request(req, payload);
         Box::pin(async move {
-            let CurrentUser(principal) = user.await?;
-            if principal.is_admin() {
-                Ok(AdminUser(principal))
+            let CurrentUser(caller) = user.await?;
+            if caller.admin {
+                Ok(AdminUser(caller))
             } else {
                 Err(AuthError::Forbidden.into())
             }

@@ -1,8 +1,14 @@
 //! Extractor configuration, so that requests a handler never sees still get a JSON error.
 
+use std::sync::Arc;
+
+use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
-use actix_web::http::StatusCode;
-use actix_web::{HttpRequest, HttpResponse, Resource, ResponseError, web};
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::{Method, StatusCode};
+use actix_web::{
+    FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, ResponseError, web,
+};
 
 use crate::error::HttpError;
 
@@ -85,18 +91,113 @@ pub async fn route_not_found(req: HttpRequest) -> HttpResponse {
     .error_response()
 }
 
-async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    HttpError::transport(
+/// A JSON 405 that says, in `Allow`, which methods the resource does serve (RFC 9110).
+fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
+    let mut response = HttpError::transport(
         StatusCode::METHOD_NOT_ALLOWED,
         "method_not_allowed",
-        format!("{} is not supported on {}", req.method(), req.path()),
+        format!(
+            "{} is not supported on {}; use {allow}",
+            req.method(),
+            req.path()
+        ),
     )
-    .error_response()
+    .error_response();
+    if let Ok(value) = HeaderValue::from_str(allow) {
+        response.headers_mut().insert(header::ALLOW, value);
+    }
+    response
 }
 
-/// A resource whose unsupported methods answer a JSON 405 instead of an empty body.
-pub fn resource(path: &str) -> Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// One resource (a path) and the methods it serves. Every other method gets a JSON 405
+/// with an `Allow` header listing these, which is why routes are declared through this
+/// builder rather than on a bare `web::resource`.
+///
+/// For example `cfg.service(web_kit::resource("/products").get(search).post(create))`.
+#[must_use]
+pub struct Endpoint {
+    path: String,
+    methods: Vec<Method>,
+    resource: Resource,
+}
+
+/// Starts an [`Endpoint`] at `path`.
+pub fn resource(path: &str) -> Endpoint {
+    Endpoint {
+        path: path.to_owned(),
+        methods: Vec::new(),
+        resource: web::resource(path),
+    }
+}
+
+impl Endpoint {
+    /// Serves `method` with `handler`.
+    pub fn route<F, Args>(mut self, method: Method, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.resource = self
+            .resource
+            .route(web::route().method(method.clone()).to(handler));
+        self.methods.push(method);
+        self
+    }
+
+    pub fn get<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.route(Method::GET, handler)
+    }
+
+    pub fn post<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.route(Method::POST, handler)
+    }
+
+    pub fn patch<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.route(Method::PATCH, handler)
+    }
+}
+
+impl std::fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Endpoint")
+            .field("path", &self.path)
+            .field("methods", &self.methods)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpServiceFactory for Endpoint {
+    fn register(self, config: &mut AppService) {
+        let allow: Arc<str> = self
+            .methods
+            .iter()
+            .map(Method::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+            .into();
+        self.resource
+            .default_service(web::to(move |req: HttpRequest| {
+                let allow = allow.clone();
+                async move { method_not_allowed(&req, &allow) }
+            }))
+            .register(config);
+    }
 }
 
 /// Lets handlers answer `201 Created` with a `Location` header in one line.

@@ -9,13 +9,15 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod idempotency;
 pub mod openapi;
 pub mod paging;
 pub mod request_id;
 
-pub use auth::{AdminUser, CurrentUser};
+pub use auth::{AdminUser, Caller, CurrentUser};
 pub use error::{ErrorBody, ErrorDetail, HttpError};
-pub use extract::{configure_extractors, created, resource, route_not_found};
-pub use openapi::BearerSecurity;
+pub use extract::{Endpoint, configure_extractors, created, resource, route_not_found};
+pub use idempotency::{IDEMPOTENCY_KEY, RequiredIdempotencyKey};
+pub use openapi::{BearerSecurity, TransportResponses};
 pub use paging::{Paging, page_request};
 pub use request_id::{RequestId, request_id_middleware};

@@ -8,6 +8,6 @@ pub struct Migration;
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        messaging::migration::create_outbox(manager).await
+        messaging::migration::v1::create_outbox(manager).await
     }
 }

@@ -80,7 +80,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        messaging::migration::create_inbox(manager).await
+        messaging::migration::v1::create_inbox(manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -109,7 +109,7 @@ impl MigrationTrait for Migration {
             )
             .await?;
 
-        messaging::migration::create_outbox(manager).await
+        messaging::migration::v1::create_outbox(manager).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -1,10 +1,11 @@
-//! auth's behaviour through its public interface, on SQLite and on Postgres.
+//! auth's behaviour through its service (the port `AuthApi` and the operations of its
+//! routes), on SQLite and on Postgres.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use auth::{AuthModule, SigningKey, TokenConfig};
-use auth_api::{AuthError, Login, Password, RegisterUser, Role};
+use auth_api::{AuthApi, AuthError, Login, Password, RegisterUser, Role};
 use kernel::SystemClock;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
 use testkit::{Backend, TestStore};
@@ -37,9 +38,9 @@ fn login(email: &str, password: &str) -> Login {
 }
 
 async fn registered_users_can_log_in_and_be_found(store: TestStore) {
-    let auth = module(&store).await.api();
+    let auth = module(&store).await.service();
     let user = auth
-        .register(registration(" Ada@Example.com ", "correct horse", " Ada "))
+        .register(registration("Ada@Example.com", "correct horse", " Ada "))
         .await
         .expect("register");
     assert_eq!(user.email, "ada@example.com");
@@ -58,7 +59,7 @@ async fn registered_users_can_log_in_and_be_found(store: TestStore) {
 }
 
 async fn emails_are_unique_regardless_of_case(store: TestStore) {
-    let auth = module(&store).await.api();
+    let auth = module(&store).await.service();
     auth.register(registration("bob@example.com", "password1", "Bob"))
         .await
         .expect("first");
@@ -69,7 +70,7 @@ async fn emails_are_unique_regardless_of_case(store: TestStore) {
 }
 
 async fn invalid_registrations_report_every_field_and_store_nothing(store: TestStore) {
-    let auth = module(&store).await.api();
+    let auth = module(&store).await.service();
     let Err(AuthError::ValidationFailed { fields }) =
         auth.register(registration("nope", "short", "")).await
     else {
@@ -100,7 +101,7 @@ async fn invalid_registrations_report_every_field_and_store_nothing(store: TestS
 }
 
 async fn wrong_password_and_unknown_email_fail_identically(store: TestStore) {
-    let auth = module(&store).await.api();
+    let auth = module(&store).await.service();
     auth.register(registration("eve@example.com", "the real one", "Eve"))
         .await
         .expect("register");
@@ -126,7 +127,7 @@ async fn admins_are_created_by_the_operator(store: TestStore) {
         .expect("create admin");
     assert_eq!(admin.role, Role::Admin);
     let token = module
-        .api()
+        .service()
         .login(login("root@example.com", "admin password"))
         .await
         .expect("login");
@@ -170,7 +171,7 @@ async fn migrations_are_recorded_in_auths_own_history(store: TestStore) {
 /// The event is written with the user, in the same transaction: a refused registration
 /// leaves no event behind.
 async fn registration_records_user_registered_with_the_user(store: TestStore) {
-    let auth = module(&store).await.api();
+    let auth = module(&store).await.service();
     let db = store.connect(auth::CONTEXT).await;
     let events = || async {
         let row = db

@@ -1,19 +1,20 @@
-//! catalog's behaviour through `CatalogApi`, on SQLite and on Postgres.
+//! catalog's behaviour through its service (the port `CatalogApi` and the operations of its
+//! routes), on SQLite and on Postgres.
 
 mod products;
 mod stock;
 
 use std::sync::Arc;
 
-use catalog::CatalogModule;
-use catalog_api::{CatalogApi, NewProduct, Product};
+use catalog::{CatalogModule, CatalogService};
+use catalog_api::{NewProduct, Product};
 use kernel::{Currency, Money, SystemClock};
 use testkit::TestStore;
 
-pub async fn catalog(store: &TestStore) -> Arc<dyn CatalogApi> {
+pub async fn catalog(store: &TestStore) -> Arc<CatalogService> {
     let db = store.connect(catalog::CONTEXT).await;
     catalog::migrate(&db).await.expect("migrate");
-    CatalogModule::new(db, Arc::new(SystemClock)).api()
+    CatalogModule::new(db, Arc::new(SystemClock)).service()
 }
 
 pub fn eur(cents: i64) -> Money {
@@ -32,7 +33,7 @@ pub fn new_product(sku: &str, name: &str, cents: i64, category: &str, stock: u32
     }
 }
 
-pub async fn create(catalog: &Arc<dyn CatalogApi>, sku: &str, stock: u32) -> Product {
+pub async fn create(catalog: &Arc<CatalogService>, sku: &str, stock: u32) -> Product {
     catalog
         .create_product(new_product(sku, sku, 1000, "things", stock))
         .await

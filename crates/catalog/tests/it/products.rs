@@ -1,5 +1,6 @@
 //! Products, search, paging and categories.
 
+use catalog_api::CatalogApi;
 use catalog_api::{CatalogError, ProductPatch, ProductQuery};
 use kernel::{PageRequest, ProductId};
 use testkit::TestStore;
@@ -13,7 +14,7 @@ fn page(page: u32, per_page: u32) -> PageRequest {
 async fn products_are_created_and_read_back(store: TestStore) {
     let catalog = catalog(&store).await;
     let created = catalog
-        .create_product(new_product(" tea-01 ", "  Green tea ", 450, "Kitchen", 7))
+        .create_product(new_product("tea-01", "  Green tea ", 450, "Kitchen", 7))
         .await
         .expect("create");
     assert_eq!(created.sku, "TEA-01");

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use catalog::CatalogService;
 use catalog_api::{
     CatalogApi, CatalogError, ProductPatch, Reservation, ReservationStatus, StockLevel, StockLine,
 };
@@ -19,7 +20,7 @@ fn line(product_id: ProductId, quantity: u32) -> StockLine {
     }
 }
 
-async fn level(catalog: &Arc<dyn CatalogApi>, id: ProductId) -> StockLevel {
+async fn level(catalog: &Arc<CatalogService>, id: ProductId) -> StockLevel {
     catalog.get_product(id).await.expect("product").stock
 }
 
@@ -42,10 +43,30 @@ async fn adjustments_never_take_stock_below_zero(store: TestStore) {
             available: 0
         })
     );
-    assert!(matches!(
-        catalog.adjust_stock(product.id, 0).await,
-        Err(CatalogError::ValidationFailed { .. })
-    ));
+    // Zero is a no-op that answers the level; out-of-range deltas (even the most negative
+    // i64) are field errors; past the limit is a conflict with the current stock.
+    assert_eq!(catalog.adjust_stock(product.id, 0).await, Ok(stock(0, 0)));
+    for delta in [i64::MIN, -1_000_000_001, 1_000_000_001, i64::MAX] {
+        assert!(
+            matches!(
+                catalog.adjust_stock(product.id, delta).await,
+                Err(CatalogError::ValidationFailed { .. })
+            ),
+            "{delta}"
+        );
+    }
+    assert_eq!(
+        catalog.adjust_stock(product.id, 1_000_000_000).await,
+        Ok(stock(1_000_000_000, 0))
+    );
+    assert_eq!(
+        catalog.adjust_stock(product.id, 1).await,
+        Err(CatalogError::StockLimitExceeded {
+            product_id: product.id,
+            available: 1_000_000_000,
+            limit: 1_000_000_000
+        })
+    );
     let missing = ProductId::new();
     assert_eq!(
         catalog.adjust_stock(missing, 1).await,
@@ -384,7 +405,7 @@ impl Model {
     }
 }
 
-async fn run_ops(catalog: &Arc<dyn CatalogApi>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+async fn run_ops(catalog: &Arc<CatalogService>, ops: Vec<Op>) -> Result<(), TestCaseError> {
     let product = create(catalog, &format!("M-{}", uuid_suffix()), 5).await;
     let orders = [
         OrderId::new(),

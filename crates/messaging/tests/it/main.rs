@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use testkit::TestStore;
 
 /// A test event: something happened to `thing`, the `step`th time.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 struct ThingHappened {
     thing: String,
     step: u32,
@@ -33,7 +33,7 @@ impl IntegrationEvent for ThingHappened {
 }
 
 /// An event nobody subscribes to.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 struct Ignored;
 
 impl IntegrationEvent for Ignored {
@@ -58,7 +58,7 @@ struct CreatePublisher;
 #[async_trait]
 impl MigrationTrait for CreatePublisher {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        messaging::migration::create_outbox(manager).await
+        messaging::migration::v1::create_outbox(manager).await
     }
 }
 
@@ -76,7 +76,7 @@ struct CreateConsumer;
 #[async_trait]
 impl MigrationTrait for CreateConsumer {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        messaging::migration::create_inbox(manager).await?;
+        messaging::migration::v1::create_inbox(manager).await?;
         manager
             .create_table(
                 Table::create()

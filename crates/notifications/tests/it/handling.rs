@@ -5,8 +5,8 @@ use std::sync::Arc;
 use kernel::{Clock, EventEnvelope, ManualClock, OrderId};
 use messaging::{Bus, BusConfig};
 use notifications::{NotificationsConfig, NotificationsModule, SenderConfig};
-use notifications_api::NotificationKind;
-use orders_api::{OrderCancelled, OrderConfirmed, OrderPaymentFailed};
+use notifications_api::{Channel, NotificationKind};
+use orders_api::{OrderCancelled, OrderConfirmed, OrderFailure, OrderPaymentFailed};
 use testkit::TestStore;
 
 use crate::{Fixture, RETENTION, RETRY_BASE, eur, registered};
@@ -32,7 +32,7 @@ async fn registration_sends_a_welcome(store: TestStore) {
     assert_eq!(sent.len(), 1);
     let welcome = &sent[0];
     assert_eq!(welcome.kind, NotificationKind::Welcome);
-    assert_eq!(welcome.channel, "email");
+    assert_eq!(welcome.channel, Channel::Email);
     assert_eq!(welcome.to, "ada@example.com");
     assert_eq!(welcome.subject, "Welcome to the shop, Ada");
     assert!(welcome.body.starts_with("Hello Ada,"), "{}", welcome.body);
@@ -104,7 +104,7 @@ async fn order_messages_show_amounts_and_reasons(store: TestStore) {
             order_id: refused,
             customer_id: ada.user_id,
             total: eur(4500),
-            reason: "declined".into(),
+            reason: OrderFailure::Declined,
             failed_at: chrono::Utc::now(),
         })
         .await;

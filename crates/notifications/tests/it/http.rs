@@ -7,32 +7,21 @@ use actix_web::http::StatusCode;
 use actix_web::test as actix_test;
 use actix_web::{App, web};
 use async_trait::async_trait;
-use auth_api::{AccessToken, AuthApi, AuthError, Login, Principal, RegisterUser, Role, User};
+use auth_api::{AuthApi, AuthError, Principal, Role};
 use kernel::UserId;
 use serde_json::Value;
 use testkit::TestStore;
 
 use crate::{Fixture, registered};
 
-/// Knows a fixed set of tokens; nothing else.
+/// Knows a fixed set of tokens; nothing else. The whole of auth's port is one method, so
+/// this is the whole stand-in.
 struct StubAuth {
     tokens: HashMap<String, UserId>,
 }
 
 #[async_trait]
 impl AuthApi for StubAuth {
-    async fn register(&self, _request: RegisterUser) -> Result<User, AuthError> {
-        Err(AuthError::Unavailable {
-            reason: "stub".into(),
-        })
-    }
-
-    async fn login(&self, _request: Login) -> Result<AccessToken, AuthError> {
-        Err(AuthError::Unavailable {
-            reason: "stub".into(),
-        })
-    }
-
     async fn verify_token(&self, token: String) -> Result<Principal, AuthError> {
         self.tokens
             .get(&token)
@@ -41,10 +30,6 @@ impl AuthApi for StubAuth {
                 role: Role::Customer,
             })
             .ok_or(AuthError::InvalidToken)
-    }
-
-    async fn get_user(&self, _id: UserId) -> Result<User, AuthError> {
-        Err(AuthError::UserNotFound)
     }
 }
 
@@ -66,7 +51,7 @@ async fn the_route_lists_the_callers_own_messages(store: TestStore) {
         App::new()
             .app_data(web::Data::from(auth))
             .configure(|cfg| web_kit::configure_extractors(cfg, 64 * 1024))
-            .configure(notifications::configure(fixture.module.api())),
+            .configure(notifications::configure(fixture.module.service())),
     )
     .await;
     let get = |uri: &str, token: Option<&str>| {

@@ -41,7 +41,7 @@ struct CreateOutbox;
 #[async_trait]
 impl MigrationTrait for CreateOutbox {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        messaging::migration::create_outbox(manager).await
+        messaging::migration::v1::create_outbox(manager).await
     }
 }
 

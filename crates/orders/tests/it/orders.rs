@@ -3,10 +3,11 @@
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use kernel::{PageRequest, ProductId, SystemClock, UserId};
+use kernel::{IdempotencyKey, PageRequest, ProductId, SystemClock, UserId};
 use orders::{OrdersConfig, OrdersModule};
 use orders_api::{
-    LineRequest, OrderStatus, OrdersApi, OrdersError, PlaceOrder, ShippingAddress, Viewer,
+    LineRequest, OrderFailure, OrderStatus, OrdersApi, OrdersError, PaymentState, PlaceOrder,
+    ShippingAddress, Viewer,
 };
 use sea_orm::{ConnectionTrait, Statement};
 use testkit::TestStore;
@@ -56,7 +57,7 @@ fn address() -> ShippingAddress {
 fn request(customer: UserId, key: &str, lines: &[(ProductId, u32)], token: &str) -> PlaceOrder {
     PlaceOrder {
         customer_id: customer,
-        idempotency_key: key.into(),
+        idempotency_key: IdempotencyKey::parse(key).expect("a valid key"),
         lines: lines
             .iter()
             .map(|&(product_id, quantity)| LineRequest {
@@ -130,7 +131,7 @@ async fn declines_and_shortages_end_the_checkout(store: TestStore) {
         .await
         .expect("place");
     assert_eq!(declined.order.status, OrderStatus::PaymentFailed);
-    assert_eq!(declined.order.failure_reason.as_deref(), Some("declined"));
+    assert_eq!(declined.order.failure_reason, Some(OrderFailure::Declined));
     assert_eq!(
         outbox_events(&shop.db, "orders.order_payment_failed.v1").await,
         1
@@ -142,7 +143,7 @@ async fn declines_and_shortages_end_the_checkout(store: TestStore) {
         .await
         .expect("place");
     assert_eq!(short.order.status, OrderStatus::Rejected);
-    assert_eq!(short.order.failure_reason.as_deref(), Some("out_of_stock"));
+    assert_eq!(short.order.failure_reason, Some(OrderFailure::OutOfStock));
     assert_eq!(
         shop.payments.charges.load(Ordering::SeqCst),
         0,
@@ -180,12 +181,6 @@ async fn idempotency_keys_replay_or_refuse(store: TestStore) {
         .expect("place");
     assert_ne!(other.order.id, first.order.id);
     assert_eq!(shop.payments.charges.load(Ordering::SeqCst), 2);
-    assert_eq!(
-        shop.orders
-            .place_order(request(buyer, " ", &[(tea, 1)], "tok_visa"))
-            .await,
-        Err(OrdersError::MissingIdempotencyKey)
-    );
 }
 
 async fn unknown_and_inactive_products_are_field_errors(store: TestStore) {
@@ -320,7 +315,7 @@ async fn the_detail_costs_one_call_per_context(store: TestStore) {
     assert_eq!(detail.products.len(), 10);
     assert_eq!(
         detail.payment.map(|p| p.status),
-        Some("captured".to_owned())
+        Some(PaymentState::Captured)
     );
     assert_eq!(
         shop.catalog.get_products_calls.load(Ordering::SeqCst),

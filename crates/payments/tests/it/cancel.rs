@@ -4,14 +4,12 @@
 use std::sync::Arc;
 
 use kernel::{IntegrationEvent, OrderId, SystemClock};
-use payments::{FakeProvider, PaymentsModule};
-use payments_api::{
-    PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentStatus, PaymentsError, RefundRequest,
-};
+use payments::{FakeProvider, PaymentsModule, RefundRequest};
+use payments_api::{PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentStatus, PaymentsError};
 use testkit::TestStore;
 
 use crate::{
-    Gated, QUICK, captured, charge_request, connect, eur, events, events_of, harness,
+    Gated, QUICK, captured, charge_request, connect, eur, events, events_of, harness, key,
     with_abandoned_charge,
 };
 
@@ -63,11 +61,11 @@ async fn cancelling_refunds_only_what_remains(store: TestStore) {
     let payments = harness(&store).await;
     let payment = captured(&payments, 1000).await;
     payments
-        .api
+        .service
         .refund(RefundRequest {
             order_id: payment.order_id,
             amount: Some(eur(250)),
-            idempotency_key: "goodwill".into(),
+            idempotency_key: key("goodwill"),
         })
         .await
         .expect("partial refund");
@@ -83,11 +81,11 @@ async fn cancelling_refunds_only_what_remains(store: TestStore) {
     // Refunded in full by the customer's own refunds: cancel has nothing left to do.
     let other = captured(&payments, 300).await;
     payments
-        .api
+        .service
         .refund(RefundRequest {
             order_id: other.order_id,
             amount: None,
-            idempotency_key: "everything".into(),
+            idempotency_key: key("everything"),
         })
         .await
         .expect("full refund");
@@ -134,11 +132,11 @@ async fn cancelling_an_unknown_order_leaves_a_tombstone_that_refuses_a_late_char
     assert_eq!(payments.provider.captures(), 0);
     assert_eq!(
         payments
-            .api
+            .service
             .refund(RefundRequest {
                 order_id,
                 amount: None,
-                idempotency_key: "r".into(),
+                idempotency_key: key("r"),
             })
             .await,
         Err(PaymentsError::NotRefundable {
@@ -181,10 +179,10 @@ async fn a_full_refund_keyed_by_the_cancel_key_and_cancel_are_one_refund(store: 
     let refund_all = |order_id: OrderId| RefundRequest {
         order_id,
         amount: None,
-        idempotency_key: format!("cancel:{order_id}"),
+        idempotency_key: key(&format!("cancel:{order_id}")),
     };
     let refunded = payments
-        .api
+        .service
         .refund(refund_all(by_refund.order_id))
         .await
         .expect("refund");
@@ -194,7 +192,10 @@ async fn a_full_refund_keyed_by_the_cancel_key_and_cancel_are_one_refund(store: 
         Ok(refunded.clone())
     );
     assert_eq!(
-        payments.api.refund(refund_all(by_refund.order_id)).await,
+        payments
+            .service
+            .refund(refund_all(by_refund.order_id))
+            .await,
         Ok(refunded)
     );
 
@@ -205,7 +206,10 @@ async fn a_full_refund_keyed_by_the_cancel_key_and_cancel_are_one_refund(store: 
         .await
         .expect("cancel");
     assert_eq!(
-        payments.api.refund(refund_all(by_cancel.order_id)).await,
+        payments
+            .service
+            .refund(refund_all(by_cancel.order_id))
+            .await,
         Ok(cancelled)
     );
     assert_eq!(payments.provider.refunded_total(), 2000);
@@ -227,7 +231,63 @@ async fn cancelling_after_a_restart_refunds(store: TestStore) {
     assert_eq!(provider.refunded_total(), 2000);
 }
 
+/// What orders asks when a confirmed order is cancelled: everything back, once, keyed by the
+/// order, so a repeated or concurrent call changes nothing more; a payment that never
+/// captured is not refundable, an unknown order has no payment.
+async fn refunding_an_order_gives_everything_back_once(store: TestStore) {
+    let payments = harness(&store).await;
+    let payment = captured(&payments, 1500).await;
+    let partial = payments
+        .service
+        .refund(RefundRequest {
+            order_id: payment.order_id,
+            amount: Some(crate::eur(500)),
+            idempotency_key: key("goodwill"),
+        })
+        .await
+        .expect("partial refund");
+    assert_eq!(partial.status, PaymentStatus::PartiallyRefunded);
+    let (first, second) = tokio::join!(
+        payments.api.refund_order(payment.order_id),
+        payments.api.refund_order(payment.order_id)
+    );
+    let refunded = first.expect("refund the order");
+    assert_eq!(second, Ok(refunded.clone()));
+    assert_eq!(refunded.status, PaymentStatus::Refunded);
+    assert_eq!(refunded.refunded, refunded.captured);
+    assert_eq!(
+        payments.api.refund_order(payment.order_id).await,
+        Ok(refunded)
+    );
+    assert_eq!(payments.provider.refunded_total(), 1500);
+    assert_eq!(events(&payments.db, PaymentRefunded::NAME).await, 2);
+
+    let order_id = OrderId::new();
+    payments
+        .api
+        .charge(crate::charge_request(
+            order_id,
+            "tok_declined",
+            100,
+            "declined",
+        ))
+        .await
+        .expect("charge");
+    assert_eq!(
+        payments.api.refund_order(order_id).await,
+        Err(PaymentsError::NotRefundable {
+            status: PaymentStatus::Failed
+        })
+    );
+    let unknown = OrderId::new();
+    assert_eq!(
+        payments.api.refund_order(unknown).await,
+        Err(PaymentsError::PaymentNotFound { order_id: unknown })
+    );
+}
+
 testkit::backend_tests!(
+    refunding_an_order_gives_everything_back_once,
     a_full_refund_keyed_by_the_cancel_key_and_cancel_are_one_refund,
     cancelling_after_a_restart_refunds,
     cancelling_an_abandoned_charge_voids_it_and_refuses_a_late_charge,

@@ -7,7 +7,9 @@ use actix_web::http::StatusCode;
 use futures::future::join_all;
 use kernel::{ContextError, ErrorKind, IntegrationEvent, OrderId, SystemClock};
 use payments::{FakeProvider, PaymentsModule};
-use payments_api::{FailureReason, PaymentCaptured, PaymentFailed, PaymentStatus, PaymentsError};
+use payments_api::{
+    ChargeRequest, FailureReason, PaymentCaptured, PaymentFailed, PaymentStatus, PaymentsError,
+};
 use testkit::TestStore;
 use web_kit::HttpError;
 
@@ -108,7 +110,7 @@ async fn a_key_reused_for_another_request_is_refused(store: TestStore) {
 async fn invalid_charges_report_every_field_and_store_nothing(store: TestStore) {
     let payments = harness(&store).await;
     let order_id = OrderId::new();
-    let mut request = charge_request(order_id, "tok visa", 0, "");
+    let request = charge_request(order_id, "tok_visa", 0, &format!("cancel:{order_id}"));
     let Err(PaymentsError::ValidationFailed { fields }) =
         payments.api.charge(request.clone()).await
     else {
@@ -122,15 +124,17 @@ async fn invalid_charges_report_every_field_and_store_nothing(store: TestStore) 
         fields,
         vec![
             ("amount", "invalid_amount"),
-            ("payment_token", "invalid_token"),
-            ("idempotency_key", "invalid_key"),
+            ("idempotency_key", "reserved_key"),
         ]
     );
-    request = charge_request(order_id, "tok_visa", 100, &format!("cancel:{order_id}"));
-    assert!(matches!(
-        payments.api.charge(request).await,
-        Err(PaymentsError::ValidationFailed { .. })
-    ));
+    // A malformed token or key cannot even be written down: the request does not decode,
+    // which is what a remote caller sending one would see.
+    let mut wire = serde_json::to_value(&request).expect("serializable");
+    wire["payment_token"] = "tok visa".into();
+    assert!(serde_json::from_value::<ChargeRequest>(wire.clone()).is_err());
+    wire["payment_token"] = "tok_visa".into();
+    wire["idempotency_key"] = "".into();
+    assert!(serde_json::from_value::<ChargeRequest>(wire).is_err());
     assert_eq!(
         payments.api.get_payment(order_id).await,
         Err(PaymentsError::PaymentNotFound { order_id })

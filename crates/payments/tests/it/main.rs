@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use kernel::{Currency, Money, OrderId, SystemClock, UserId};
-use payments::{FakeProvider, PaymentProvider, PaymentsModule, ProviderError, ProviderOutcome};
-use payments_api::{ChargeRequest, Payment, PaymentsApi};
+use kernel::{Currency, IdempotencyKey, Money, OrderId, SystemClock, UserId};
+use payments::{
+    FakeProvider, PaymentProvider, PaymentsModule, PaymentsService, ProviderError, ProviderOutcome,
+};
+use payments_api::{ChargeRequest, Payment, PaymentToken, PaymentsApi};
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
 use testkit::TestStore;
 use tokio::sync::Notify;
@@ -24,7 +26,10 @@ pub const QUICK: Duration = Duration::from_millis(20);
 
 /// Payments on a test store, with a handle on its fake provider and its connection.
 pub struct Harness {
+    /// The port, as orders calls it.
     pub api: Arc<dyn PaymentsApi>,
+    /// The service, for payments' own operations (partial refunds).
+    pub service: Arc<PaymentsService>,
     pub provider: Arc<FakeProvider>,
     pub db: DatabaseConnection,
 }
@@ -50,6 +55,7 @@ pub async fn harness_with(store: &TestStore, slow_delay: Duration) -> Harness {
     let module = PaymentsModule::with_provider(db.clone(), Arc::new(SystemClock), provider.clone());
     Harness {
         api: module.api(),
+        service: module.service(),
         provider,
         db,
     }
@@ -82,13 +88,22 @@ pub fn eur(cents: i64) -> Money {
     Money::new(cents, Currency::EUR).expect("valid money")
 }
 
-pub fn charge_request(order_id: OrderId, token: &str, cents: i64, key: &str) -> ChargeRequest {
+pub fn key(key: &str) -> IdempotencyKey {
+    IdempotencyKey::parse(key).expect("a valid idempotency key")
+}
+
+pub fn charge_request(
+    order_id: OrderId,
+    token: &str,
+    cents: i64,
+    idempotency_key: &str,
+) -> ChargeRequest {
     ChargeRequest {
         order_id,
         customer_id: UserId::new(),
         amount: eur(cents),
-        payment_token: token.into(),
-        idempotency_key: key.into(),
+        payment_token: PaymentToken::parse(token).expect("a valid token"),
+        idempotency_key: key(idempotency_key),
     }
 }
 

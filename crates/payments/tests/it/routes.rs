@@ -4,15 +4,10 @@ use actix_web::App;
 use actix_web::test as http;
 use payments_api::TEST_TOKENS;
 use serde_json::{Value, json};
-use testkit::{Backend, TestStore};
-
-use crate::harness;
 
 #[actix_web::test]
 async fn the_test_tokens_are_public() {
-    let store = TestStore::new(Backend::Sqlite).await;
-    let payments = harness(&store).await;
-    let app = http::init_service(App::new().configure(payments::configure(payments.api))).await;
+    let app = http::init_service(App::new().configure(payments::configure())).await;
     let response = http::call_service(
         &app,
         http::TestRequest::get()

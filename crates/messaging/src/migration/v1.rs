@@ -1,5 +1,10 @@
-//! Table definitions for a context's own migrations: `create_outbox` in every publishing
-//! context, `create_inbox` in every consuming context.
+//! Version 1 of the `outbox` and `inbox` tables, as the contexts' migrations create them.
+//!
+//! **Frozen.** Migrations that already ran on some database call these functions, so they
+//! must create exactly what they created then, forever: change nothing here, not even an
+//! index name. A later change to the tables is a `v2` module with the *changes* (an
+//! `alter_outbox` say), called from a new migration in each context. The snapshot test below
+//! fails on any change to the statements these functions issue.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::*;
@@ -136,4 +141,38 @@ enum Inbox {
     LastError,
     ReceivedAt,
     ProcessedAt,
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DatabaseBackend, MockDatabase, MockExecResult, Transaction};
+    use sea_orm_migration::SchemaManager;
+
+    use super::*;
+
+    /// The statements v1 issues on each backend, recorded once. If this test fails, a
+    /// frozen migration changed: revert it and write a `v2` instead.
+    #[tokio::test]
+    async fn version_1_is_frozen() {
+        for backend in [DatabaseBackend::Postgres, DatabaseBackend::Sqlite] {
+            let db = MockDatabase::new(backend)
+                .append_exec_results((0..16).map(|_| MockExecResult::default()))
+                .into_connection();
+            let manager = SchemaManager::new(&db);
+            create_outbox(&manager).await.expect("outbox statements");
+            create_inbox(&manager).await.expect("inbox statements");
+            let log: Vec<String> = db
+                .into_transaction_log()
+                .into_iter()
+                .flat_map(|transaction: Transaction| {
+                    transaction
+                        .statements()
+                        .iter()
+                        .map(|statement| statement.sql.clone())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            insta::assert_snapshot!(format!("{backend:?}"), log.join(";\n"));
+        }
+    }
 }
