@@ -62,7 +62,8 @@ async fn admins_create_update_and_restock(store: TestStore) {
     assert_eq!(patched["name"], "Desk lamp");
 
     let stock = format!("/api/catalog/products/{id}/stock");
-    let level = app.post(&stock, Some(&admin), json!({"delta": 6})).await;
+    // JSON Schema reads 6.0 as the integer 6, and so does the shop; 0.5 is no integer.
+    let level = app.post(&stock, Some(&admin), json!({"delta": 6.0})).await;
     assert_eq!(
         level.ok(StatusCode::OK),
         &json!({"available": 10, "reserved": 0})
@@ -72,6 +73,9 @@ async fn admins_create_update_and_restock(store: TestStore) {
         level.ok(StatusCode::OK),
         &json!({"available": 0, "reserved": 0})
     );
+    app.post(&stock, Some(&admin), json!({"delta": 0.5}))
+        .await
+        .error(StatusCode::UNPROCESSABLE_ENTITY, "invalid_body");
     let refused = app.post(&stock, Some(&admin), json!({"delta": -1})).await;
     let error = refused.error(StatusCode::CONFLICT, "insufficient_stock");
     assert_eq!(error["available"], 0);

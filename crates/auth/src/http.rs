@@ -46,7 +46,7 @@ pub struct AuthDoc;
 )]
 async fn register(
     auth: web::Data<AuthService>,
-    body: web::Json<RegisterUser>,
+    body: web_kit::Json<RegisterUser>,
 ) -> Result<HttpResponse, HttpError> {
     let user = auth.register(body.into_inner()).await?;
     Ok(web_kit::created("/api/auth/me".to_owned(), &user))
@@ -64,7 +64,7 @@ async fn register(
 )]
 async fn login(
     auth: web::Data<AuthService>,
-    body: web::Json<Login>,
+    body: web_kit::Json<Login>,
 ) -> Result<HttpResponse, HttpError> {
     let token = auth.login(body.into_inner()).await?;
     Ok(HttpResponse::Ok().json(token))

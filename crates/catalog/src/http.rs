@@ -46,14 +46,15 @@ struct SearchParams {
     /// A category name (letters, digits and `-`).
     #[param(pattern = "^[A-Za-z0-9-]{1,64}$")]
     category: Option<String>,
-    /// Inclusive lower bound on the price, in minor units; not above `max_price`.
+    /// Inclusive lower bound on the price, in minor units (above `max_price`, nothing
+    /// matches).
     #[param(minimum = 0)]
     min_price: Option<i64>,
     /// Inclusive upper bound on the price, in minor units.
     #[param(minimum = 0)]
     max_price: Option<i64>,
-    /// Page number, from 1.
-    #[param(minimum = 1)]
+    /// Page number, from 1 (default 1).
+    #[param(minimum = 1, maximum = 2_147_483_647)]
     page: Option<u32>,
     /// Items per page, 1 to 100 (default 20).
     #[param(minimum = 1, maximum = 100)]
@@ -137,7 +138,7 @@ async fn categories(catalog: web::Data<CatalogService>) -> Result<HttpResponse, 
 async fn create(
     _admin: AdminUser,
     catalog: web::Data<CatalogService>,
-    body: web::Json<NewProduct>,
+    body: web_kit::Json<NewProduct>,
 ) -> Result<HttpResponse, HttpError> {
     let product = catalog.create_product(body.into_inner()).await?;
     Ok(web_kit::created(
@@ -164,7 +165,7 @@ async fn update(
     _admin: AdminUser,
     catalog: web::Data<CatalogService>,
     id: web::Path<ProductId>,
-    body: web::Json<ProductPatch>,
+    body: web_kit::Json<ProductPatch>,
 ) -> Result<HttpResponse, HttpError> {
     let product = catalog
         .update_product(id.into_inner(), body.into_inner())
@@ -191,7 +192,7 @@ async fn adjust_stock(
     _admin: AdminUser,
     catalog: web::Data<CatalogService>,
     id: web::Path<ProductId>,
-    body: web::Json<StockAdjustment>,
+    body: web_kit::Json<StockAdjustment>,
 ) -> Result<HttpResponse, HttpError> {
     let level = catalog.adjust_stock(id.into_inner(), body.delta).await?;
     Ok(HttpResponse::Ok().json(level))

@@ -49,15 +49,8 @@ fn check_query(query: &ProductQuery) -> Result<SearchFilter, CatalogError> {
             ));
         }
     }
-    if let (Some(min), Some(max)) = (query.min_price, query.max_price)
-        && min > max
-    {
-        errors.push(FieldError::new(
-            "min_price",
-            "invalid_range",
-            "must not be greater than max_price",
-        ));
-    }
+    // A range whose minimum is above its maximum is not an error: it matches nothing, as
+    // any empty range does (and JSON Schema cannot say "min_price <= max_price").
     let category = query
         .category
         .as_deref()

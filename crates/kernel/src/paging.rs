@@ -5,8 +5,8 @@ use utoipa::ToSchema;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PagingError {
-    #[error("page must be 1 or more")]
-    InvalidPage,
+    #[error("page must be between 1 and {max}")]
+    InvalidPage { max: u32 },
     #[error("per_page must be between 1 and {max}")]
     InvalidPerPage { max: u32 },
 }
@@ -36,14 +36,19 @@ impl TryFrom<PageRequestRepr> for PageRequest {
 impl PageRequest {
     pub const DEFAULT_PER_PAGE: u32 = 20;
     pub const MAX_PER_PAGE: u32 = 100;
+    /// The largest page number: what a signed 32-bit integer holds, as API documents say
+    /// for an `int32` (a page past it would have no rows anyway).
+    pub const MAX_PAGE: u32 = i32::MAX as u32;
 
     /// `None` means "the default"; anything outside `1..` or `1..=MAX_PER_PAGE` is refused
     /// rather than silently clamped, so a client learns about its mistake.
     pub fn new(page: Option<u32>, per_page: Option<u32>) -> Result<Self, PagingError> {
         let page = page.unwrap_or(1);
         let per_page = per_page.unwrap_or(Self::DEFAULT_PER_PAGE);
-        if page == 0 {
-            return Err(PagingError::InvalidPage);
+        if page == 0 || page > Self::MAX_PAGE {
+            return Err(PagingError::InvalidPage {
+                max: Self::MAX_PAGE,
+            });
         }
         if per_page == 0 || per_page > Self::MAX_PER_PAGE {
             return Err(PagingError::InvalidPerPage {
@@ -125,7 +130,15 @@ mod tests {
         assert_eq!(PageRequest::new(None, None), Ok(PageRequest::default()));
         assert_eq!(
             PageRequest::new(Some(0), None),
-            Err(PagingError::InvalidPage)
+            Err(PagingError::InvalidPage {
+                max: PageRequest::MAX_PAGE
+            })
+        );
+        assert_eq!(
+            PageRequest::new(Some(PageRequest::MAX_PAGE + 1), None),
+            Err(PagingError::InvalidPage {
+                max: PageRequest::MAX_PAGE
+            })
         );
         assert_eq!(
             PageRequest::new(None, Some(0)),
@@ -135,7 +148,7 @@ mod tests {
             PageRequest::new(None, Some(101)),
             Err(PagingError::InvalidPerPage { max: 100 })
         );
-        let last = PageRequest::new(Some(u32::MAX), Some(100)).expect("in bounds");
-        assert_eq!(last.offset(), u64::from(u32::MAX - 1) * 100);
+        let last = PageRequest::new(Some(PageRequest::MAX_PAGE), Some(100)).expect("in bounds");
+        assert_eq!(last.offset(), u64::from(PageRequest::MAX_PAGE - 1) * 100);
     }
 }

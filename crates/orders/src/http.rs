@@ -71,7 +71,7 @@ async fn place(
     RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     user: CurrentUser,
     orders: web::Data<OrdersService>,
-    body: web::Json<OrderRequest>,
+    body: web_kit::Json<OrderRequest>,
 ) -> Result<HttpResponse, HttpError> {
     let body = body.into_inner();
     let placed = orders

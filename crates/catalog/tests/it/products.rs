@@ -132,10 +132,14 @@ async fn search_filters_and_pages(store: TestStore) {
         (5, vec![])
     );
 
+    // An empty range matches nothing; a negative bound is a mistake.
+    assert_eq!(
+        search(None, None, Some(10), Some(5), page(1, 20)).await,
+        (0, vec![])
+    );
     let bad = catalog
         .search_products(ProductQuery {
-            min_price: Some(10),
-            max_price: Some(5),
+            min_price: Some(-1),
             ..ProductQuery::default()
         })
         .await;
