@@ -8,6 +8,7 @@ mod auth;
 mod catalog;
 mod catalog_admin;
 mod checkout;
+mod contracts;
 mod errors;
 mod events;
 mod operations;

@@ -1,0 +1,84 @@
+//! The `contracts` command line: `check` and `write` over the library.
+//! Exit codes: 0 clean, 1 problems (or a refused write), 2 bad arguments or unreadable files.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use contracts::{EXIT_ERROR, Report};
+
+/// Versioned contracts of the shop: the JSON Schemas of its integration events and ports.
+#[derive(Debug, Parser)]
+#[command(name = "contracts", version)]
+struct Cli {
+    /// Repository root [default: the workspace containing the current directory]
+    #[arg(long, global = true, value_name = "DIR")]
+    root: Option<PathBuf>,
+    /// When to colour the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Compare every contract with its committed file; exit 0 clean, 1 on problems
+    Check,
+    /// Write every missing or compatibly changed contract under contracts/; refuses (exit 1)
+    /// if a committed contract would change incompatibly
+    Write,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    // Usage errors exit with 2 (clap's own convention, and ours).
+    let cli = Cli::parse();
+    let code = match run(&cli) {
+        Ok(code) => code,
+        Err(error) => {
+            let _ = writeln!(io::stderr(), "error: {error:#}");
+            EXIT_ERROR
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+}
+
+fn run(cli: &Cli) -> Result<i32> {
+    let root = match &cli.root {
+        Some(root) => root.clone(),
+        None => workspace_root()?,
+    };
+    anyhow::ensure!(root.is_dir(), "{} is not a directory", root.display());
+    let report: Report = match cli.command {
+        Command::Check => contracts::check_workspace(&root)?,
+        Command::Write => contracts::write_workspace(&root)?,
+    };
+    let color = match cli.color {
+        ColorChoice::Always => true,
+        ColorChoice::Never => false,
+        ColorChoice::Auto => io::stdout().is_terminal(),
+    };
+    report.write_human(&mut io::stdout().lock(), color)?;
+    Ok(report.exit_code())
+}
+
+/// The nearest enclosing folder whose `Cargo.toml` has a `[workspace]` table.
+fn workspace_root() -> Result<PathBuf> {
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    cwd.ancestors()
+        .find(|dir| {
+            std::fs::read_to_string(dir.join("Cargo.toml"))
+                .is_ok_and(|text| text.lines().any(|line| line.trim() == "[workspace]"))
+        })
+        .map(PathBuf::from)
+        .with_context(|| format!("no workspace Cargo.toml in {} or above it", cwd.display()))
+}
