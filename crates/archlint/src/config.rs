@@ -71,6 +71,8 @@ pub struct Context {
     pub schema: String,
     pub api: Option<String>,
     pub api_trait: Option<String>,
+    /// Where `api_trait` is written, to point at it.
+    pub api_trait_span: Option<Range<usize>>,
     pub implementation: Option<String>,
     pub migrations: Option<String>,
 }
@@ -284,7 +286,7 @@ struct RawShared {
 struct RawContext {
     schema: Spanned<String>,
     api: Option<Spanned<String>>,
-    api_trait: Option<String>,
+    api_trait: Option<Spanned<String>>,
     implementation: Option<Spanned<String>>,
     migrations: Option<Spanned<String>>,
 }
@@ -419,7 +421,8 @@ impl<'a> Builder<'a> {
                     name: name.clone(),
                     schema,
                     api: context.api.as_ref().map(|s| s.get_ref().clone()),
-                    api_trait: context.api_trait.clone(),
+                    api_trait: context.api_trait.as_ref().map(|s| s.get_ref().clone()),
+                    api_trait_span: context.api_trait.as_ref().map(Spanned::span),
                     implementation: context.implementation.as_ref().map(|s| s.get_ref().clone()),
                     migrations: context.migrations.as_ref().map(|s| s.get_ref().clone()),
                 },

@@ -16,6 +16,7 @@ mod deps;
 pub mod diagnostic;
 mod escapes;
 pub mod graph;
+mod ports;
 mod render;
 pub mod rules;
 pub mod source;
@@ -186,6 +187,7 @@ pub fn check_workspace_with(root: &Path, options: &CheckOptions) -> Result<Repor
     for (member, crate_sources) in workspace.members.iter().zip(&sources) {
         escapes::check_paths(&workspace, member, crate_sources, &mut violations);
         escapes::check_reexports(&config, member, crate_sources, &mut violations);
+        ports::check(&config, member, crate_sources, &mut violations);
         unparsed.extend(crate_sources.unparsed.iter().cloned());
         if let Some(decl) = config.krate(&member.name).filter(|d| d.context.is_some()) {
             context_crates.push(data::ContextCrate {

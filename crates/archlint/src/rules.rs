@@ -25,13 +25,14 @@ pub enum Rule {
     ContextCycle,
     PathEscape,
     ApiReexport,
+    PortSpec,
     ForeignSchema,
     ForeignTable,
     StaleBaselineEntry,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 17] = [
+    pub const ALL: [Rule; 18] = [
         Rule::UnclassifiedMember,
         Rule::UnusedEntry,
         Rule::InvalidConfig,
@@ -46,6 +47,7 @@ impl Rule {
         Rule::ContextCycle,
         Rule::PathEscape,
         Rule::ApiReexport,
+        Rule::PortSpec,
         Rule::ForeignSchema,
         Rule::ForeignTable,
         Rule::StaleBaselineEntry,
@@ -67,6 +69,7 @@ impl Rule {
             Rule::ContextCycle => "context-cycle",
             Rule::PathEscape => "path-escape",
             Rule::ApiReexport => "api-reexport",
+            Rule::PortSpec => "port-spec",
             Rule::ForeignSchema => "foreign-schema",
             Rule::ForeignTable => "foreign-table",
             Rule::StaleBaselineEntry => "stale-baseline-entry",
@@ -113,6 +116,9 @@ impl Rule {
                 "#[path] modules and include!/include_str!/include_bytes! stay inside their crate"
             }
             Rule::ApiReexport => "an -api crate does not re-export another context's items",
+            Rule::PortSpec => {
+                "an -api crate's PORT lists exactly its port trait's methods, each idempotent or not"
+            }
             Rule::ForeignSchema => "a context's code names only its own database schema",
             Rule::ForeignTable => "a context's code names only tables its own context owns",
             Rule::StaleBaselineEntry => "every entry of the baseline still matches a violation",
@@ -140,6 +146,7 @@ impl Rule {
             Rule::ContextCycle => include_str!("explain/context-cycle.md"),
             Rule::PathEscape => include_str!("explain/path-escape.md"),
             Rule::ApiReexport => include_str!("explain/api-reexport.md"),
+            Rule::PortSpec => include_str!("explain/port-spec.md"),
             Rule::ForeignSchema => include_str!("explain/foreign-schema.md"),
             Rule::ForeignTable => include_str!("explain/foreign-table.md"),
             Rule::StaleBaselineEntry => include_str!("explain/stale-baseline-entry.md"),

@@ -1,12 +1,15 @@
 //! Facts read from a crate's Rust files with `syn`, in one pass per file: `#[path]` modules,
 //! `include!`-family paths, `pub use`/`pub extern crate` re-exports and private aliases, sea-orm
-//! entity attributes, `DeriveIden` enums, `Alias::new(..)` arguments and every string literal
-//! (including those inside macro calls). The rules interpret the facts; this module only reads.
+//! entity attributes, `DeriveIden` enums, `Alias::new(..)` arguments, every string literal
+//! (including those inside macro calls), and trait definitions and `PORT` constants outside test
+//! code. The rules interpret the facts; this module only reads.
 
 use std::path::{Component, Path, PathBuf};
 
 use proc_macro2::{Span, TokenStream, TokenTree};
+use syn::ext::IdentExt;
 use syn::punctuated::Punctuated;
+use syn::spanned::Spanned;
 use syn::visit::{self, Visit};
 use syn::{Expr, ExprCall, Lit, LitStr, Meta, Token, UseTree, Visibility};
 use walkdir::WalkDir;
@@ -90,6 +93,56 @@ pub struct Entity {
     pub schema: Option<Named>,
 }
 
+/// A trait defined outside test code, with the name of every `fn` in it.
+#[derive(Debug, Clone)]
+pub struct TraitDef {
+    pub name: Named,
+    /// Every `fn` item, with or without a default body, by its name without `r#`.
+    pub methods: Vec<Named>,
+}
+
+/// A `const PORT` outside test code, read as far as it is written literally.
+#[derive(Debug, Clone)]
+pub struct PortConst {
+    /// Where `PORT` is named.
+    pub pos: Pos,
+    /// The type as written (`PortSpec`, `kernel::PortSpec`) and where.
+    pub ty: Named,
+    /// Whether the type is a path ending in `PortSpec`.
+    pub is_port_spec: bool,
+    /// Where the value is (`PortSpec {` for a struct literal).
+    pub value_pos: Pos,
+    /// `None` when the value is not a `PortSpec { .. }` literal.
+    pub value: Option<PortValue>,
+}
+
+/// The fields of a `PortSpec { .. }` literal that must match the trait and `arch.toml`.
+#[derive(Debug, Clone)]
+pub struct PortValue {
+    pub context: Field<Named>,
+    pub trait_name: Field<Named>,
+    pub methods: Field<Vec<MethodEntry>>,
+}
+
+/// A field of a `PortSpec { .. }` literal.
+#[derive(Debug, Clone)]
+pub enum Field<T> {
+    Read(T),
+    /// Written, but not in the literal shape the lint can read (a constant, a call, ...).
+    Unreadable(Pos),
+    /// Not written (a `..base` supplies it).
+    Missing,
+}
+
+/// One element of `PORT.methods`.
+#[derive(Debug, Clone)]
+pub enum MethodEntry {
+    /// `MethodSpec::idempotent("name")` or `MethodSpec::not_idempotent("name")`.
+    Read { name: Named, idempotent: bool },
+    /// Anything else; `text` is the source with its whitespace collapsed.
+    Unreadable { text: String, pos: Pos },
+}
+
 /// Everything the rules need from one file.
 #[derive(Debug, Clone, Default)]
 pub struct FileFacts {
@@ -106,6 +159,10 @@ pub struct FileFacts {
     /// Arguments of `Alias::new("..")`.
     pub alias_names: Vec<Named>,
     pub strings: Vec<StringLiteral>,
+    /// Traits outside test code.
+    pub traits: Vec<TraitDef>,
+    /// `const PORT` items outside test code.
+    pub ports: Vec<PortConst>,
 }
 
 impl FileFacts {
@@ -172,6 +229,8 @@ pub fn scan_file(crate_dir: &Path, path: &Path, file: String, text: String) -> O
             file_dir,
             crate_dir: crate_dir.to_path_buf(),
             inline_modules: Vec::new(),
+            // Files outside `src/` are tests, examples, benches or build scripts.
+            test_modules: usize::from(!path.starts_with(crate_dir.join("src"))),
         };
         collector.visit_file(ast);
     }
@@ -224,6 +283,10 @@ struct Collector<'a> {
     mod_rs: bool,
     stem: String,
     inline_modules: Vec<String>,
+    /// How many `#[cfg(test)]` modules enclose the current item (1 for a whole file outside
+    /// `src/`): a test's stand-in trait or `PORT` is not the port. `#[cfg(test)]` on the item
+    /// itself is checked where it is read.
+    test_modules: usize,
 }
 
 const INCLUDE_MACROS: [&str; 3] = ["include", "include_str", "include_bytes"];
@@ -544,6 +607,138 @@ pub fn snake_case(ident: &str) -> String {
     out
 }
 
+/// `#[cfg(test)]`.
+fn is_cfg_test(attr: &syn::Attribute) -> bool {
+    attr.path().is_ident("cfg")
+        && attr
+            .parse_args::<Meta>()
+            .is_ok_and(|meta| meta.path().is_ident("test"))
+}
+
+fn named_ident(ident: &syn::Ident) -> Named {
+    Named {
+        value: ident.unraw().to_string(),
+        pos: Pos::of(ident.span()),
+    }
+}
+
+/// The source text of a node with runs of whitespace collapsed to one space, so that it reads
+/// on one line and does not change when the code is reformatted.
+fn source_text(node: &impl Spanned) -> String {
+    node.span()
+        .source_text()
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn last_is(path: &syn::Path, name: &str) -> bool {
+    path.segments.last().is_some_and(|s| s.ident == name)
+}
+
+/// Reads a `const PORT: PortSpec = PortSpec { .. }` as far as it is written literally.
+fn port_const(node: &syn::ItemConst) -> PortConst {
+    let is_port_spec = matches!(
+        &*node.ty,
+        syn::Type::Path(ty) if ty.qself.is_none() && last_is(&ty.path, "PortSpec")
+    );
+    // A multi-line literal is pointed at by its `PortSpec {`.
+    let value_pos = match &*node.expr {
+        Expr::Struct(literal) => Pos::between(literal.path.span(), literal.brace_token.span.open()),
+        other => Pos::of(other.span()),
+    };
+    let value = match &*node.expr {
+        Expr::Struct(literal) if literal.qself.is_none() && last_is(&literal.path, "PortSpec") => {
+            Some(PortValue {
+                context: struct_field(literal, "context", string_field),
+                trait_name: struct_field(literal, "trait_name", string_field),
+                methods: struct_field(literal, "methods", methods_field),
+            })
+        }
+        _ => None,
+    };
+    PortConst {
+        pos: Pos::of(node.ident.span()),
+        ty: Named {
+            value: source_text(&node.ty),
+            pos: Pos::of(node.ty.span()),
+        },
+        is_port_spec,
+        value_pos,
+        value,
+    }
+}
+
+/// The field `name` of a struct literal, read by `read` (`None`: not in a readable shape).
+fn struct_field<T>(
+    literal: &syn::ExprStruct,
+    name: &str,
+    read: impl Fn(&Expr) -> Option<T>,
+) -> Field<T> {
+    let field = literal
+        .fields
+        .iter()
+        .find(|f| matches!(&f.member, syn::Member::Named(ident) if ident == name));
+    match field {
+        None => Field::Missing,
+        Some(field) => read(&field.expr).map_or_else(
+            || Field::Unreadable(Pos::of(field.expr.span())),
+            Field::Read,
+        ),
+    }
+}
+
+fn string_field(expr: &Expr) -> Option<Named> {
+    match expr {
+        Expr::Lit(syn::ExprLit {
+            lit: Lit::Str(lit), ..
+        }) => Some(Named {
+            value: lit.value(),
+            pos: Pos::of(lit.span()),
+        }),
+        _ => None,
+    }
+}
+
+/// `&[entry, ..]`; each entry is read on its own, so one odd entry does not hide the others.
+fn methods_field(expr: &Expr) -> Option<Vec<MethodEntry>> {
+    let Expr::Reference(reference) = expr else {
+        return None;
+    };
+    let Expr::Array(array) = &*reference.expr else {
+        return None;
+    };
+    Some(array.elems.iter().map(method_entry).collect())
+}
+
+fn method_entry(expr: &Expr) -> MethodEntry {
+    if let Expr::Call(call) = expr
+        && let Expr::Path(func) = &*call.func
+        && func.qself.is_none()
+        && let [.., ty, constructor] = Vec::from_iter(&func.path.segments).as_slice()
+        && ty.ident == "MethodSpec"
+        && (constructor.ident == "idempotent" || constructor.ident == "not_idempotent")
+        && let [
+            Expr::Lit(syn::ExprLit {
+                lit: Lit::Str(lit), ..
+            }),
+        ] = Vec::from_iter(&call.args).as_slice()
+    {
+        return MethodEntry::Read {
+            name: Named {
+                value: lit.value(),
+                pos: Pos::of(lit.span()),
+            },
+            idempotent: constructor.ident == "idempotent",
+        };
+    }
+    MethodEntry::Unreadable {
+        text: source_text(expr),
+        pos: Pos::of(expr.span()),
+    }
+}
+
 impl<'ast> Visit<'ast> for Collector<'_> {
     // Attributes are read by the items that own them; descending would scan doc comments
     // (`#[doc = ".."]`) as string literals. Only `#[doc = include_str!("..")]` matters here.
@@ -560,6 +755,8 @@ impl<'ast> Visit<'ast> for Collector<'_> {
             let resolved = self.module_base().join(lit.value());
             self.record_path("#[path]", lit.value(), resolved, Pos::of(lit.span()));
         }
+        let test = node.attrs.iter().any(is_cfg_test);
+        self.test_modules += usize::from(test);
         if node.content.is_some() {
             self.inline_modules.push(node.ident.to_string());
             visit::visit_item_mod(self, node);
@@ -567,6 +764,32 @@ impl<'ast> Visit<'ast> for Collector<'_> {
         } else {
             visit::visit_item_mod(self, node);
         }
+        self.test_modules -= usize::from(test);
+    }
+
+    fn visit_item_trait(&mut self, node: &'ast syn::ItemTrait) {
+        if self.test_modules == 0 && !node.attrs.iter().any(is_cfg_test) {
+            let methods = node
+                .items
+                .iter()
+                .filter_map(|item| match item {
+                    syn::TraitItem::Fn(method) => Some(named_ident(&method.sig.ident)),
+                    _ => None,
+                })
+                .collect();
+            self.facts.traits.push(TraitDef {
+                name: named_ident(&node.ident),
+                methods,
+            });
+        }
+        visit::visit_item_trait(self, node);
+    }
+
+    fn visit_item_const(&mut self, node: &'ast syn::ItemConst) {
+        if self.test_modules == 0 && node.ident == "PORT" && !node.attrs.iter().any(is_cfg_test) {
+            self.facts.ports.push(port_const(node));
+        }
+        visit::visit_item_const(self, node);
     }
 
     fn visit_item_use(&mut self, node: &'ast syn::ItemUse) {
@@ -814,6 +1037,87 @@ fn f() {
                 "user not found"
             ]
         );
+    }
+
+    #[test]
+    fn traits_and_port_specs_outside_test_code() {
+        let facts = scan(
+            "src/lib.rs",
+            r#"
+pub trait OrdersApi: Send {
+    async fn place_order(&self);
+    fn r#type(&self) -> u8 { 0 }
+    const LIMIT: u8;
+}
+
+pub const PORT: kernel::PortSpec = kernel::PortSpec {
+    context: "orders",
+    trait_name: NAME,
+    version: 1,
+    methods: &[
+        MethodSpec::idempotent("type"),
+        MethodSpec::not_idempotent("place_order"),
+        MethodSpec::idempotent(
+            PLACE
+        ),
+    ],
+};
+
+#[cfg(test)]
+mod tests {
+    trait OrdersApi {}
+    const PORT: PortSpec = PortSpec { context: "test", trait_name: "T", version: 1, methods: &[] };
+}
+
+#[cfg(test)]
+const PORT: u8 = 0;
+"#,
+        );
+        let traits: Vec<(&str, Vec<&str>)> = facts
+            .traits
+            .iter()
+            .map(|t| {
+                let methods = t.methods.iter().map(|m| m.value.as_str()).collect();
+                (t.name.value.as_str(), methods)
+            })
+            .collect();
+        assert_eq!(traits, [("OrdersApi", vec!["place_order", "type"])]);
+        let [port] = facts.ports.as_slice() else {
+            panic!("one PORT outside tests: {:?}", facts.ports);
+        };
+        assert!(port.is_port_spec);
+        assert_eq!(port.ty.value, "kernel::PortSpec");
+        let value = port.value.as_ref().unwrap();
+        assert!(matches!(&value.context, Field::Read(n) if n.value == "orders"));
+        assert!(matches!(value.trait_name, Field::Unreadable(pos) if pos.line == 10));
+        let Field::Read(entries) = &value.methods else {
+            panic!("methods are readable");
+        };
+        let entries: Vec<String> = entries
+            .iter()
+            .map(|entry| match entry {
+                MethodEntry::Read { name, idempotent } => format!("{} {idempotent}", name.value),
+                MethodEntry::Unreadable { text, .. } => format!("? {text}"),
+            })
+            .collect();
+        assert_eq!(
+            entries,
+            [
+                "type true",
+                "place_order false",
+                "? MethodSpec::idempotent( PLACE )"
+            ]
+        );
+    }
+
+    #[test]
+    fn files_outside_src_are_test_code() {
+        let facts = scan(
+            "tests/port.rs",
+            "trait CatalogApi {}
+const PORT: u8 = 0;",
+        );
+        assert!(facts.traits.is_empty() && facts.ports.is_empty());
     }
 
     #[test]

@@ -10,5 +10,6 @@ mod data;
 mod deps;
 mod escapes;
 mod graph;
+mod ports;
 mod support;
 mod workspace;
