@@ -93,7 +93,7 @@ pub struct Category {
 }
 
 /// Search criteria; every field is optional.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 pub struct ProductQuery {
     /// Case-insensitive text matched against name, description and sku.
     pub text: Option<String>,

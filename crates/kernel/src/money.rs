@@ -21,21 +21,23 @@ pub enum MoneyError {
     Overflow,
 }
 
-/// An ISO 4217 currency code: three upper-case ASCII letters.
+/// An ISO 4217 currency code: three ASCII letters, accepted in any case and always stored
+/// and answered upper-case.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
 )]
 #[serde(try_from = "String", into = "String")]
-#[schema(value_type = String, example = "EUR", pattern = "^[A-Z]{3}$")]
+#[schema(value_type = String, example = "EUR", pattern = "^[A-Za-z]{3}$")]
 pub struct Currency([u8; 3]);
 
 impl Currency {
     pub const EUR: Currency = Currency(*b"EUR");
     pub const USD: Currency = Currency(*b"USD");
 
-    /// Accepts `eur` as well as `EUR`; anything that is not three ASCII letters is refused.
+    /// Accepts `eur` as well as `EUR`; anything that is not three ASCII letters (a space
+    /// included) is refused, exactly as the documented pattern says.
     pub fn parse(code: &str) -> Result<Self, MoneyError> {
-        let bytes = code.trim().as_bytes();
+        let bytes = code.as_bytes();
         match bytes {
             [a, b, c] if bytes.iter().all(u8::is_ascii_alphabetic) => Ok(Currency([
                 a.to_ascii_uppercase(),
@@ -206,8 +208,8 @@ mod tests {
     #[test]
     fn currency_codes_are_normalised_and_checked() {
         assert_eq!(Currency::parse("eur"), Ok(Currency::EUR));
-        assert_eq!(Currency::parse(" USD "), Ok(Currency::USD));
-        for bad in ["", "EU", "EURO", "E1R", "€€€"] {
+        assert_eq!(Currency::parse("uSd"), Ok(Currency::USD));
+        for bad in ["", "EU", "EURO", "E1R", "€€€", " USD", "USD "] {
             assert_eq!(
                 Currency::parse(bad),
                 Err(MoneyError::InvalidCurrency),

@@ -12,10 +12,14 @@ pub enum PagingError {
 }
 
 /// Which page to return; always within bounds once constructed (also when deserialized).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(try_from = "PageRequestRepr")]
 pub struct PageRequest {
+    /// From 1.
+    #[schema(minimum = 1, maximum = 2_147_483_647)]
     page: u32,
+    /// 1 to 100.
+    #[schema(minimum = 1, maximum = 100)]
     per_page: u32,
 }
 

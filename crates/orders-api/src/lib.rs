@@ -245,7 +245,7 @@ pub enum OrderFailure {
 }
 
 /// The answer to `place_order`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Placed {
     pub order: Order,
     /// True when the idempotency key had been used before and this is that order.
