@@ -25,6 +25,18 @@ arch:
     cargo run -q -p archlint -- check
     cargo run -q -p archlint -- graph --check docs/CONTEXT_MAP.md
 
+# The versioned contracts: the committed JSON Schemas still match the types (docs/CONTRACTS.md).
+contracts:
+    cargo run -q -p contracts -- check
+
+# Rewrite the contract files after a compatible change (refuses an incompatible one).
+contracts-write:
+    cargo run -q -p contracts -- write
+
+# Fuzz the public API against its OpenAPI document with Schemathesis (every check).
+fuzz:
+    ./scripts/fuzz.sh
+
 # Regenerate the context map picture in docs/CONTEXT_MAP.md.
 graph:
     cargo run -q -p archlint -- graph --write docs/CONTEXT_MAP.md

@@ -1,8 +1,9 @@
 //! House rules that can be checked, checked (in the spirit of rust-analyzer's `tidy`): every
 //! module says what it is for, every crate takes its versions and lints from the workspace
-//! and is never published, plain `cargo test` at the root tests every crate, no package,
-//! archive, binary or oversized file gets into the repository, every repository path the
-//! docs name exists, and the configuration reference lists every setting.
+//! and is never published, plain `cargo test` at the root tests every crate, only a
+//! context's `store` writes SQL, no package, archive, binary or oversized file gets into the
+//! repository, every repository path the docs name exists, and the configuration reference
+//! lists every setting.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Read;
@@ -118,6 +119,92 @@ fn plain_cargo_test_covers_every_crate() {
         .map(|target| target.name.clone())
         .collect();
     assert_eq!(binaries, ["shop"], "`cargo run` must find exactly the shop");
+}
+
+/// The contexts whose sources the "one internal shape" rule applies to.
+const CONTEXT_CRATES: [&str; 5] = ["auth", "catalog", "orders", "payments", "notifications"];
+
+/// What a context's modules other than `store` may take from sea-orm: a connection to pass
+/// on, a transaction to begin and commit, and the error type. Queries, entities,
+/// expressions and active models belong to `store`.
+const SEA_ORM_OUTSIDE_STORE: [&str; 4] = [
+    "DatabaseConnection",
+    "DatabaseTransaction",
+    "TransactionTrait",
+    "DbErr",
+];
+
+/// The first path segment of every `sea_orm::...` a source names, use trees included
+/// (`sea_orm::{A, B::C}` names `A` and `B`).
+fn sea_orm_names(text: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = text;
+    while let Some(at) = rest.find("sea_orm::") {
+        rest = &rest[at + "sea_orm::".len()..];
+        if let Some(group) = rest.strip_prefix('{') {
+            let end = group.find('}').unwrap_or(group.len());
+            for item in group[..end].split(',') {
+                let first = item.trim().split("::").next().unwrap_or("").trim();
+                if !first.is_empty() {
+                    names.push(first.to_owned());
+                }
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            names.push(name);
+        }
+    }
+    names
+}
+
+/// One internal shape per context: `store` owns the SQL (entities, queries, codecs),
+/// `service` orchestrates, `domain` decides. So outside `store`, a context's source may name
+/// sea-orm only for connections, transactions and errors.
+#[test]
+fn only_a_contexts_store_writes_sql() {
+    let mut offences = Vec::new();
+    for context in CONTEXT_CRATES {
+        let src = root().join("crates").join(context).join("src");
+        for entry in walkdir::WalkDir::new(&src)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
+            let path = entry.path();
+            let is_store = path.file_stem().is_some_and(|stem| stem == "store")
+                || path.components().any(|c| c.as_os_str() == "store");
+            if is_store || path.extension().is_none_or(|ext| ext != "rs") {
+                continue;
+            }
+            let text = std::fs::read_to_string(path).expect("readable");
+            for name in sea_orm_names(&text) {
+                if !SEA_ORM_OUTSIDE_STORE.contains(&name.as_str()) {
+                    offences.push(format!(
+                        "{}: sea_orm::{name}",
+                        path.strip_prefix(root()).unwrap_or(path).display()
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        offences.is_empty(),
+        "SQL outside a context's `store` module:\n  {}\nMove the query into the context's \
+         store.rs as a function taking `&impl ConnectionTrait`, and call it from here.",
+        offences.join("\n  ")
+    );
+}
+
+#[test]
+fn sea_orm_names_are_read_from_paths_and_use_trees() {
+    assert_eq!(
+        sea_orm_names(
+            "use sea_orm::{DatabaseConnection, sea_query::Expr};\nlet t: sea_orm::DbErr;"
+        ),
+        ["DatabaseConnection", "sea_query", "DbErr"]
+    );
 }
 
 /// The allow-list of the repository hygiene checks, at the workspace root.
