@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the whole test suite: unit, integration (SQLite and Postgres), black-box HTTP and
-# architecture tests. Starts a throwaway Postgres for the run and removes it afterwards.
+# Runs the whole test suite: unit, integration (SQLite and Postgres), black-box HTTP,
+# architecture, contract and tidy tests, then API fuzzing. Starts a throwaway Postgres for the run and removes it afterwards.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -22,7 +22,9 @@ else
     echo "test.sh: cargo-nextest not found; using cargo test" >&2
     cargo test --workspace --no-fail-fast "$@"
 fi
-# nextest does not run doctests.
+# The whole suite (no filter given) also runs the doctests, which nextest does not run, and
+# fuzzes the HTTP API against its OpenAPI document (scripts/fuzz.sh, Schemathesis).
 if [ $# -eq 0 ]; then
     cargo test --workspace --doc --quiet
+    ./scripts/fuzz.sh
 fi
