@@ -2,7 +2,7 @@
 
 use actix_web::{HttpResponse, web};
 use kernel::{ContextError, ErrorKind};
-use messaging::{Bus, FailedEvent};
+use messaging::{Bus, FailedEvent, Stage};
 use serde::Serialize;
 use utoipa::ToSchema;
 use web_kit::{AdminUser, ErrorBody, HttpError, resource};
@@ -23,8 +23,7 @@ pub fn configure(bus: std::sync::Arc<Bus>) -> impl FnOnce(&mut web::ServiceConfi
 pub struct FailedEventView {
     /// Pass it to `POST /api/admin/events/{id}/retry`.
     id: uuid::Uuid,
-    /// `delivery` (leaving the publisher's outbox) or `handling` (in a consumer's inbox).
-    stage: String,
+    stage: StageView,
     /// The publishing context or the consumer.
     owner: String,
     event_id: uuid::Uuid,
@@ -39,10 +38,7 @@ impl From<FailedEvent> for FailedEventView {
     fn from(event: FailedEvent) -> Self {
         Self {
             id: event.id,
-            stage: serde_json::to_value(event.stage)
-                .ok()
-                .and_then(|stage| stage.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            stage: event.stage.into(),
             owner: event.owner,
             event_id: event.event_id,
             event_name: event.event_name,
@@ -54,11 +50,36 @@ impl From<FailedEvent> for FailedEventView {
     }
 }
 
+/// Where a parked event is stuck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StageView {
+    /// Leaving the publisher's outbox (a consumer's inbox could not be reached).
+    Delivery,
+    /// In a consumer's inbox (its handler kept failing).
+    Handling,
+}
+
+impl From<Stage> for StageView {
+    fn from(stage: Stage) -> Self {
+        match stage {
+            Stage::Delivery => Self::Delivery,
+            Stage::Handling => Self::Handling,
+        }
+    }
+}
+
+/// Where a replayed event stands: back in line with a fresh set of attempts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RetriedStatus {
+    Pending,
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Retried {
     id: uuid::Uuid,
-    /// Always `pending`: the event is back in line with a fresh set of attempts.
-    status: &'static str,
+    status: RetriedStatus,
 }
 
 /// What the admin endpoints can answer besides success.
@@ -131,7 +152,7 @@ pub async fn retry(
         tracing::info!(event = %id, "parked event queued again");
         Ok(HttpResponse::Accepted().json(Retried {
             id,
-            status: "pending",
+            status: RetriedStatus::Pending,
         }))
     } else {
         Err(AdminError::EventNotFound.into())

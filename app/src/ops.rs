@@ -17,17 +17,33 @@ pub struct Readiness {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
-    /// `ok`, `ready` or `unavailable`.
-    status: &'static str,
-    /// Per context: `ok` or `unavailable` (readiness only).
+    status: HealthStatus,
+    /// Per context (readiness only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     checks: Vec<Check>,
+}
+
+/// `ok` (alive), `ready` (every store answers) or `unavailable` (some store does not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Ready,
+    Unavailable,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Check {
     context: &'static str,
-    status: &'static str,
+    status: CheckStatus,
+}
+
+/// Whether one context's store answered its ping in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Ok,
+    Unavailable,
 }
 
 pub fn configure(readiness: Readiness) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -43,7 +59,7 @@ pub fn configure(readiness: Readiness) -> impl FnOnce(&mut web::ServiceConfig) {
     responses((status = 200, description = "Alive", body = Health)))]
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
-        status: "ok",
+        status: HealthStatus::Ok,
         checks: Vec::new(),
     })
 }
@@ -65,13 +81,21 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
         }
         Check {
             context,
-            status: if ok { "ok" } else { "unavailable" },
+            status: if ok {
+                CheckStatus::Ok
+            } else {
+                CheckStatus::Unavailable
+            },
         }
     });
     let checks = futures::future::join_all(pings).await;
-    let ready = checks.iter().all(|check| check.status == "ok");
+    let ready = checks.iter().all(|check| check.status == CheckStatus::Ok);
     let body = Health {
-        status: if ready { "ready" } else { "unavailable" },
+        status: if ready {
+            HealthStatus::Ready
+        } else {
+            HealthStatus::Unavailable
+        },
         checks,
     };
     if ready {

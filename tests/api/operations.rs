@@ -155,6 +155,33 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
     }
     assert!(document["components"]["securitySchemes"]["bearer"].is_object());
 
+    // The text rules are written as literals in the `-api` crates (utoipa takes no consts):
+    // each must be exactly one of the rules the server applies.
+    let mut patterns = BTreeSet::new();
+    collect_patterns(&document, &mut patterns);
+    let known = [
+        kernel::text::LINE_PATTERN,
+        kernel::text::NO_CONTROL_PATTERN,
+        kernel::idempotency::IDEMPOTENCY_KEY_PATTERN,
+        payments_api::PAYMENT_TOKEN_PATTERN,
+        "^[A-Za-z0-9._-]{1,64}$",
+        "^[A-Za-z0-9-]{1,64}$",
+        "^[A-Za-z]{2}$",
+        "^[A-Za-z]{3}$",
+    ];
+    for pattern in &patterns {
+        assert!(
+            known.contains(&pattern.as_str()),
+            "undocumented or mistyped pattern {pattern:?}"
+        );
+    }
+    for rule in [
+        kernel::text::LINE_PATTERN,
+        payments_api::PAYMENT_TOKEN_PATTERN,
+    ] {
+        assert!(patterns.contains(rule), "{rule:?} is not in the document");
+    }
+
     let docs = app.send(app.client.get(app.url("/docs/"))).await;
     assert_eq!(docs.status, StatusCode::OK);
     assert!(
@@ -162,6 +189,23 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
             .as_str()
             .is_some_and(|html| html.contains("Swagger UI"))
     );
+}
+
+fn collect_patterns(value: &Value, into: &mut BTreeSet<String>) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map {
+                match (key.as_str(), value) {
+                    ("pattern", Value::String(pattern)) => {
+                        into.insert(pattern.clone());
+                    }
+                    _ => collect_patterns(value, into),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|item| collect_patterns(item, into)),
+        _ => {}
+    }
 }
 
 fn collect_refs(value: &Value, into: &mut BTreeSet<String>) {

@@ -110,11 +110,15 @@ pub struct Login {
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct AccessToken {
     pub access_token: String,
-    /// Always `Bearer`.
-    #[schema(pattern = "^Bearer$")]
-    pub token_type: String,
+    pub token_type: TokenType,
     /// Seconds until the token expires.
     pub expires_in: u64,
+}
+
+/// How to present an access token (RFC 6750): always `Bearer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub enum TokenType {
+    Bearer,
 }
 
 impl std::fmt::Debug for AccessToken {

@@ -6,7 +6,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use auth_api::{
-    AccessToken, AuthApi, AuthError, Login, Principal, RegisterUser, Role, User, UserRegistered,
+    AccessToken, AuthApi, AuthError, Login, Principal, RegisterUser, Role, TokenType, User,
+    UserRegistered,
 };
 use kernel::{Clock, FieldErrors, UserId};
 use messaging::Outbox;
@@ -135,7 +136,7 @@ impl AuthService {
                 .issue(UserId::from_uuid(user.id), user.role(), self.clock.now())?;
         Ok(AccessToken {
             access_token,
-            token_type: "Bearer".into(),
+            token_type: TokenType::Bearer,
             expires_in: self.tokens.ttl().as_secs(),
         })
     }

@@ -42,6 +42,7 @@ fn ports() -> Vec<Port> {
             .dto::<auth_api::Principal>()
             .dto::<auth_api::RegisterUser>()
             .dto::<auth_api::Role>()
+            .dto::<auth_api::TokenType>()
             .dto::<auth_api::User>(),
         port("catalog", catalog_api::PORT.version)
             .dto::<catalog_api::CatalogError>()

@@ -51,7 +51,7 @@ async fn registered_users_can_log_in_and_be_found(store: TestStore) {
         .login(login("ADA@example.com", "correct horse"))
         .await
         .expect("login");
-    assert_eq!(token.token_type, "Bearer");
+    assert_eq!(token.token_type, auth_api::TokenType::Bearer);
     assert_eq!(token.expires_in, 600);
     let principal = auth.verify_token(token.access_token).await.expect("verify");
     assert_eq!(principal.user_id, user.id);
