@@ -119,7 +119,8 @@ pub struct LogSettings {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SettingsError {
-    #[error("invalid configuration: {0}")]
+    /// The cause is the source, not part of the message: `{:#}` prints the chain once.
+    #[error("invalid configuration")]
     Config(#[from] config::ConfigError),
     #[error("invalid configuration: {0}")]
     Invalid(String),
@@ -286,7 +287,13 @@ mod tests {
         assert!(missing.is_err(), "a file named explicitly must exist");
         std::fs::write(&file, "[server]\nport = \"not a port\"\n").expect("write");
         let invalid = Settings::load(Some(&file)).expect_err("a bad value is refused");
-        assert!(invalid.to_string().contains("port"), "{invalid}");
+        let shown = format!("{:#}", anyhow::Error::new(invalid));
+        assert!(shown.contains("port"), "{shown}");
+        assert_eq!(
+            shown.matches("expected an integer").count(),
+            1,
+            "the cause once: {shown}"
+        );
     }
 
     #[test]
