@@ -202,7 +202,9 @@ impl StoreConfig {
             source,
         };
         let mut options = ConnectOptions::new(url.expose_secret().to_owned());
-        options.max_connections(1).sqlx_logging(self.log_statements);
+        // Never log this connection's statements, whatever `log_statements` says: one of
+        // them carries the roles' password (`ALTER ROLE ... PASSWORD`).
+        options.max_connections(1).sqlx_logging(false);
         let admin = Database::connect(options).await.map_err(provision_error)?;
         let role = self.role_name(context);
         let password = self
