@@ -263,13 +263,8 @@ mod tests {
     }
 
     #[test]
-    fn roles_are_stored_as_their_wire_names() {
-        use strum::VariantArray;
-        for role in Role::VARIANTS {
-            let stored: &'static str = role.into();
-            assert_eq!(serde_json::to_value(role).expect("serializable"), stored);
-            assert_eq!(stored.parse::<Role>(), Ok(*role));
-        }
+    fn closed_sets_are_stored_as_sent() {
+        kernel::assert_stored_as_sent!(Role);
     }
 
     #[test]

@@ -288,13 +288,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reservation_statuses_are_stored_as_their_wire_names() {
-        use strum::VariantArray;
-        for status in ReservationStatus::VARIANTS {
-            let stored: &'static str = status.into();
-            assert_eq!(serde_json::to_value(status).expect("serializable"), stored);
-            assert_eq!(stored.parse::<ReservationStatus>(), Ok(*status));
-        }
+    fn closed_sets_are_stored_as_sent() {
+        kernel::assert_stored_as_sent!(ReservationStatus);
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod money;
 pub mod paging;
 pub mod port;
 pub mod text;
+pub mod wire;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{ContextError, ErrorKind, FieldError, FieldErrors};

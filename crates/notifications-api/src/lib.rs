@@ -135,18 +135,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kinds_and_channels_are_stored_as_their_wire_names() {
-        use strum::VariantArray;
-        for kind in NotificationKind::VARIANTS {
-            let stored: &'static str = kind.into();
-            assert_eq!(serde_json::to_value(kind).expect("serializable"), stored);
-            assert_eq!(stored.parse::<NotificationKind>(), Ok(*kind));
-        }
-        for channel in Channel::VARIANTS {
-            let stored: &'static str = channel.into();
-            assert_eq!(serde_json::to_value(channel).expect("serializable"), stored);
-            assert_eq!(stored.parse::<Channel>(), Ok(*channel));
-        }
+    fn closed_sets_are_stored_as_sent() {
+        kernel::assert_stored_as_sent!(NotificationKind, Channel);
     }
 
     #[test]

@@ -467,22 +467,8 @@ mod tests {
     }
 
     #[test]
-    fn closed_sets_are_stored_as_their_wire_names() {
-        use strum::VariantArray;
-        fn check<T>(variants: &[T])
-        where
-            T: Copy + std::fmt::Debug + PartialEq + Serialize + Into<&'static str>,
-            T: std::str::FromStr,
-        {
-            for value in variants {
-                let stored: &'static str = (*value).into();
-                assert_eq!(serde_json::to_value(value).expect("serializable"), stored);
-                assert!(matches!(stored.parse::<T>(), Ok(parsed) if parsed == *value));
-            }
-        }
-        check(OrderStatus::VARIANTS);
-        check(OrderFailure::VARIANTS);
-        check(PaymentState::VARIANTS);
+    fn closed_sets_are_stored_as_sent() {
+        kernel::assert_stored_as_sent!(OrderStatus, OrderFailure, PaymentState);
     }
 
     #[test]

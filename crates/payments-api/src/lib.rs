@@ -337,18 +337,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn statuses_and_reasons_are_stored_as_their_wire_names() {
-        use strum::VariantArray;
-        for status in PaymentStatus::VARIANTS {
-            let stored: &'static str = status.into();
-            assert_eq!(serde_json::to_value(status).expect("serializable"), stored);
-            assert_eq!(stored.parse::<PaymentStatus>(), Ok(*status));
-        }
-        for reason in FailureReason::VARIANTS {
-            let stored: &'static str = reason.into();
-            assert_eq!(serde_json::to_value(reason).expect("serializable"), stored);
-            assert_eq!(stored.parse::<FailureReason>(), Ok(*reason));
-        }
+    fn closed_sets_are_stored_as_sent() {
+        kernel::assert_stored_as_sent!(PaymentStatus, FailureReason);
     }
 
     #[test]
