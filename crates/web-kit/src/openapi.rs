@@ -28,7 +28,8 @@ impl Modify for BearerSecurity {
 /// - a JSON body: `400` (`malformed_json`, `unreadable_body`), `413` (`payload_too_large`),
 ///   `415` (`unsupported_media_type`), `422` (`invalid_body`);
 /// - path parameters: `400` (`invalid_path`); query parameters: `400` (`invalid_query`);
-/// - a bearer token: `401` (`missing_token`, `invalid_token`, `token_expired`).
+/// - a bearer token: `401` (`missing_token`, `invalid_token`, `token_expired`), and `503`
+///   (`unavailable`) when auth does not answer.
 ///
 /// A status a route already documents keeps its description, extended with the codes the
 /// plumbing adds. Apply it to the merged document, after every context's paths are in.
@@ -78,6 +79,9 @@ fn document_transport_responses(operation: &mut Operation) {
         .is_some_and(|requirements| !requirements.is_empty());
     if protected {
         answers.push(("401", &["missing_token", "invalid_token", "token_expired"]));
+        // Authentication asks auth's port, which answers `unavailable` when auth runs in
+        // another process that does not answer.
+        answers.push(("503", &["unavailable"]));
     }
     if !bad_request.is_empty() {
         add_codes(operation, "400", &bad_request);
