@@ -71,8 +71,15 @@ pub struct CatalogSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct OrdersSettings {
     pub charge_timeout_ms: u64,
+    pub lease_secs: u64,
     pub recovery_interval_secs: u64,
-    pub stuck_after_secs: u64,
+    pub recovery_batch: u64,
+    pub recovery_concurrency: usize,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    pub max_attempts: u32,
+    pub max_in_flight_per_customer: u32,
+    pub detail_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -185,8 +192,17 @@ impl Settings {
     pub fn orders(&self) -> orders::OrdersConfig {
         orders::OrdersConfig {
             charge_timeout: Duration::from_millis(self.orders.charge_timeout_ms),
+            lease: Duration::from_secs(self.orders.lease_secs),
             recovery_interval: Duration::from_secs(self.orders.recovery_interval_secs),
-            stuck_after: Duration::from_secs(self.orders.stuck_after_secs),
+            recovery_batch: self.orders.recovery_batch,
+            recovery_concurrency: self.orders.recovery_concurrency,
+            retry: orders::RetryPolicy {
+                base: Duration::from_millis(self.orders.retry_base_ms),
+                max: Duration::from_millis(self.orders.retry_max_ms),
+                max_attempts: self.orders.max_attempts,
+            },
+            max_in_flight_per_customer: self.orders.max_in_flight_per_customer,
+            detail_timeout: Duration::from_millis(self.orders.detail_timeout_ms),
         }
     }
 

@@ -129,6 +129,8 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
         "GET /api/notifications",
         "GET /api/admin/events/failed",
         "POST /api/admin/events/{id}/retry",
+        "GET /api/admin/orders/parked",
+        "POST /api/admin/orders/{id}/retry",
     ]
     .into_iter()
     .map(String::from)

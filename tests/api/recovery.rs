@@ -1,12 +1,13 @@
 //! Checkout interrupted at every step, then restarted: every order ends terminal, with stock
 //! and money consistent. The interruption is a fault hook that stops the saga exactly where
-//! a crash would; the restart is a second set of contexts opened on the same stores, running
-//! the recovery a new process runs at start.
+//! a crash would (the dead runner keeps its hold on the order); the restart is a second set
+//! of contexts opened on the same stores once that hold has expired, running the recovery a
+//! new process runs at start.
 
 use std::sync::Arc;
 
 use catalog_api::{NewProduct, StockLevel};
-use kernel::{Currency, Money, ProductId, UserId};
+use kernel::{Clock, Currency, Money, ProductId, UserId};
 use orders::{CheckoutHook, Moment, Step};
 use orders_api::{LineRequest, OrderStatus, PlaceOrder, ShippingAddress, Viewer};
 use payments_api::PaymentStatus;
@@ -25,12 +26,37 @@ impl CheckoutHook for CrashAt {
     }
 }
 
+/// The wall clock, `ahead` later: a process that starts after the crashed one's leases on
+/// its orders have expired.
+#[derive(Debug)]
+struct Later(chrono::Duration);
+
+impl Clock for Later {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        chrono::Utc::now() + self.0
+    }
+}
+
 async fn open(store: &TestStore, hook: Option<(Step, Moment)>) -> Contexts {
     let mut options = Options::default();
     if let Some((step, moment)) = hook {
         options.checkout_hook = Arc::new(CrashAt(step, moment));
     }
     Contexts::open_with(&test_settings(store), options)
+        .await
+        .expect("open contexts")
+}
+
+/// A process started after every lease of the previous one expired.
+async fn restart(store: &TestStore) -> Contexts {
+    let settings = test_settings(store);
+    let options = Options {
+        clock: Arc::new(Later(chrono::Duration::seconds(
+            i64::try_from(settings.orders.lease_secs).expect("small") + 1,
+        ))),
+        ..Options::default()
+    };
+    Contexts::open_with(&settings, options)
         .await
         .expect("open contexts")
 }
@@ -168,7 +194,7 @@ async fn checkout_interrupted_at_every_step_recovers(store: TestStore) {
             placed.order.status
         );
 
-        let restarted = open(&store, None).await;
+        let restarted = restart(&store).await;
         restarted.orders.recover().await.expect("recover");
         let viewer = Viewer {
             user_id: placed.order.customer_id,
@@ -245,7 +271,7 @@ async fn cancellation_interrupted_at_every_step_recovers(store: TestStore) {
             .expect("cancel");
         assert_eq!(stopped.status, OrderStatus::Cancelling, "{case}");
 
-        let restarted = open(&store, None).await;
+        let restarted = restart(&store).await;
         restarted.orders.recover().await.expect("recover");
         let detail = restarted
             .orders_api()

@@ -60,7 +60,7 @@ async fn a_context_role_cannot_read_another_contexts_tables() {
         ("auth", 2),
         ("catalog", 1),
         ("payments", 1),
-        ("orders", 1),
+        ("orders", 2),
         ("notifications", 1),
     ] {
         let sql = format!("SELECT COUNT(*) AS n FROM {schema}.seaql_migrations");

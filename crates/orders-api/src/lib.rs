@@ -305,9 +305,50 @@ pub struct ProductView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct OrderDetail {
     pub order: Order,
+    /// None when the order has no payment yet, or when payments did not answer (then
+    /// `unavailable` says so: an unknown payment is never shown as no payment).
     pub payment: Option<PaymentView>,
     /// Products no longer in the catalog are left out.
     pub products: Vec<ProductView>,
+    /// The parts that could not be had in time; empty when the detail is complete.
+    #[serde(default)]
+    pub unavailable: Vec<DetailSource>,
+}
+
+/// A context an order's detail is composed from. Sent as its snake_case name.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    strum::IntoStaticStr,
+    strum::EnumString,
+    strum::VariantArray,
+)]
+#[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
+pub enum DetailSource {
+    /// The payment part.
+    Payments,
+    /// The products part.
+    Catalog,
+}
+
+/// An unfinished order the recovery sweep gave up on, for an administrator to look at and
+/// replay.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ParkedOrder {
+    pub order: Order,
+    /// Runs that ended without finishing the checkout.
+    pub attempts: u32,
+    /// Why the last one did not finish.
+    pub last_error: Option<String>,
+    pub parked_at: DateTime<Utc>,
 }
 
 /// Published when an order is created, before checkout runs.
@@ -408,6 +449,17 @@ pub enum OrdersError {
         order_id: OrderId,
         status: OrderStatus,
     },
+    #[error(
+        "order {order_id} is being worked on by another request; retry in {retry_after_secs} s"
+    )]
+    RequestInProgress {
+        order_id: OrderId,
+        retry_after_secs: u64,
+    },
+    #[error("you have {limit} orders whose checkout has not finished; wait for one to finish")]
+    TooManyOrdersInFlight { limit: u32, retry_after_secs: u64 },
+    #[error("order {order_id} is not parked")]
+    OrderNotParked { order_id: OrderId },
     #[error("orders is unavailable: {reason}")]
     Unavailable { reason: String },
     #[error("internal error")]
@@ -424,7 +476,10 @@ impl ContextError for OrdersError {
             Self::ValidationFailed { .. } => ErrorKind::Validation,
             Self::IdempotencyKeyReused => ErrorKind::Rejected,
             Self::OrderNotFound { .. } => ErrorKind::NotFound,
-            Self::NotCancellable { .. } => ErrorKind::Conflict,
+            Self::NotCancellable { .. }
+            | Self::RequestInProgress { .. }
+            | Self::TooManyOrdersInFlight { .. }
+            | Self::OrderNotParked { .. } => ErrorKind::Conflict,
             Self::CheckoutIncomplete { .. } | Self::Unavailable { .. } => ErrorKind::Unavailable,
             Self::Internal => ErrorKind::Internal,
         }
@@ -453,6 +508,15 @@ mod tests {
                 order_id,
                 status: OrderStatus::StockReserved,
             },
+            OrdersError::RequestInProgress {
+                order_id,
+                retry_after_secs: 3,
+            },
+            OrdersError::TooManyOrdersInFlight {
+                limit: 3,
+                retry_after_secs: 5,
+            },
+            OrdersError::OrderNotParked { order_id },
             OrdersError::Unavailable {
                 reason: "timeout".into(),
             },
@@ -468,7 +532,7 @@ mod tests {
 
     #[test]
     fn closed_sets_are_stored_as_sent() {
-        kernel::assert_stored_as_sent!(OrderStatus, OrderFailure, PaymentState);
+        kernel::assert_stored_as_sent!(OrderStatus, OrderFailure, PaymentState, DetailSource);
     }
 
     #[test]

@@ -6,20 +6,27 @@
 //! ```text
 //! pending ──reserve──▶ stock_reserved ──charge──▶ payment_captured ──commit──▶ confirmed
 //!    │                      │                                                   │
-//!    │ out of stock         │ declined / provider error / timeout               │ cancel
-//!    ▼                      ▼ (void payment, release stock)                     ▼
+//!    │ out of stock         │ declined / provider error / outcome unknown       │ cancel
+//!    ▼                      ▼ (decide; void payment, release stock)             ▼
 //! rejected            payment_failed                       cancelled ◀──refund, restock── cancelling
 //! ```
 //!
-//! Each step calls another context through its `-api` trait, and every one of those calls is
-//! idempotent, keyed by the order id. So the saga can be re-run from any persisted status at
-//! any time — after a crash, by a second process, by two runners at once — and it converges:
-//! a step that already happened is answered with its first result, and the status moves by
-//! conditional update, so exactly one runner records each transition and its event.
+//! **One runner per order.** A run first takes the order's lease (a runner id and an expiry
+//! in the order's row, taken by one conditional update), renews it before every step, and
+//! records each transition only while it still holds it. A second run of the same order —
+//! a replayed request, the recovery sweep, another process during a rolling deploy — finds
+//! the lease taken and does nothing; a runner that dies lets its lease expire, and only then
+//! can another take over.
 //!
-//! Nothing here waits for a step to "finish elsewhere": a runner that cannot complete a
-//! step now (a context unavailable) leaves the order where it is, and the recovery sweep
-//! runs it again later.
+//! **Decide, then compensate.** Giving a checkout up is recorded first, by a conditional
+//! update that stores the failure reason on the `stock_reserved` order; only then does the
+//! runner void the payment and release the stock. A runner that finds the decision carries it
+//! out and never charges or confirms, so two runners can never disagree about an order.
+//!
+//! Each step calls another context through its `-api` trait, and every one of those calls is
+//! idempotent, keyed by the order id, so re-running a step after a crash is harmless. A step
+//! that cannot complete now (a context unavailable) ends the run: the attempt is booked on
+//! the order and the recovery sweep runs it again later, with backoff, until it parks it.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -36,12 +43,24 @@ use payments_api::{
     ChargeRequest, FailureReason, PaymentStatus, PaymentToken, PaymentsApi, PaymentsError,
 };
 use sea_orm::{DatabaseConnection, TransactionTrait};
+use uuid::Uuid;
 
 use crate::domain::can_move;
-use crate::store;
+use crate::store::{self, Attempt};
 
 /// Orders that reached a terminal status, by status and failure reason.
 pub const CHECKOUTS: &str = "shop_checkouts_total";
+/// Checkouts the recovery sweep gave up on (parked for an administrator).
+pub const PARKED: &str = "shop_checkouts_parked_total";
+
+/// How a drive of the steps ended.
+enum Driven {
+    Finished(Box<Order>),
+    /// A step could not complete now, for this reason.
+    Later(String),
+    /// Stopped without booking anything (fault hook, or the lease was lost).
+    Halted,
+}
 
 /// A point in the saga where a test can stop it, as if the process died there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -80,6 +99,11 @@ impl CheckoutHook for NoFaults {
 
 /// What a step decided.
 enum Next {
+    /// Give the checkout up for `reason`: record the decision, then compensate.
+    Fail(OrderFailure),
+    /// The run must end here without booking anything: the fault hook stopped it (as if the
+    /// process died, keeping its lease) or the lease was lost to another runner.
+    Halt,
     /// Move from the status the step started in to this one.
     Move {
         to: OrderStatus,
@@ -98,13 +122,57 @@ pub(crate) struct Checkout {
     pub outbox: Outbox,
     pub clock: Arc<dyn Clock>,
     pub charge_timeout: Duration,
+    /// How long a runner's lease lasts without renewal; longer than any one step.
+    pub lease: Duration,
+    pub retry: RetryPolicy,
     pub hook: Arc<dyn CheckoutHook>,
+}
+
+/// When the sweep runs an unfinished checkout again, and when it gives up on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The wait after the first attempt that could not finish; doubled after each one.
+    pub base: Duration,
+    /// The longest wait between attempts.
+    pub max: Duration,
+    /// Attempts before the order is parked for an administrator.
+    pub max_attempts: u32,
+}
+
+impl RetryPolicy {
+    /// The wait after `attempts` unfinished runs.
+    pub fn backoff(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(20));
+        self.base.saturating_mul(factor).min(self.max)
+    }
+}
+
+/// Where a run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Start {
+    /// From the order's persisted status.
+    Resume,
+    /// Cancel a confirmed order first (a cancellation under way simply goes on).
+    Cancel,
+}
+
+/// How a run of the saga ended.
+#[derive(Debug)]
+pub(crate) enum Ran {
+    /// The order reached a status no step changes on its own (or `confirmed`).
+    Finished(Order),
+    /// The run stopped before that; the order as it stands. The sweep takes it from here.
+    Unfinished(Order),
+    /// Another runner holds the order; it may finish in `retry_after`.
+    Busy { retry_after: Duration },
 }
 
 impl Debug for Checkout {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Checkout")
             .field("charge_timeout", &self.charge_timeout)
+            .field("lease", &self.lease)
+            .field("retry", &self.retry)
             .field("hook", &self.hook)
             .finish_non_exhaustive()
     }
@@ -112,51 +180,221 @@ impl Debug for Checkout {
 
 impl Checkout {
     /// Runs the order's saga from its persisted status until it is terminal (or `confirmed`
-    /// for a checkout), or until a step must be retried later.
-    #[tracing::instrument(skip(self))]
-    pub async fn run(&self, order_id: OrderId) -> Result<Order, OrdersError> {
-        loop {
-            let order = store::find_order(&self.db, order_id)
+    /// for a checkout), or until a step must be retried later — if no live runner holds the
+    /// order; otherwise it answers `Busy` and touches nothing.
+    pub async fn run(&self, order_id: OrderId) -> Result<Ran, OrdersError> {
+        self.run_as(order_id, Uuid::now_v7(), Start::Resume).await
+    }
+
+    /// Like [`run`](Self::run), as `runner` (which may already hold the lease: a new order
+    /// is inserted with its request's runner holding it), starting as `start` says.
+    #[tracing::instrument(skip(self, runner))]
+    pub async fn run_as(
+        &self,
+        order_id: OrderId,
+        runner: Uuid,
+        start: Start,
+    ) -> Result<Ran, OrdersError> {
+        let now = self.clock.now();
+        let acquired =
+            store::acquire_lease(&self.db, order_id, runner, now, now + self.lease_span())
+                .await
+                .map_err(db_kit::internal)?;
+        if !acquired {
+            let row = store::find_row(&self.db, order_id)
                 .await
                 .map_err(db_kit::internal)?
                 .ok_or(OrdersError::OrderNotFound { order_id })?;
+            let left = row
+                .lease_until
+                .map(|until| (until - now).to_std().unwrap_or_default())
+                .unwrap_or_default();
+            tracing::info!(order_id = %order_id, "checkout already running elsewhere");
+            return Ok(Ran::Busy {
+                retry_after: left.max(Duration::from_secs(1)),
+            });
+        }
+        if start == Start::Cancel
+            && let Err(error) = self.start_cancelling(order_id, runner).await
+        {
+            if let Err(release) = store::release_lease(&self.db, order_id, runner).await {
+                tracing::warn!(order_id = %order_id, error = %release, "could not give the lease back");
+            }
+            return Err(error);
+        }
+        let driven = self.drive(order_id, runner).await;
+        let current = |db: DatabaseConnection| async move {
+            store::find_order(&db, order_id)
+                .await
+                .map_err(db_kit::internal)?
+                .ok_or(OrdersError::OrderNotFound { order_id })
+        };
+        match driven {
+            Ok(Driven::Finished(order)) => {
+                store::release_lease(&self.db, order_id, runner)
+                    .await
+                    .map_err(db_kit::internal)?;
+                Ok(Ran::Finished(*order))
+            }
+            Ok(Driven::Later(why)) => {
+                self.book_attempt(order_id, runner, why).await?;
+                Ok(Ran::Unfinished(current(self.db.clone()).await?))
+            }
+            // Stopped as a crash would stop it: the lease stays until it expires.
+            Ok(Driven::Halted) => Ok(Ran::Unfinished(current(self.db.clone()).await?)),
+            Err(error) => {
+                if let Err(release) = store::release_lease(&self.db, order_id, runner).await {
+                    tracing::warn!(order_id = %order_id, error = %release, "could not give the lease back");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// A confirmed order moves to `cancelling` (under `runner`'s lease); a cancellation
+    /// already under way carries on; any other status cannot be cancelled.
+    async fn start_cancelling(&self, order_id: OrderId, runner: Uuid) -> Result<(), OrdersError> {
+        let row = store::find_row(&self.db, order_id)
+            .await
+            .map_err(db_kit::internal)?
+            .ok_or(OrdersError::OrderNotFound { order_id })?;
+        match store::status_of(&row).map_err(db_kit::internal)? {
+            OrderStatus::Confirmed => {
+                let moved = store::move_status(
+                    &self.db,
+                    order_id,
+                    runner,
+                    OrderStatus::Confirmed,
+                    OrderStatus::Cancelling,
+                    None,
+                    self.clock.now(),
+                )
+                .await
+                .map_err(db_kit::internal)?;
+                if moved {
+                    tracing::info!(order_id = %order_id, "order cancellation started");
+                }
+                Ok(())
+            }
+            OrderStatus::Cancelling | OrderStatus::Cancelled => Ok(()),
+            status => Err(OrdersError::NotCancellable { status }),
+        }
+    }
+
+    fn lease_span(&self) -> chrono::Duration {
+        chrono::Duration::from_std(self.lease).unwrap_or(chrono::Duration::MAX)
+    }
+
+    /// Gives the lease back after a run that could not finish, with the attempt booked: when
+    /// to try again (backoff), why, and whether to park the order.
+    async fn book_attempt(
+        &self,
+        order_id: OrderId,
+        runner: Uuid,
+        why: String,
+    ) -> Result<(), OrdersError> {
+        let row = store::find_row(&self.db, order_id)
+            .await
+            .map_err(db_kit::internal)?
+            .ok_or(OrdersError::OrderNotFound { order_id })?;
+        let attempts = u32::try_from(row.attempts).unwrap_or(0).saturating_add(1);
+        let now = self.clock.now();
+        let wait = chrono::Duration::from_std(self.retry.backoff(attempts))
+            .unwrap_or(chrono::Duration::MAX);
+        let park = attempts >= self.retry.max_attempts;
+        if park {
+            tracing::error!(order_id = %order_id, attempts, why, "checkout parked: an administrator must replay it");
+            metrics::counter!(PARKED).increment(1);
+        } else {
+            tracing::warn!(order_id = %order_id, attempts, why, "checkout step postponed");
+        }
+        store::release_after_attempt(
+            &self.db,
+            order_id,
+            runner,
+            Attempt {
+                attempts: i32::try_from(attempts).unwrap_or(i32::MAX),
+                next_at: now + wait,
+                parked_at: park.then_some(now),
+                error: why,
+            },
+        )
+        .await
+        .map_err(db_kit::internal)
+    }
+
+    /// Runs the steps while `runner` holds the lease.
+    async fn drive(&self, order_id: OrderId, runner: Uuid) -> Result<Driven, OrdersError> {
+        loop {
+            let Some(row) = store::find_row(&self.db, order_id)
+                .await
+                .map_err(db_kit::internal)?
+            else {
+                return Err(OrdersError::OrderNotFound { order_id });
+            };
+            if row.runner_id != Some(runner) {
+                tracing::warn!(order_id = %order_id, "lease lost to another runner; stopping");
+                return Ok(Driven::Halted);
+            }
+            let order = store::with_lines(&self.db, vec![row])
+                .await
+                .map_err(db_kit::internal)?
+                .pop()
+                .ok_or(OrdersError::Internal)?;
             let next = match order.status {
                 OrderStatus::Pending => self.reserve(&order).await?,
-                OrderStatus::StockReserved => self.charge(&order).await?,
+                OrderStatus::StockReserved => match order.failure_reason {
+                    // Given up already: carry the decision out.
+                    Some(reason) => self.compensate(&order, reason).await?,
+                    None => self.charge(&order).await?,
+                },
                 OrderStatus::PaymentCaptured => self.confirm(&order).await?,
                 OrderStatus::Cancelling => self.refund_and_restock(&order).await?,
                 OrderStatus::Confirmed
                 | OrderStatus::Rejected
                 | OrderStatus::PaymentFailed
-                | OrderStatus::Cancelled => return Ok(order),
+                | OrderStatus::Cancelled => return Ok(Driven::Finished(Box::new(order))),
             };
             match next {
                 Next::Move {
                     to,
                     reason,
                     refunded,
-                } => self.record(&order, to, reason, refunded).await?,
-                Next::Later(why) => {
-                    tracing::warn!(order_id = %order_id, status = ?order.status, why, "checkout step postponed");
-                    return Err(OrdersError::CheckoutIncomplete {
-                        order_id,
-                        status: order.status,
-                    });
+                } => self.record(&order, runner, to, reason, refunded).await?,
+                Next::Fail(reason) => {
+                    let now = self.clock.now();
+                    let decided = store::decide_failure(&self.db, order.id, runner, reason, now)
+                        .await
+                        .map_err(db_kit::internal)?;
+                    if decided {
+                        tracing::info!(order_id = %order.id, ?reason, "checkout given up; compensating");
+                    }
+                    // Decided by this run or another: the next turn reads it and compensates.
                 }
+                Next::Later(why) => return Ok(Driven::Later(why)),
+                Next::Halt => return Ok(Driven::Halted),
+            }
+            if !self.renew(order.id, runner).await? {
+                return Ok(Driven::Halted);
             }
         }
     }
 
-    fn at(&self, order: &Order, step: Step, moment: Moment) -> Result<(), OrdersError> {
-        if self.hook.proceed(order.id, step, moment) {
-            Ok(())
-        } else {
+    /// Extends the lease before the next step; false when it is no longer this runner's.
+    async fn renew(&self, order_id: OrderId, runner: Uuid) -> Result<bool, OrdersError> {
+        let until = self.clock.now() + self.lease_span();
+        store::renew_lease(&self.db, order_id, runner, until)
+            .await
+            .map_err(db_kit::internal)
+    }
+
+    /// Asks the fault hook whether to go on; `false` ends the run where a crash would.
+    fn proceed(&self, order: &Order, step: Step, moment: Moment) -> bool {
+        let go_on = self.hook.proceed(order.id, step, moment);
+        if !go_on {
             tracing::warn!(order_id = %order.id, ?step, ?moment, "checkout stopped by a fault hook");
-            Err(OrdersError::CheckoutIncomplete {
-                order_id: order.id,
-                status: order.status,
-            })
         }
+        go_on
     }
 
     async fn reserve(&self, order: &Order) -> Result<Next, OrdersError> {
@@ -168,9 +406,13 @@ impl Checkout {
                 quantity: line.quantity,
             })
             .collect();
-        self.at(order, Step::Reserve, Moment::Before)?;
+        if !self.proceed(order, Step::Reserve, Moment::Before) {
+            return Ok(Next::Halt);
+        }
         let reserved = self.catalog.reserve_stock(order.id, lines).await;
-        self.at(order, Step::Reserve, Moment::After)?;
+        if !self.proceed(order, Step::Reserve, Moment::After) {
+            return Ok(Next::Halt);
+        }
         Ok(match reserved {
             Ok(_) => move_to(OrderStatus::StockReserved, None),
             Err(CatalogError::OutOfStock { .. } | CatalogError::InsufficientStock { .. }) => {
@@ -199,9 +441,7 @@ impl Checkout {
         // corrupted row, and the order cannot be charged.
         let Ok(payment_token) = PaymentToken::parse(&token) else {
             tracing::error!(order_id = %order.id, "stored payment token is not a token");
-            return self
-                .compensate(order, OrderFailure::PaymentRejected, true)
-                .await;
+            return Ok(Next::Fail(OrderFailure::PaymentRejected));
         };
         // orders' own key for the charge: one charge per order, whoever runs the step.
         let idempotency_key =
@@ -216,64 +456,65 @@ impl Checkout {
             payment_token,
             idempotency_key,
         };
-        self.at(order, Step::Charge, Moment::Before)?;
+        if !self.proceed(order, Step::Charge, Moment::Before) {
+            return Ok(Next::Halt);
+        }
         let charged =
             tokio::time::timeout(self.charge_timeout, self.payments.charge(request)).await;
-        self.at(order, Step::Charge, Moment::After)?;
-        match charged {
+        if !self.proceed(order, Step::Charge, Moment::After) {
+            return Ok(Next::Halt);
+        }
+        Ok(match charged {
             Ok(Ok(payment)) => match payment.status {
                 PaymentStatus::Captured
                 | PaymentStatus::PartiallyRefunded
-                | PaymentStatus::Refunded => Ok(move_to(OrderStatus::PaymentCaptured, None)),
-                PaymentStatus::Failed => {
-                    let reason = payment
+                | PaymentStatus::Refunded => move_to(OrderStatus::PaymentCaptured, None),
+                PaymentStatus::Failed => Next::Fail(
+                    payment
                         .failure_reason
-                        .map_or(OrderFailure::Declined, order_failure);
-                    self.compensate(order, reason, false).await
+                        .map_or(OrderFailure::Declined, order_failure),
+                ),
+                // The outcome is not known (payments' own deadline on the provider passed) or
+                // the payment was given up already: give the checkout up too. Payments keeps
+                // asking the provider, and gives back a late approval of a voided payment.
+                PaymentStatus::Pending | PaymentStatus::Voided => {
+                    Next::Fail(OrderFailure::PaymentTimedOut)
                 }
-                PaymentStatus::Voided => {
-                    self.compensate(order, OrderFailure::PaymentTimedOut, false)
-                        .await
-                }
-                PaymentStatus::Pending => Ok(Next::Later("the payment is still pending".into())),
             },
             Ok(Err(
                 PaymentsError::ValidationFailed { .. } | PaymentsError::IdempotencyKeyReused,
-            )) => {
-                self.compensate(order, OrderFailure::PaymentRejected, true)
-                    .await
-            }
+            )) => Next::Fail(OrderFailure::PaymentRejected),
             Ok(Err(error)) => {
                 tracing::warn!(order_id = %order.id, error = %error, "charge failed; giving up the payment");
-                self.compensate(order, OrderFailure::PaymentUnavailable, true)
-                    .await
+                Next::Fail(OrderFailure::PaymentUnavailable)
             }
             Err(_elapsed) => {
                 tracing::warn!(order_id = %order.id, timeout_ms = self.charge_timeout.as_millis() as u64, "charge timed out");
-                self.compensate(order, OrderFailure::PaymentTimedOut, true)
-                    .await
+                Next::Fail(OrderFailure::PaymentTimedOut)
             }
-        }
+        })
     }
 
-    /// Undoes a checkout whose payment did not capture: give up the payment when its
-    /// outcome is unknown (so it can never capture later), then return the stock.
-    async fn compensate(
-        &self,
-        order: &Order,
-        reason: OrderFailure,
-        cancel_payment: bool,
-    ) -> Result<Next, OrdersError> {
-        if cancel_payment {
-            self.at(order, Step::CancelPayment, Moment::Before)?;
-            if let Err(error) = self.payments.cancel(order.id).await {
-                return Ok(Next::Later(format!("payments: {error}")));
-            }
-            self.at(order, Step::CancelPayment, Moment::After)?;
+    /// Carries out the decision to give a checkout up: the payment is voided (or, if it was
+    /// taken after all, refunded in full by payments), then the stock goes back. Every step
+    /// is idempotent, so a runner that takes over after a crash simply does it again.
+    async fn compensate(&self, order: &Order, reason: OrderFailure) -> Result<Next, OrdersError> {
+        if !self.proceed(order, Step::CancelPayment, Moment::Before) {
+            return Ok(Next::Halt);
         }
-        self.at(order, Step::ReleaseStock, Moment::Before)?;
+        if let Err(error) = self.payments.cancel(order.id).await {
+            return Ok(Next::Later(format!("payments: {error}")));
+        }
+        if !self.proceed(order, Step::CancelPayment, Moment::After) {
+            return Ok(Next::Halt);
+        }
+        if !self.proceed(order, Step::ReleaseStock, Moment::Before) {
+            return Ok(Next::Halt);
+        }
         let released = self.catalog.release_reservation(order.id).await;
-        self.at(order, Step::ReleaseStock, Moment::After)?;
+        if !self.proceed(order, Step::ReleaseStock, Moment::After) {
+            return Ok(Next::Halt);
+        }
         Ok(match released {
             Ok(_) => move_to(OrderStatus::PaymentFailed, Some(reason)),
             Err(error) => Next::Later(format!("catalog: {error}")),
@@ -281,9 +522,13 @@ impl Checkout {
     }
 
     async fn confirm(&self, order: &Order) -> Result<Next, OrdersError> {
-        self.at(order, Step::Confirm, Moment::Before)?;
+        if !self.proceed(order, Step::Confirm, Moment::Before) {
+            return Ok(Next::Halt);
+        }
         let committed = self.catalog.commit_reservation(order.id).await;
-        self.at(order, Step::Confirm, Moment::After)?;
+        if !self.proceed(order, Step::Confirm, Moment::After) {
+            return Ok(Next::Halt);
+        }
         Ok(match committed {
             Ok(_) => move_to(OrderStatus::Confirmed, None),
             Err(error) => Next::Later(format!("catalog: {error}")),
@@ -291,17 +536,25 @@ impl Checkout {
     }
 
     async fn refund_and_restock(&self, order: &Order) -> Result<Next, OrdersError> {
-        self.at(order, Step::Refund, Moment::Before)?;
+        if !self.proceed(order, Step::Refund, Moment::Before) {
+            return Ok(Next::Halt);
+        }
         // Keyed by the order on payments' side: a repeat of this step (after a crash, by a
         // second runner) answers the payment as the first refund left it.
         let refunded = match self.payments.refund_order(order.id).await {
             Ok(payment) => payment.refunded,
             Err(error) => return Ok(Next::Later(format!("payments: {error}"))),
         };
-        self.at(order, Step::Refund, Moment::After)?;
-        self.at(order, Step::Restock, Moment::Before)?;
+        if !self.proceed(order, Step::Refund, Moment::After) {
+            return Ok(Next::Halt);
+        }
+        if !self.proceed(order, Step::Restock, Moment::Before) {
+            return Ok(Next::Halt);
+        }
         let restocked = self.catalog.restock_reservation(order.id).await;
-        self.at(order, Step::Restock, Moment::After)?;
+        if !self.proceed(order, Step::Restock, Moment::After) {
+            return Ok(Next::Halt);
+        }
         Ok(match restocked {
             Ok(_) => Next::Move {
                 to: OrderStatus::Cancelled,
@@ -317,6 +570,7 @@ impl Checkout {
     async fn record(
         &self,
         order: &Order,
+        runner: Uuid,
         to: OrderStatus,
         reason: Option<OrderFailure>,
         refunded: Option<Money>,
@@ -324,7 +578,7 @@ impl Checkout {
         debug_assert!(can_move(order.status, to), "{:?} -> {to:?}", order.status);
         let now = self.clock.now();
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let moved = store::move_status(&txn, order.id, order.status, to, reason, now)
+        let moved = store::move_status(&txn, order.id, runner, order.status, to, reason, now)
             .await
             .map_err(db_kit::internal)?;
         if !moved {

@@ -6,11 +6,13 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::{HttpResponse, web};
 use kernel::{OrderId, Page};
 use orders_api::{
-    Order, OrderDetail, OrderFailure, OrderRequest, OrdersApi, PaymentState, PaymentView,
-    PlaceOrder, ProductView, Viewer,
+    DetailSource, Order, OrderDetail, OrderFailure, OrderRequest, OrdersApi, ParkedOrder,
+    PaymentState, PaymentView, PlaceOrder, ProductView, Viewer,
 };
 use utoipa::OpenApi;
-use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, RequiredIdempotencyKey, resource};
+use web_kit::{
+    AdminUser, CurrentUser, ErrorBody, HttpError, Paging, RequiredIdempotencyKey, resource,
+};
 
 use crate::OrdersService;
 
@@ -21,19 +23,28 @@ pub fn configure(service: Arc<OrdersService>) -> impl FnOnce(&mut web::ServiceCo
     move |cfg| {
         cfg.service(
             web::scope("/api/orders")
-                .app_data(web::Data::from(service))
+                .app_data(web::Data::from(service.clone()))
                 .service(resource("").post(place).get(list))
                 .service(resource("/{id}").get(detail))
                 .service(resource("/{id}/cancel").post(cancel)),
+        )
+        .service(
+            web::scope("/api/admin/orders")
+                .app_data(web::Data::from(service))
+                .service(resource("/parked").get(parked))
+                .service(resource("/{id}/retry").post(retry)),
         );
     }
 }
 
 #[derive(Debug, OpenApi)]
 #[openapi(
-    paths(place, list, detail, cancel),
-    components(schemas(OrderRequest, Order, OrderFailure, OrderDetail, PaymentView, PaymentState, ProductView, Page<Order>)),
-    tags((name = "orders", description = "Orders and checkout"))
+    paths(place, list, detail, cancel, parked, retry),
+    components(schemas(OrderRequest, Order, OrderFailure, OrderDetail, DetailSource, PaymentView, PaymentState, ProductView, Page<Order>, ParkedOrder, Page<ParkedOrder>)),
+    tags(
+        (name = "orders", description = "Orders and checkout"),
+        (name = "admin", description = "Parked checkouts and events, and their replay"),
+    )
 )]
 pub struct OrdersDoc;
 
@@ -61,6 +72,7 @@ fn viewer(CurrentUser(caller): CurrentUser) -> Viewer {
         (status = 202, description = "Order placed; checkout will finish shortly", body = Order),
         (status = 200, description = "Replay of an earlier request with the same key", body = Order),
         (status = 400, description = "`missing_idempotency_key`, `invalid_idempotency_key`", body = ErrorBody),
+        (status = 409, description = "`request_in_progress`: a request with this key is still being checked out (see `Retry-After`); `too_many_orders_in_flight`: the caller's unfinished checkouts are at the limit (see `Retry-After`)", body = ErrorBody),
         (status = 422, description = "`validation_failed` (unknown or unavailable products, mixed currencies, more than 1000 units of a product...), `idempotency_key_reused` (the key was used for another body)", body = ErrorBody),
         (status = 503, description = "`unavailable`: the catalog did not answer", body = ErrorBody),
     )
@@ -146,7 +158,7 @@ async fn detail(
         (status = 200, description = "The cancelled order (or the order as it stands, if cancellation continues in the background)", body = Order),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
         (status = 404, description = "`order_not_found`", body = ErrorBody),
-        (status = 409, description = "`not_cancellable`: only confirmed orders can be cancelled", body = ErrorBody),
+        (status = 409, description = "`not_cancellable`: only confirmed orders can be cancelled; `request_in_progress`: the order is being worked on (see `Retry-After`)", body = ErrorBody),
     )
 )]
 async fn cancel(
@@ -155,4 +167,44 @@ async fn cancel(
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, HttpError> {
     Ok(HttpResponse::Ok().json(orders.cancel_order(viewer(user), id.into_inner()).await?))
+}
+
+/// Unfinished checkouts the recovery sweep gave up on, the longest parked first
+/// (administrators).
+#[utoipa::path(
+    get, path = "/api/admin/orders/parked", tag = "admin",
+    security(("bearer" = [])),
+    params(Paging),
+    responses(
+        (status = 200, description = "One page of parked orders, with why their last attempt failed", body = Page<ParkedOrder>),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+    )
+)]
+async fn parked(
+    _admin: AdminUser,
+    orders: web::Data<OrdersService>,
+    paging: web::Query<Paging>,
+) -> Result<HttpResponse, HttpError> {
+    let page = paging.request()?;
+    Ok(HttpResponse::Ok().json(orders.parked_orders(page).await?))
+}
+
+/// Replay a parked checkout now, with a fresh set of attempts (administrators).
+#[utoipa::path(
+    post, path = "/api/admin/orders/{id}/retry", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = OrderId, Path, description = "Order id")),
+    responses(
+        (status = 200, description = "The order after the replay (finished, or back in the sweep's hands)", body = Order),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`order_not_found`", body = ErrorBody),
+        (status = 409, description = "`order_not_parked`; `request_in_progress` (see `Retry-After`)", body = ErrorBody),
+    )
+)]
+async fn retry(
+    _admin: AdminUser,
+    orders: web::Data<OrdersService>,
+    id: web::Path<OrderId>,
+) -> Result<HttpResponse, HttpError> {
+    Ok(HttpResponse::Ok().json(orders.retry_parked(id.into_inner()).await?))
 }

@@ -34,7 +34,7 @@ use sea_orm::{DatabaseConnection, DbErr};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use checkout::{CheckoutHook, Moment, NoFaults, Step};
+pub use checkout::{CheckoutHook, Moment, NoFaults, RetryPolicy, Step};
 pub use http::{OrdersDoc, configure};
 pub use service::OrdersService;
 
@@ -50,19 +50,38 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 pub struct OrdersConfig {
     /// How long checkout waits for a charge before giving the payment up.
     pub charge_timeout: Duration,
+    /// How long a runner's hold on an order lasts without renewal (it renews before every
+    /// step); after a crash, the order waits this long before another runner takes it.
+    pub lease: Duration,
     /// How often the recovery sweep looks for unfinished checkouts.
     pub recovery_interval: Duration,
-    /// How long a checkout must have been idle before the sweep takes it over (a live
-    /// request is normally still driving it before that).
-    pub stuck_after: Duration,
+    /// Unfinished checkouts the sweep takes per round.
+    pub recovery_batch: u64,
+    /// Checkouts the sweep runs at once.
+    pub recovery_concurrency: usize,
+    /// Backoff between attempts, and when to park.
+    pub retry: RetryPolicy,
+    /// Checkouts one customer may have unfinished at once.
+    pub max_in_flight_per_customer: u32,
+    /// How long an order's detail waits for payments and catalog before answering without.
+    pub detail_timeout: Duration,
 }
 
 impl Default for OrdersConfig {
     fn default() -> Self {
         Self {
             charge_timeout: Duration::from_secs(5),
+            lease: Duration::from_secs(30),
             recovery_interval: Duration::from_secs(15),
-            stuck_after: Duration::from_secs(30),
+            recovery_batch: 50,
+            recovery_concurrency: 4,
+            retry: RetryPolicy {
+                base: Duration::from_secs(1),
+                max: Duration::from_secs(300),
+                max_attempts: 8,
+            },
+            max_in_flight_per_customer: 3,
+            detail_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -103,6 +122,8 @@ impl OrdersModule {
             outbox: outbox.clone(),
             clock: clock.clone(),
             charge_timeout: config.charge_timeout,
+            lease: config.lease,
+            retry: config.retry,
             hook,
         });
         let service = OrdersService {
@@ -112,6 +133,7 @@ impl OrdersModule {
             outbox: outbox.clone(),
             clock,
             checkout,
+            config: config.clone(),
         };
         Self {
             service: Arc::new(service),
@@ -134,33 +156,41 @@ impl OrdersModule {
         &self.outbox
     }
 
-    /// Finishes every unfinished checkout now, whatever its age: what a process does at
-    /// start for the checkouts a previous process left behind. Returns how many it ran.
+    /// Runs every unfinished checkout that is due and that no live runner holds, a batch at
+    /// a time, until none is left: what a process does at start for the checkouts a previous
+    /// process left behind (once their runners' leases expired). Returns how many runs it
+    /// made.
     pub async fn recover(&self) -> Result<usize, OrdersError> {
-        self.service.recover(chrono::Duration::zero()).await
+        let mut total = 0;
+        loop {
+            let ran = self.service.recover_due().await?;
+            total += ran;
+            if ran == 0 {
+                return Ok(total);
+            }
+        }
     }
 
-    /// Recovers at once, then sweeps for stuck checkouts every `recovery_interval`.
+    /// One round of the recovery sweep, as `spawn_recovery` runs it every interval: up to
+    /// `recovery_batch` due checkouts that no live runner holds. Returns how many it ran.
+    pub async fn sweep_once(&self) -> Result<usize, OrdersError> {
+        self.service.recover_due().await
+    }
+
+    /// Sweeps for unfinished checkouts at once, then every `recovery_interval`: one batch per
+    /// round, with bounded concurrency, so that orders that cannot finish (backed off, then
+    /// parked) never hide the others.
     pub fn spawn_recovery(&self, shutdown: CancellationToken) -> JoinHandle<()> {
         let service = self.service.clone();
         let interval = self.config.recovery_interval;
-        let stuck_after =
-            chrono::Duration::from_std(self.config.stuck_after).unwrap_or(chrono::Duration::MAX);
         tokio::spawn(async move {
-            let mut first = true;
             let mut ticks = tokio::time::interval(interval);
             loop {
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     _ = ticks.tick() => {}
                 }
-                let age = if first {
-                    chrono::Duration::zero()
-                } else {
-                    stuck_after
-                };
-                first = false;
-                if let Err(error) = service.recover(age).await {
+                if let Err(error) = service.recover_due().await {
                     tracing::error!(error = %error, "checkout recovery failed");
                 }
             }

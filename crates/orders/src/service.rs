@@ -6,18 +6,26 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use catalog_api::{CatalogApi, CatalogError, Product};
+use futures::StreamExt;
 use kernel::{Clock, FieldError, Money, OrderId, Page, PageRequest, ProductId};
 use messaging::Outbox;
 use orders_api::{
-    Order, OrderDetail, OrderPlaced, OrderRequest, OrderStatus, OrdersApi, OrdersError,
-    PaymentState, PaymentView, PlaceOrder, Placed, ProductView, Viewer,
+    DetailSource, Order, OrderDetail, OrderPlaced, OrderRequest, OrderStatus, OrdersApi,
+    OrdersError, ParkedOrder, PaymentState, PaymentView, PlaceOrder, Placed, ProductView, Viewer,
 };
 use payments_api::{PaymentStatus, PaymentsApi, PaymentsError};
 use sea_orm::{DatabaseConnection, TransactionTrait};
+use uuid::Uuid;
 
-use crate::checkout::Checkout;
+use crate::OrdersConfig;
+use crate::checkout::{Checkout, Ran, Start};
 use crate::domain::{self, ValidRequest};
 use crate::store::{self, NewLine, NewOrder, orders};
+
+/// Order details answered without a part, by the part (`payments`, `catalog`).
+pub const DEGRADED_DETAILS: &str = "shop_order_details_degraded_total";
+/// Unfinished checkouts the sweep has given up on, now (a gauge).
+pub const PARKED_NOW: &str = "shop_checkouts_parked";
 
 pub struct OrdersService {
     pub(crate) db: DatabaseConnection,
@@ -26,6 +34,7 @@ pub struct OrdersService {
     pub(crate) outbox: Outbox,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) checkout: Arc<Checkout>,
+    pub(crate) config: OrdersConfig,
 }
 
 impl std::fmt::Debug for OrdersService {
@@ -129,31 +138,35 @@ impl OrdersService {
             return Err(OrdersError::IdempotencyKeyReused);
         }
         let id = OrderId::from_uuid(existing.id);
-        let order = self.finish(id).await?;
+        let order = self.finish(id, Uuid::now_v7(), Start::Resume).await?;
         Ok(Placed {
             order,
             replayed: true,
         })
     }
 
-    /// Runs checkout to its end in a task of its own, so that a client hanging up does not
-    /// cancel it halfway; a step that cannot complete now leaves the order to the recovery
-    /// sweep, and the caller gets the order as it stands.
-    async fn finish(&self, id: OrderId) -> Result<Order, OrdersError> {
+    /// Runs checkout (or cancellation) to its end in a task of its own, so that a client
+    /// hanging up does not cancel it halfway; a step that cannot complete now leaves the
+    /// order to the recovery sweep, and the caller gets the order as it stands. When another
+    /// runner holds the order (a request still in flight), nothing runs: the caller gets
+    /// `request_in_progress` with how long to wait.
+    async fn finish(&self, id: OrderId, runner: Uuid, start: Start) -> Result<Order, OrdersError> {
         let checkout = self.checkout.clone();
-        let ran = tokio::spawn(async move { checkout.run(id).await }).await;
-        if let Err(error) = &ran {
-            tracing::error!(order_id = %id, error = %error, "the checkout task died");
-        }
+        let ran = tokio::spawn(async move { checkout.run_as(id, runner, start).await }).await;
         match ran {
-            Ok(Ok(order)) => Ok(order),
-            Ok(Err(OrdersError::CheckoutIncomplete { .. })) | Err(_) => {
+            Ok(Ok(Ran::Finished(order) | Ran::Unfinished(order))) => Ok(order),
+            Ok(Ok(Ran::Busy { retry_after })) => Err(OrdersError::RequestInProgress {
+                order_id: id,
+                retry_after_secs: retry_after.as_secs().max(1),
+            }),
+            Ok(Err(error)) => Err(error),
+            Err(error) => {
+                tracing::error!(order_id = %id, error = %error, "the checkout task died");
                 store::find_order(&self.db, id)
                     .await
                     .map_err(db_kit::internal)?
                     .ok_or(OrdersError::OrderNotFound { order_id: id })
             }
-            Ok(Err(error)) => Err(error),
         }
     }
 
@@ -204,6 +217,10 @@ impl OrdersApi for OrdersService {
         let priced = price(&valid, &products)?;
         let total = priced.total;
         let now = self.clock.now();
+        // This request runs the checkout: the order is born held by its runner, so neither
+        // the recovery sweep nor a replay can start a second run meanwhile.
+        let runner = Uuid::now_v7();
+        let lease = chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
         let order = NewOrder {
             id: order_id,
             customer_id: customer,
@@ -213,9 +230,32 @@ impl OrdersApi for OrdersService {
             shipping_address: valid.shipping_address.clone(),
             payment_token: valid.payment_token.as_str().to_owned(),
             lines: priced.lines,
+            runner,
+            lease_until: now + lease,
         };
 
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
+        // No one holds all the stock: a customer's unfinished checkouts are bounded, counted
+        // and inserted under a per-customer lock so that concurrent requests cannot both pass.
+        store::lock_customer(&txn, customer)
+            .await
+            .map_err(db_kit::internal)?;
+        let in_flight = store::count_in_flight(&txn, customer)
+            .await
+            .map_err(db_kit::internal)?;
+        let limit = self.config.max_in_flight_per_customer;
+        if in_flight >= u64::from(limit) {
+            txn.rollback().await.map_err(db_kit::internal)?;
+            tracing::info!(
+                in_flight,
+                limit,
+                "order refused: too many checkouts in flight"
+            );
+            return Err(OrdersError::TooManyOrdersInFlight {
+                limit,
+                retry_after_secs: self.config.charge_timeout.as_secs().max(1),
+            });
+        }
         if let Err(error) = store::insert_order(&txn, order, now).await {
             txn.rollback().await.map_err(db_kit::internal)?;
             if !db_kit::is_unique_violation(&error) {
@@ -241,7 +281,7 @@ impl OrdersApi for OrdersService {
             .map_err(db_kit::internal)?;
         tracing::info!(order_id = %order_id, %total, "order placed");
 
-        let order = self.finish(order_id).await?;
+        let order = self.finish(order_id, runner, Start::Resume).await?;
         Ok(Placed {
             order,
             replayed: false,
@@ -256,28 +296,41 @@ impl OrdersApi for OrdersService {
             .map_err(db_kit::internal)?
             .pop()
             .ok_or(OrdersError::Internal)?;
-        // One call per context, however many lines. When a context does not answer, the
-        // detail is still served, without that context's part.
+        // One call per context, however many lines, each with a deadline. When a context
+        // does not answer in time, the detail is still served without that part, and says
+        // which part is missing: a payment that could not be asked for is never shown as no
+        // payment.
         let ids = order.lines.iter().map(|line| line.product_id).collect();
+        let deadline = self.config.detail_timeout;
         let (payment, products) = tokio::join!(
-            self.payments.get_payment(id),
-            self.catalog.get_products(ids)
+            tokio::time::timeout(deadline, self.payments.get_payment(id)),
+            tokio::time::timeout(deadline, self.catalog.get_products(ids))
         );
+        let mut unavailable = Vec::new();
         let payment = match payment {
-            Ok(payment) => Some(PaymentView {
+            Ok(Ok(payment)) => Some(PaymentView {
                 status: payment_state(payment.status),
                 captured: payment.captured,
                 refunded: payment.refunded,
                 provider_reference: payment.provider_reference,
             }),
-            Err(PaymentsError::PaymentNotFound { .. }) => None,
-            Err(error) => {
+            Ok(Err(PaymentsError::PaymentNotFound { .. })) => None,
+            Ok(Err(error)) => {
                 tracing::warn!(error = %error, "order detail without its payment");
+                unavailable.push(DetailSource::Payments);
+                None
+            }
+            Err(_elapsed) => {
+                tracing::warn!(
+                    timeout_ms = deadline.as_millis() as u64,
+                    "order detail without its payment: no answer in time"
+                );
+                unavailable.push(DetailSource::Payments);
                 None
             }
         };
         let products = match products {
-            Ok(products) => products
+            Ok(Ok(products)) => products
                 .into_iter()
                 .map(|product| ProductView {
                     product_id: product.id,
@@ -287,15 +340,29 @@ impl OrdersApi for OrdersService {
                     available: product.stock.available,
                 })
                 .collect(),
-            Err(error) => {
+            Ok(Err(error)) => {
                 tracing::warn!(error = %error, "order detail without its products");
+                unavailable.push(DetailSource::Catalog);
+                Vec::new()
+            }
+            Err(_elapsed) => {
+                tracing::warn!(
+                    timeout_ms = deadline.as_millis() as u64,
+                    "order detail without its products: no answer in time"
+                );
+                unavailable.push(DetailSource::Catalog);
                 Vec::new()
             }
         };
+        for source in &unavailable {
+            let source: &'static str = source.into();
+            metrics::counter!(DEGRADED_DETAILS, "source" => source).increment(1);
+        }
         Ok(OrderDetail {
             order,
             payment,
             products,
+            unavailable,
         })
     }
 
@@ -314,46 +381,95 @@ impl OrdersApi for OrdersService {
     async fn cancel_order(&self, viewer: Viewer, id: OrderId) -> Result<Order, OrdersError> {
         let row = self.visible_row(viewer, id).await?;
         match store::status_of(&row).map_err(db_kit::internal)? {
-            OrderStatus::Confirmed => {
-                let moved = store::move_status(
-                    &self.db,
-                    id,
-                    OrderStatus::Confirmed,
-                    OrderStatus::Cancelling,
-                    None,
-                    self.clock.now(),
-                )
-                .await
-                .map_err(db_kit::internal)?;
-                if moved {
-                    tracing::info!(order_id = %id, "order cancellation started");
-                }
+            // Moved to `cancelling` by the runner, under the order's lease.
+            OrderStatus::Confirmed | OrderStatus::Cancelling | OrderStatus::Cancelled => {
+                self.finish(id, Uuid::now_v7(), Start::Cancel).await
             }
-            OrderStatus::Cancelling | OrderStatus::Cancelled => {}
-            status => return Err(OrdersError::NotCancellable { status }),
+            status => Err(OrdersError::NotCancellable { status }),
         }
-        self.finish(id).await
     }
 }
 
 impl OrdersService {
-    /// Runs every unfinished checkout last touched before `stuck_for` ago. Returns how many
-    /// it looked at.
-    pub(crate) async fn recover(&self, stuck_for: chrono::Duration) -> Result<usize, OrdersError> {
-        let before = self.clock.now() - stuck_for;
-        let ids = store::unfinished(&self.db, before, 500)
+    /// One round of the recovery sweep: runs up to `recovery_batch` unfinished checkouts
+    /// that are due and held by no live runner, `recovery_concurrency` at a time. Orders that
+    /// keep failing back off and finally park, so they never hide newer ones. Returns how
+    /// many runs it made.
+    pub(crate) async fn recover_due(&self) -> Result<usize, OrdersError> {
+        let ids = store::due_for_recovery(&self.db, self.clock.now(), self.config.recovery_batch)
             .await
             .map_err(db_kit::internal)?;
-        for id in &ids {
-            match self.checkout.run(*id).await {
-                Ok(order) => {
-                    tracing::info!(order_id = %id, status = ?order.status, "recovered checkout")
+        let count = ids.len();
+        futures::stream::iter(ids)
+            .for_each_concurrent(self.config.recovery_concurrency.max(1), |id| async move {
+                match self.checkout.run(id).await {
+                    Ok(Ran::Finished(order)) => {
+                        tracing::info!(order_id = %id, status = ?order.status, "recovered checkout");
+                    }
+                    Ok(Ran::Unfinished(order)) => {
+                        tracing::warn!(order_id = %id, status = ?order.status, "checkout still unfinished");
+                    }
+                    Ok(Ran::Busy { .. }) => {
+                        tracing::debug!(order_id = %id, "checkout taken by another runner");
+                    }
+                    Err(error) => {
+                        tracing::warn!(order_id = %id, error = %error, "checkout recovery failed");
+                    }
                 }
-                Err(error) => {
-                    tracing::warn!(order_id = %id, error = %error, "checkout still incomplete")
-                }
-            }
+            })
+            .await;
+        let parked = store::count_parked(&self.db)
+            .await
+            .map_err(db_kit::internal)?;
+        #[allow(clippy::cast_precision_loss)]
+        metrics::gauge!(PARKED_NOW).set(parked as f64);
+        Ok(count)
+    }
+
+    /// Unfinished checkouts the sweep gave up on, the longest parked first.
+    #[tracing::instrument(skip(self))]
+    pub async fn parked_orders(&self, page: PageRequest) -> Result<Page<ParkedOrder>, OrdersError> {
+        let rows = store::parked(&self.db, page)
+            .await
+            .map_err(db_kit::internal)?;
+        let Page { items, total, .. } = rows;
+        let bookkeeping: Vec<_> = items
+            .iter()
+            .map(|row| (row.attempts, row.last_error.clone(), row.parked_at))
+            .collect();
+        let orders = store::with_lines(&self.db, items)
+            .await
+            .map_err(db_kit::internal)?;
+        let parked = orders
+            .into_iter()
+            .zip(bookkeeping)
+            .map(|(order, (attempts, last_error, parked_at))| ParkedOrder {
+                order,
+                attempts: u32::try_from(attempts).unwrap_or(0),
+                last_error,
+                parked_at: parked_at.unwrap_or_default(),
+            })
+            .collect();
+        Ok(Page::new(parked, total, page))
+    }
+
+    /// Puts a parked order back in line with a fresh set of attempts and runs it now; the
+    /// order as it stands afterwards.
+    #[tracing::instrument(skip(self))]
+    pub async fn retry_parked(&self, id: OrderId) -> Result<Order, OrdersError> {
+        if !store::unpark(&self.db, id)
+            .await
+            .map_err(db_kit::internal)?
+        {
+            return match store::find_row(&self.db, id)
+                .await
+                .map_err(db_kit::internal)?
+            {
+                Some(_) => Err(OrdersError::OrderNotParked { order_id: id }),
+                None => Err(OrdersError::OrderNotFound { order_id: id }),
+            };
         }
-        Ok(ids.len())
+        tracing::info!(order_id = %id, "parked checkout replayed");
+        self.finish(id, Uuid::now_v7(), Start::Resume).await
     }
 }

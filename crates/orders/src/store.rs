@@ -10,7 +10,9 @@ use kernel::{Currency, Money, OrderId, Page, PageRequest, ProductId, UserId};
 use orders_api::{Order, OrderFailure, OrderLine, OrderStatus, ShippingAddress, Viewer};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, Condition, DbBackend, QueryOrder, QuerySelect, Statement,
+};
 
 pub mod orders {
     use sea_orm::entity::prelude::*;
@@ -31,6 +33,12 @@ pub mod orders {
         pub failure_reason: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        pub runner_id: Option<Uuid>,
+        pub lease_until: Option<DateTimeUtc>,
+        pub attempts: i32,
+        pub next_attempt_at: Option<DateTimeUtc>,
+        pub parked_at: Option<DateTimeUtc>,
+        pub last_error: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -175,11 +183,20 @@ pub async fn find_order<C: ConnectionTrait>(db: &C, id: OrderId) -> Result<Optio
     Ok(with_lines(db, vec![row]).await?.pop())
 }
 
-/// Moves an order from `from` to `to` if it is still in `from`. Returns whether it moved:
-/// when two runners race, exactly one moves it.
+/// The statuses of a checkout (or cancellation) that has not finished.
+pub const IN_FLIGHT: [OrderStatus; 4] = [
+    OrderStatus::Pending,
+    OrderStatus::StockReserved,
+    OrderStatus::PaymentCaptured,
+    OrderStatus::Cancelling,
+];
+
+/// Moves an order from `from` to `to` if it is still in `from` and `runner` still holds its
+/// lease. Returns whether it moved: a runner that lost its lease records nothing.
 pub async fn move_status<C: ConnectionTrait>(
     db: &C,
     id: OrderId,
+    runner: Uuid,
     from: OrderStatus,
     to: OrderStatus,
     failure_reason: Option<OrderFailure>,
@@ -194,36 +211,244 @@ pub async fn move_status<C: ConnectionTrait>(
     }
     let moved = update
         .filter(orders::Column::Id.eq(id.as_uuid()))
+        .filter(orders::Column::RunnerId.eq(runner))
         .filter(orders::Column::Status.eq(status_code(from)))
         .exec(db)
         .await?;
     Ok(moved.rows_affected == 1)
 }
 
-/// Orders checkout has not finished, last touched before `before`, oldest first.
-pub async fn unfinished<C: ConnectionTrait>(
+/// Takes the order's lease for `runner` until `until`, if no live runner holds it (none, an
+/// expired one, or `runner` itself). Returns whether `runner` holds it now. One conditional
+/// statement, so of two runners trying at once exactly one wins, on both stores.
+pub async fn acquire_lease<C: ConnectionTrait>(
     db: &C,
-    before: DateTime<Utc>,
+    id: OrderId,
+    runner: Uuid,
+    now: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let taken = orders::Entity::update_many()
+        .col_expr(orders::Column::RunnerId, Expr::value(runner))
+        .col_expr(orders::Column::LeaseUntil, Expr::value(until))
+        .filter(orders::Column::Id.eq(id.as_uuid()))
+        .filter(
+            Condition::any()
+                .add(orders::Column::RunnerId.is_null())
+                .add(orders::Column::LeaseUntil.is_null())
+                .add(orders::Column::LeaseUntil.lt(now))
+                .add(orders::Column::RunnerId.eq(runner)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(taken == 1)
+}
+
+/// Extends `runner`'s lease to `until`. Returns false when `runner` no longer holds it.
+pub async fn renew_lease<C: ConnectionTrait>(
+    db: &C,
+    id: OrderId,
+    runner: Uuid,
+    until: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let renewed = orders::Entity::update_many()
+        .col_expr(orders::Column::LeaseUntil, Expr::value(until))
+        .filter(orders::Column::Id.eq(id.as_uuid()))
+        .filter(orders::Column::RunnerId.eq(runner))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(renewed == 1)
+}
+
+/// Gives the lease back after a run that finished the checkout.
+pub async fn release_lease<C: ConnectionTrait>(
+    db: &C,
+    id: OrderId,
+    runner: Uuid,
+) -> Result<(), DbErr> {
+    orders::Entity::update_many()
+        .col_expr(orders::Column::RunnerId, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            orders::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .filter(orders::Column::Id.eq(id.as_uuid()))
+        .filter(orders::Column::RunnerId.eq(runner))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// Gives the lease back after a run that could not finish, and books the attempt: when to try
+/// again, why it stopped, and whether the sweep gives up on it (`parked_at`).
+pub async fn release_after_attempt<C: ConnectionTrait>(
+    db: &C,
+    id: OrderId,
+    runner: Uuid,
+    attempt: Attempt,
+) -> Result<(), DbErr> {
+    orders::Entity::update_many()
+        .col_expr(orders::Column::RunnerId, Expr::value(Option::<Uuid>::None))
+        .col_expr(
+            orders::Column::LeaseUntil,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(orders::Column::Attempts, Expr::value(attempt.attempts))
+        .col_expr(orders::Column::NextAttemptAt, Expr::value(attempt.next_at))
+        .col_expr(orders::Column::ParkedAt, Expr::value(attempt.parked_at))
+        .col_expr(orders::Column::LastError, Expr::value(attempt.error))
+        .filter(orders::Column::Id.eq(id.as_uuid()))
+        .filter(orders::Column::RunnerId.eq(runner))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+/// The bookkeeping of a run that did not finish its checkout.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub attempts: i32,
+    pub next_at: DateTime<Utc>,
+    pub parked_at: Option<DateTime<Utc>>,
+    pub error: String,
+}
+
+/// Records the decision to give a checkout up, once: an order in `stock_reserved` without a
+/// failure reason gets `reason`, if `runner` holds its lease. From then on every runner
+/// compensates (void the payment, release the stock) and none charges or confirms it, so
+/// no two runners can disagree about its fate. Returns whether the decision was recorded.
+pub async fn decide_failure<C: ConnectionTrait>(
+    db: &C,
+    id: OrderId,
+    runner: Uuid,
+    reason: OrderFailure,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let reason: &'static str = reason.into();
+    let decided = orders::Entity::update_many()
+        .col_expr(orders::Column::FailureReason, Expr::value(reason))
+        .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .filter(orders::Column::Id.eq(id.as_uuid()))
+        .filter(orders::Column::RunnerId.eq(runner))
+        .filter(orders::Column::Status.eq(status_code(OrderStatus::StockReserved)))
+        .filter(orders::Column::FailureReason.is_null())
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(decided == 1)
+}
+
+/// Unfinished orders the recovery sweep may run now: not parked, due, and held by no live
+/// runner, the longest waiting first.
+pub async fn due_for_recovery<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
     limit: u64,
 ) -> Result<Vec<OrderId>, DbErr> {
-    let unfinished = [
-        OrderStatus::Pending,
-        OrderStatus::StockReserved,
-        OrderStatus::PaymentCaptured,
-        OrderStatus::Cancelling,
-    ]
-    .map(status_code);
     let ids: Vec<Uuid> = orders::Entity::find()
         .select_only()
         .column(orders::Column::Id)
-        .filter(orders::Column::Status.is_in(unfinished))
-        .filter(orders::Column::UpdatedAt.lte(before))
+        .filter(orders::Column::Status.is_in(IN_FLIGHT.map(status_code)))
+        .filter(orders::Column::ParkedAt.is_null())
+        .filter(
+            Condition::any()
+                .add(orders::Column::NextAttemptAt.is_null())
+                .add(orders::Column::NextAttemptAt.lte(now)),
+        )
+        .filter(
+            Condition::any()
+                .add(orders::Column::LeaseUntil.is_null())
+                .add(orders::Column::LeaseUntil.lt(now)),
+        )
+        .order_by_asc(orders::Column::NextAttemptAt)
         .order_by_asc(orders::Column::UpdatedAt)
         .limit(limit)
         .into_tuple()
         .all(db)
         .await?;
     Ok(ids.into_iter().map(OrderId::from_uuid).collect())
+}
+
+/// How many unfinished orders the sweep has given up on.
+pub async fn count_parked<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    orders::Entity::find()
+        .filter(orders::Column::ParkedAt.is_not_null())
+        .filter(orders::Column::Status.is_in(IN_FLIGHT.map(status_code)))
+        .count(db)
+        .await
+}
+
+/// Parked orders, the longest parked first, one page of them.
+pub async fn parked<C: ConnectionTrait>(
+    db: &C,
+    page: PageRequest,
+) -> Result<Page<orders::Model>, DbErr> {
+    let select = orders::Entity::find()
+        .filter(orders::Column::ParkedAt.is_not_null())
+        .filter(orders::Column::Status.is_in(IN_FLIGHT.map(status_code)))
+        .order_by_asc(orders::Column::ParkedAt)
+        .order_by_asc(orders::Column::Id);
+    db_kit::fetch_page(db, select, page).await
+}
+
+/// Puts a parked order back in line with a fresh set of attempts. Returns false when the
+/// order is not parked (any more).
+pub async fn unpark<C: ConnectionTrait>(db: &C, id: OrderId) -> Result<bool, DbErr> {
+    let unparked = orders::Entity::update_many()
+        .col_expr(
+            orders::Column::ParkedAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(
+            orders::Column::NextAttemptAt,
+            Expr::value(Option::<DateTime<Utc>>::None),
+        )
+        .col_expr(orders::Column::Attempts, Expr::value(0))
+        .filter(orders::Column::Id.eq(id.as_uuid()))
+        .filter(orders::Column::ParkedAt.is_not_null())
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(unparked == 1)
+}
+
+/// How many of `customer`'s checkouts have not finished.
+pub async fn count_in_flight<C: ConnectionTrait>(db: &C, customer: UserId) -> Result<u64, DbErr> {
+    orders::Entity::find()
+        .filter(orders::Column::CustomerId.eq(customer.as_uuid()))
+        .filter(
+            orders::Column::Status.is_in(
+                [
+                    OrderStatus::Pending,
+                    OrderStatus::StockReserved,
+                    OrderStatus::PaymentCaptured,
+                ]
+                .map(status_code),
+            ),
+        )
+        .count(db)
+        .await
+}
+
+/// Serialises the placing of `customer`'s orders until `txn` ends, so that counting their
+/// orders in flight and inserting a new one cannot interleave with another request's. On
+/// Postgres a transaction-scoped advisory lock keyed by the customer; SQLite has one writer
+/// (the context's single connection), which serialises already.
+pub async fn lock_customer<C: ConnectionTrait>(txn: &C, customer: UserId) -> Result<(), DbErr> {
+    if txn.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    let (high, low) = customer.as_uuid().as_u64_pair();
+    let key = i64::from_ne_bytes((high ^ low).to_ne_bytes());
+    txn.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_advisory_xact_lock($1)",
+        [key.into()],
+    ))
+    .await?;
+    Ok(())
 }
 
 /// A new order as it is stored: its row's values and its priced lines.
@@ -237,6 +462,9 @@ pub struct NewOrder {
     pub shipping_address: ShippingAddress,
     pub payment_token: String,
     pub lines: Vec<NewLine>,
+    /// The request's runner, which holds the new order from the start.
+    pub runner: Uuid,
+    pub lease_until: DateTime<Utc>,
 }
 
 /// A line's snapshot of its product at purchase time.
@@ -271,6 +499,12 @@ pub async fn insert_order<C: ConnectionTrait>(
         failure_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        runner_id: Set(Some(order.runner)),
+        lease_until: Set(Some(order.lease_until)),
+        attempts: Set(0),
+        next_attempt_at: Set(None),
+        parked_at: Set(None),
+        last_error: Set(None),
     }
     .insert(db)
     .await?;

@@ -29,6 +29,10 @@ pub struct ErrorDetail {
     pub fields: Option<Vec<FieldError>>,
 }
 
+/// The field of a context's error that becomes the `Retry-After` header: any variant with a
+/// `retry_after_secs` field (`request_in_progress`, ...) gets the header with that value.
+pub const RETRY_AFTER_FIELD: &str = "retry_after_secs";
+
 /// An error on its way to becoming an HTTP response.
 #[derive(Debug)]
 pub struct HttpError {
@@ -132,6 +136,11 @@ impl ResponseError for HttpError {
             // RFC 6750: tell the client which scheme to use.
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
+        // An error that knows when trying again makes sense says so in a field of its own,
+        // `retry_after_secs`; HTTP clients read it from `Retry-After` (RFC 9110).
+        if let Some(seconds) = self.detail.get(RETRY_AFTER_FIELD).and_then(Value::as_u64) {
+            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        }
         response.json(serde_json::json!({ "error": self.detail }))
     }
 }
@@ -156,6 +165,43 @@ mod tests {
                 "fields": [{"field": "email", "code": "invalid_email", "message": "not an email"}],
             })
         );
+    }
+
+    #[test]
+    fn a_retry_after_field_becomes_the_retry_after_header() {
+        #[derive(Debug, thiserror::Error, serde::Serialize)]
+        #[serde(tag = "code", rename_all = "snake_case")]
+        enum Busy {
+            #[error("busy")]
+            Busy { retry_after_secs: u64 },
+        }
+        impl ContextError for Busy {
+            fn code(&self) -> &'static str {
+                "busy"
+            }
+            fn kind(&self) -> ErrorKind {
+                ErrorKind::Conflict
+            }
+            fn internal() -> Self {
+                Self::Busy {
+                    retry_after_secs: 0,
+                }
+            }
+        }
+        let response = HttpError::from(Busy::Busy {
+            retry_after_secs: 7,
+        })
+        .error_response();
+        assert_eq!(response.status(), StatusCode::CONFLICT);
+        assert_eq!(
+            response
+                .headers()
+                .get(header::RETRY_AFTER)
+                .map(|v| v.as_bytes()),
+            Some(&b"7"[..])
+        );
+        let plain = HttpError::from(AuthError::EmailTaken).error_response();
+        assert!(plain.headers().get(header::RETRY_AFTER).is_none());
     }
 
     #[test]

@@ -1,8 +1,11 @@
-//! Minimal in-memory implementations of `CatalogApi` and `PaymentsApi`.
+//! Minimal in-memory implementations of `CatalogApi` and `PaymentsApi`, with switches to
+//! make them fail, hang, or stop at a gate the test opens.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use tokio::sync::Notify;
 
 use async_trait::async_trait;
 use catalog_api::{
@@ -22,7 +25,21 @@ pub fn eur(cents: i64) -> Money {
 pub struct Catalog {
     pub products: Mutex<HashMap<ProductId, Product>>,
     pub reservations: Mutex<HashMap<OrderId, ReservationStatus>>,
+    /// The lines each reservation holds, to give them back on release.
+    pub reserved_lines: Mutex<HashMap<OrderId, Vec<StockLine>>>,
     pub get_products_calls: AtomicUsize,
+    /// Reserving any of these products answers `unavailable`, as a catalog that is down.
+    pub unavailable: Mutex<HashSet<ProductId>>,
+    /// `get_products` never answers while set.
+    pub hang_lookups: AtomicBool,
+}
+
+/// A point where a call waits until the test lets it go on: `arrived` is notified when a
+/// call reaches it, `open` lets one call through.
+#[derive(Debug, Default)]
+pub struct Gate {
+    pub arrived: Notify,
+    pub open: Notify,
 }
 
 impl Catalog {
@@ -57,6 +74,9 @@ impl Catalog {
 impl CatalogApi for Catalog {
     async fn get_products(&self, ids: Vec<ProductId>) -> Result<Vec<Product>, CatalogError> {
         self.get_products_calls.fetch_add(1, Ordering::SeqCst);
+        if self.hang_lookups.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
         let products = self.products.lock().expect("lock");
         Ok(ids
             .iter()
@@ -69,6 +89,14 @@ impl CatalogApi for Catalog {
         order_id: OrderId,
         lines: Vec<StockLine>,
     ) -> Result<Reservation, CatalogError> {
+        {
+            let down = self.unavailable.lock().expect("lock");
+            if lines.iter().any(|line| down.contains(&line.product_id)) {
+                return Err(CatalogError::Unavailable {
+                    reason: "down for the test".into(),
+                });
+            }
+        }
         let mut reservations = self.reservations.lock().expect("lock");
         if let Some(status) = reservations.get(&order_id) {
             return Ok(Reservation {
@@ -92,6 +120,10 @@ impl CatalogApi for Catalog {
             stock.reserved += line.quantity;
         }
         reservations.insert(order_id, ReservationStatus::Reserved);
+        self.reserved_lines
+            .lock()
+            .expect("lock")
+            .insert(order_id, lines.clone());
         Ok(Reservation {
             order_id,
             status: ReservationStatus::Reserved,
@@ -112,10 +144,25 @@ impl CatalogApi for Catalog {
     }
 
     async fn release_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
-        self.reservations
+        let previous = self
+            .reservations
             .lock()
             .expect("lock")
             .insert(order_id, ReservationStatus::Released);
+        if previous == Some(ReservationStatus::Reserved) {
+            let lines = self
+                .reserved_lines
+                .lock()
+                .expect("lock")
+                .remove(&order_id)
+                .unwrap_or_default();
+            let mut products = self.products.lock().expect("lock");
+            for line in lines {
+                let stock = &mut products.get_mut(&line.product_id).expect("known").stock;
+                stock.available += line.quantity;
+                stock.reserved -= line.quantity;
+            }
+        }
         Ok(Reservation {
             order_id,
             status: ReservationStatus::Released,
@@ -132,13 +179,31 @@ impl CatalogApi for Catalog {
 #[derive(Debug, Default)]
 pub struct Payments {
     pub payments: Mutex<HashMap<OrderId, Payment>>,
+    /// Charges that took money.
     pub charges: AtomicUsize,
+    /// Every call of `charge`, whatever it answered.
+    pub charge_calls: AtomicUsize,
+    pub cancel_calls: AtomicUsize,
     pub get_payment_calls: AtomicUsize,
+    /// When set, every charge waits at this gate before it answers.
+    pub gate: Option<Gate>,
+    /// Charges never answer while set (the caller's timeout decides).
+    pub hang_charges: AtomicBool,
+    /// `get_payment` answers `unavailable` while set.
+    pub fail_lookups: AtomicBool,
 }
 
 #[async_trait]
 impl PaymentsApi for Payments {
     async fn charge(&self, request: ChargeRequest) -> Result<Payment, PaymentsError> {
+        self.charge_calls.fetch_add(1, Ordering::SeqCst);
+        if self.hang_charges.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        if let Some(gate) = &self.gate {
+            gate.arrived.notify_one();
+            gate.open.notified().await;
+        }
         let mut payments = self.payments.lock().expect("lock");
         if let Some(payment) = payments.get(&request.order_id) {
             return Ok(payment.clone());
@@ -184,11 +249,36 @@ impl PaymentsApi for Payments {
     }
 
     async fn cancel(&self, order_id: OrderId) -> Result<Payment, PaymentsError> {
-        self.get_payment(order_id).await
+        self.cancel_calls.fetch_add(1, Ordering::SeqCst);
+        let mut payments = self.payments.lock().expect("lock");
+        let now = Utc::now();
+        let payment = payments.entry(order_id).or_insert_with(|| Payment {
+            id: PaymentId::new(),
+            order_id,
+            customer_id: kernel::UserId::new(),
+            amount: eur(0),
+            status: PaymentStatus::Voided,
+            captured: eur(0),
+            refunded: eur(0),
+            provider_reference: None,
+            failure_reason: None,
+            created_at: now,
+            updated_at: now,
+        });
+        if payment.status == PaymentStatus::Captured {
+            payment.refunded = payment.captured;
+            payment.status = PaymentStatus::Refunded;
+        }
+        Ok(payment.clone())
     }
 
     async fn get_payment(&self, order_id: OrderId) -> Result<Payment, PaymentsError> {
         self.get_payment_calls.fetch_add(1, Ordering::SeqCst);
+        if self.fail_lookups.load(Ordering::SeqCst) {
+            return Err(PaymentsError::Unavailable {
+                reason: "down for the test".into(),
+            });
+        }
         self.payments
             .lock()
             .expect("lock")

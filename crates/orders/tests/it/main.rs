@@ -5,3 +5,4 @@
 
 mod doubles;
 mod orders;
+mod runners;
