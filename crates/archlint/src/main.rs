@@ -9,7 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use archlint::graph::{self, Format};
 use archlint::{BaselineChoice, CheckOptions, EXIT_CONFIG, EXIT_OK, EXIT_VIOLATIONS, Report};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lint_report::cli::ColorChoice;
+use lint_report::cli::ColorArg;
 
 /// Architecture lint of the shop workspace: checks the crates against `arch.toml`.
 #[derive(Debug, Parser)]
@@ -18,9 +18,8 @@ struct Cli {
     /// Workspace root [default: the workspace containing the current directory]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// When to colour the output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
-    color: ColorChoice,
+    #[command(flatten)]
+    color: ColorArg,
     #[command(subcommand)]
     command: Command,
 }

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use clap::{Parser, Subcommand};
 use contracts::{EXIT_ERROR, Report};
-use lint_report::cli::ColorChoice;
+use lint_report::cli::ColorArg;
 
 /// Versioned contracts of the shop: the JSON Schemas of its integration events and ports.
 #[derive(Debug, Parser)]
@@ -17,9 +17,8 @@ struct Cli {
     /// Repository root [default: the workspace containing the current directory]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// When to colour the output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
-    color: ColorChoice,
+    #[command(flatten)]
+    color: ColorArg,
     #[command(subcommand)]
     command: Command,
 }

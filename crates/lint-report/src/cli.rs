@@ -4,6 +4,15 @@ use std::fmt;
 use std::io::{self, IsTerminal, Write};
 use std::process::ExitCode;
 
+/// The global `--color` option: `#[command(flatten)]` it into a tool's `Parser`, so every
+/// tool spells and documents it the same way.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct ColorArg {
+    /// When to colour the output
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+}
+
 /// When to colour the output (`--color auto|always|never`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum ColorChoice {
@@ -12,10 +21,10 @@ pub enum ColorChoice {
     Never,
 }
 
-impl ColorChoice {
+impl ColorArg {
     /// Whether to colour standard output: `auto` colours only a terminal.
     pub fn for_stdout(self) -> bool {
-        match self {
+        match self.color {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
             ColorChoice::Auto => io::stdout().is_terminal(),
