@@ -448,7 +448,7 @@ impl<'a> Builder<'a> {
         if !self.problems.is_empty() {
             // In file order, however the checks above happened to find them.
             self.problems
-                .sort_by_key(|p| p.location.as_ref().map(|l| (l.line, l.column)));
+                .sort_by_key(|p| p.location.as_ref().and_then(Location::line_column));
             return Err(ConfigFileError::Invalid(self.problems));
         }
         Ok(ArchConfig {
@@ -636,7 +636,10 @@ reason = ""
         };
         let messages: Vec<_> = problems
             .iter()
-            .map(|p| (p.location.as_ref().unwrap().line, p.message.as_str()))
+            .map(|p| {
+                let (line, _) = p.location.as_ref().unwrap().line_column().unwrap();
+                (line, p.message.as_str())
+            })
             .collect();
         assert_eq!(
             messages,

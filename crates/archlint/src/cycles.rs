@@ -287,7 +287,8 @@ fn describe_edge(edge: &ContextEdge, config: &ArchConfig) -> String {
     let mut parts = Vec::new();
     match &edge.declared {
         Some(declared) => {
-            let line = config.location(declared.span.clone()).line;
+            let location = config.location(declared.span.clone());
+            let line = location.line_column().map_or(0, |(line, _)| line);
             parts.push(format!(
                 "declared at {}:{line} (reason: \"{}\")",
                 crate::config::FILE_NAME,
@@ -297,13 +298,10 @@ fn describe_edge(edge: &ContextEdge, config: &ArchConfig) -> String {
         None => parts.push("not declared in arch.toml".to_owned()),
     }
     for actual in &edge.actual {
+        let line = actual.location.line_column().map_or(0, |(line, _)| line);
         parts.push(format!(
-            "`{}` -> `{}` ({}, {}:{})",
-            actual.from_crate,
-            actual.to_crate,
-            actual.kind,
-            actual.location.file,
-            actual.location.line
+            "`{}` -> `{}` ({}, {}:{line})",
+            actual.from_crate, actual.to_crate, actual.kind, actual.location.file
         ));
     }
     format!("{} -> {}: {}", edge.from, edge.to, parts.join("; "))

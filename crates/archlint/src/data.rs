@@ -204,12 +204,8 @@ impl<'a> Checker<'a> {
     }
 
     fn push(&mut self, location: Location, key: &str, diagnostic: Diagnostic) {
-        let seen = (
-            location.file.clone(),
-            location.line,
-            location.column,
-            key.to_owned(),
-        );
+        let (line, column) = location.line_column().unwrap_or_default();
+        let seen = (location.file.clone(), line, column, key.to_owned());
         if !self.seen.insert(seen) {
             return;
         }

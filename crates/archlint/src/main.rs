@@ -1,7 +1,7 @@
 //! The `archlint` command line: `check`, `explain` and `graph` over the library.
 //! Exit codes: 0 clean, 1 violations (or a stale baseline entry or graph), 2 configuration error.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,6 +9,7 @@ use anyhow::{Context as _, Result, bail};
 use archlint::graph::{self, Format};
 use archlint::{BaselineChoice, CheckOptions, EXIT_CONFIG, EXIT_OK, EXIT_VIOLATIONS, Report};
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use lint_report::cli::ColorArg;
 
 /// Architecture lint of the shop workspace: checks the crates against `arch.toml`.
 #[derive(Debug, Parser)]
@@ -17,9 +18,8 @@ struct Cli {
     /// Workspace root [default: the workspace containing the current directory]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// When to colour the output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
-    color: ColorChoice,
+    #[command(flatten)]
+    color: ColorArg,
     #[command(subcommand)]
     command: Command,
 }
@@ -66,13 +66,6 @@ struct GraphArgs {
     check: Option<PathBuf>,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum CheckFormat {
     Human,
@@ -89,22 +82,11 @@ enum GraphFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let code = match run(&cli) {
-        Ok(code) => code,
-        Err(error) => {
-            let _ = writeln!(io::stderr(), "error: {error:#}");
-            EXIT_CONFIG
-        }
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+    lint_report::cli::exit_code(run(&cli), EXIT_CONFIG)
 }
 
 fn run(cli: &Cli) -> Result<i32> {
-    let color = match cli.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => io::stdout().is_terminal(),
-    };
+    let color = cli.color.for_stdout();
     match &cli.command {
         Command::Explain { id } => explain(id.as_deref()),
         Command::Check(args) => check(&root(cli)?, args, color),

@@ -1,106 +1,13 @@
-//! Output formats: rustc-style text (optionally coloured), JSON, and GitHub workflow
-//! annotations; plus the summary line.
+//! Output formats: rustc-style text (lint-report's diagnostics, optionally coloured), JSON,
+//! and GitHub workflow annotations; plus the summary line.
 
 use std::io::{self, Write};
 
+use lint_report::{Paint, plural, write_summary};
 use serde::Serialize;
 
 use crate::diagnostic::{Diagnostic, Violation};
 use crate::{Report, Rule};
-
-/// ANSI styles, or nothing when colour is off.
-#[derive(Clone, Copy)]
-struct Paint {
-    on: bool,
-}
-
-impl Paint {
-    fn wrap(self, code: &str, text: &str) -> String {
-        if self.on {
-            format!("\x1b[{code}m{text}\x1b[0m")
-        } else {
-            text.to_owned()
-        }
-    }
-
-    fn error(self, text: &str) -> String {
-        self.wrap("1;31", text)
-    }
-
-    fn ok(self, text: &str) -> String {
-        self.wrap("1;32", text)
-    }
-
-    fn bold(self, text: &str) -> String {
-        self.wrap("1", text)
-    }
-
-    fn gutter(self, text: &str) -> String {
-        self.wrap("1;34", text)
-    }
-}
-
-fn diagnostic(out: &mut dyn Write, d: &Diagnostic, paint: Paint) -> io::Result<()> {
-    writeln!(
-        out,
-        "{}{}",
-        paint.error(&format!("error[{}]", d.rule)),
-        paint.bold(&format!(": {}", d.message))
-    )?;
-    let Some(location) = &d.location else {
-        for note in &d.notes {
-            writeln!(out, "{} {note}", paint.gutter("= note:"))?;
-        }
-        if let Some(help) = &d.help {
-            writeln!(out, "{} {help}", paint.gutter("= help:"))?;
-        }
-        return writeln!(out);
-    };
-    let number = location.line.to_string();
-    let pad = " ".repeat(number.len());
-    writeln!(
-        out,
-        "{pad}{} {}:{}:{}",
-        paint.gutter("-->"),
-        location.file,
-        location.line,
-        location.column
-    )?;
-    writeln!(out, "{pad} {}", paint.gutter("|"))?;
-    // Tabs would shift the carets; show them as single spaces.
-    let source = location.source_line.replace('\t', " ");
-    writeln!(
-        out,
-        "{} {} {source}",
-        paint.gutter(&number),
-        paint.gutter("|")
-    )?;
-    let carets = paint.error(&format!(
-        "{}{}",
-        "^".repeat(location.width.max(1)),
-        d.label
-            .as_ref()
-            .map_or_else(String::new, |l| format!(" {l}"))
-    ));
-    writeln!(
-        out,
-        "{pad} {} {}{carets}",
-        paint.gutter("|"),
-        " ".repeat(location.column.saturating_sub(1))
-    )?;
-    writeln!(out, "{pad} {}", paint.gutter("|"))?;
-    for note in &d.notes {
-        writeln!(out, "{pad} {} {note}", paint.bold("= note:"))?;
-    }
-    if let Some(help) = &d.help {
-        writeln!(out, "{pad} {} {help}", paint.bold("= help:"))?;
-    }
-    writeln!(out)
-}
-
-fn plural(count: usize, one: &str, many: &str) -> String {
-    format!("{count} {}", if count == 1 { one } else { many })
-}
 
 pub(crate) fn summary(report: &Report) -> String {
     let total = report.all_violations().len();
@@ -132,32 +39,19 @@ pub(crate) fn summary(report: &Report) -> String {
     text
 }
 
-fn write_summary(out: &mut dyn Write, summary: &str, paint: Paint) -> io::Result<()> {
-    match summary.split_once(':') {
-        Some(("ok", rest)) => writeln!(out, "{}{rest}", paint.ok("ok:")),
-        Some((head, rest)) => writeln!(
-            out,
-            "{}{}",
-            paint.error(&format!("{head}:")),
-            paint.bold(rest)
-        ),
-        None => writeln!(out, "{summary}"),
-    }
-}
-
 pub(crate) fn human(out: &mut dyn Write, report: &Report, color: bool) -> io::Result<()> {
-    let paint = Paint { on: color };
+    let paint = Paint::new(color);
     for violation in report.violations() {
-        diagnostic(out, &violation.diagnostic, paint)?;
+        violation.diagnostic.write_human(out, paint)?;
     }
     for stale in report.stale_entries() {
-        diagnostic(out, &stale, paint)?;
+        stale.write_human(out, paint)?;
     }
     for file in report.unparsed_files() {
         writeln!(
             out,
             "{} {file} is not valid Rust and was not checked (the compiler says why)",
-            paint.wrap("1;33", "warning:")
+            paint.warning("warning:")
         )?;
     }
     write_summary(out, &report.summary(), paint)
@@ -168,9 +62,9 @@ pub(crate) fn human_config(
     problems: &[Diagnostic],
     color: bool,
 ) -> io::Result<()> {
-    let paint = Paint { on: color };
+    let paint = Paint::new(color);
     for problem in problems {
-        diagnostic(out, problem, paint)?;
+        problem.write_human(out, paint)?;
     }
     let summary = format!(
         "error: {}; nothing was checked (exit code 2)",
@@ -257,8 +151,10 @@ fn annotation(out: &mut dyn Write, d: &Diagnostic) -> io::Result<()> {
     let mut properties = Vec::new();
     if let Some(location) = &d.location {
         properties.push(format!("file={}", escape_property(&location.file)));
-        properties.push(format!("line={}", location.line));
-        properties.push(format!("col={}", location.column));
+        if let Some((line, column)) = location.line_column() {
+            properties.push(format!("line={line}"));
+            properties.push(format!("col={column}"));
+        }
     }
     properties.push(format!(
         "title={}",

@@ -298,8 +298,8 @@ cc = "1"
 
     fn line(key: &str, kind: DepKind, target: Option<&str>) -> (usize, usize, usize) {
         let locator = ManifestLocator::new("Cargo.toml", MANIFEST);
-        let location = locator.dependency(key, kind, target);
-        (location.line, location.column, location.width)
+        let line = locator.dependency(key, kind, target).line.unwrap();
+        (line.number, line.column, line.width)
     }
 
     #[test]
@@ -311,6 +311,6 @@ cc = "1"
         assert_eq!(line("cc", DepKind::Build, Some("cfg(unix)")), (15, 1, 2));
         assert_eq!(line("cc", DepKind::Build, Some("cfg(other)")), (15, 1, 2));
         let locator = ManifestLocator::new("Cargo.toml", MANIFEST);
-        assert_eq!(locator.package_name().line, 2);
+        assert_eq!(locator.package_name().line_column(), Some((2, 1)));
     }
 }

@@ -15,7 +15,7 @@ use syn::{Attribute, Item, Meta, Token, Visibility};
 use walkdir::WalkDir;
 
 use crate::contract::{Contract, Kind, PendingKind, Registry};
-use crate::diagnostic::{Diagnostic, Line, Location, Rule};
+use crate::diagnostic::{Diagnostic, Location, Rule};
 
 /// A wire type found in an `-api` crate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -193,21 +193,8 @@ impl Scanner<'_> {
 
     fn location(&self, span: Span, width: usize) -> Location {
         let start = span.start();
-        let text = self
-            .text
-            .lines()
-            .nth(start.line.saturating_sub(1))
-            .unwrap_or_default()
-            .to_owned();
-        Location {
-            file: self.file.to_owned(),
-            line: Some(Line {
-                number: start.line,
-                column: start.column + 1,
-                width,
-                text,
-            }),
-        }
+        // proc-macro2 columns are 0-based characters.
+        Location::from_line_column(self.file, self.text, start.line, start.column + 1, width)
     }
 }
 

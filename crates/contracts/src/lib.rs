@@ -28,7 +28,7 @@ pub use contract::{
 pub use diagnostic::{Diagnostic, Location, Rule};
 
 use completeness::ScanError;
-use diagnostic::Paint;
+use lint_report::{Paint, plural, write_summary};
 
 /// Exit code when every contract matches its committed file.
 pub const EXIT_OK: i32 = 0;
@@ -131,7 +131,7 @@ pub fn check(root: &Path, registry: &Registry) -> Result<Report, Error> {
     let found = completeness::scan(root)?;
     let contracts: Vec<Contract> = compared.iter().map(|(c, _)| c.clone()).collect();
     diagnostics.extend(completeness::check(&found, registry, &contracts));
-    diagnostics.sort_by_key(Diagnostic::sort_key);
+    diagnostics.sort_by_key(diagnostic::sort_key);
     Ok(Report {
         contracts: compared,
         diagnostics,
@@ -369,24 +369,14 @@ impl Report {
 
     /// The diagnostics, the files written and the summary, coloured if `color`.
     pub fn write_human(&self, out: &mut dyn Write, color: bool) -> io::Result<()> {
-        let paint = Paint { on: color };
+        let paint = Paint::new(color);
         for diagnostic in &self.diagnostics {
-            diagnostic::render(out, diagnostic, paint)?;
+            diagnostic.write_human(out, paint)?;
         }
         for file in &self.written {
             writeln!(out, "wrote {file}")?;
         }
-        let summary = self.summary();
-        match summary.split_once(':') {
-            Some(("ok", rest)) => writeln!(out, "{}{rest}", paint.ok("ok:")),
-            Some((head, rest)) => writeln!(
-                out,
-                "{}{}",
-                paint.error(&format!("{head}:")),
-                paint.bold(rest)
-            ),
-            None => writeln!(out, "{summary}"),
-        }
+        write_summary(out, &self.summary(), paint)
     }
 
     /// [`Report::write_human`] without colour, as a string.
@@ -396,8 +386,4 @@ impl Report {
         let _ = self.write_human(&mut out, false);
         String::from_utf8_lossy(&out).into_owned()
     }
-}
-
-fn plural(count: usize, one: &str, many: &str) -> String {
-    format!("{count} {}", if count == 1 { one } else { many })
 }

@@ -1,13 +1,14 @@
 //! The `contracts` command line: `check` and `write` over the library.
 //! Exit codes: 0 clean, 1 problems (or a refused write), 2 bad arguments or unreadable files.
 
-use std::io::{self, IsTerminal, Write};
+use std::io;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context as _, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use contracts::{EXIT_ERROR, Report};
+use lint_report::cli::ColorArg;
 
 /// Versioned contracts of the shop: the JSON Schemas of its integration events and ports.
 #[derive(Debug, Parser)]
@@ -16,9 +17,8 @@ struct Cli {
     /// Repository root [default: the workspace containing the current directory]
     #[arg(long, global = true, value_name = "DIR")]
     root: Option<PathBuf>,
-    /// When to colour the output
-    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
-    color: ColorChoice,
+    #[command(flatten)]
+    color: ColorArg,
     #[command(subcommand)]
     command: Command,
 }
@@ -32,24 +32,10 @@ enum Command {
     Write,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum ColorChoice {
-    Auto,
-    Always,
-    Never,
-}
-
 fn main() -> ExitCode {
     // Usage errors exit with 2 (clap's own convention, and ours).
     let cli = Cli::parse();
-    let code = match run(&cli) {
-        Ok(code) => code,
-        Err(error) => {
-            let _ = writeln!(io::stderr(), "error: {error:#}");
-            EXIT_ERROR
-        }
-    };
-    ExitCode::from(u8::try_from(code).unwrap_or(u8::MAX))
+    lint_report::cli::exit_code(run(&cli), EXIT_ERROR)
 }
 
 fn run(cli: &Cli) -> Result<i32> {
@@ -62,12 +48,7 @@ fn run(cli: &Cli) -> Result<i32> {
         Command::Check => contracts::check_workspace(&root)?,
         Command::Write => contracts::write_workspace(&root)?,
     };
-    let color = match cli.color {
-        ColorChoice::Always => true,
-        ColorChoice::Never => false,
-        ColorChoice::Auto => io::stdout().is_terminal(),
-    };
-    report.write_human(&mut io::stdout().lock(), color)?;
+    report.write_human(&mut io::stdout().lock(), cli.color.for_stdout())?;
     Ok(report.exit_code())
 }
 
