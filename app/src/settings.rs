@@ -78,6 +78,10 @@ pub struct OrdersSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentsSettings {
     pub slow_delay_ms: u64,
+    pub provider_timeout_ms: u64,
+    pub reconcile_interval_secs: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -179,6 +183,26 @@ impl Settings {
                 "auth.token_ttl_secs must be positive".into(),
             ));
         }
+        self.validate_payments()
+    }
+
+    fn validate_payments(&self) -> Result<(), SettingsError> {
+        let payments = &self.payments;
+        if payments.provider_timeout_ms == 0
+            || payments.provider_timeout_ms >= self.orders.charge_timeout_ms
+        {
+            return Err(SettingsError::Invalid(
+                "payments.provider_timeout_ms must be positive and shorter than \
+                 orders.charge_timeout_ms, so that payments records an unknown outcome before \
+                 orders gives up"
+                    .into(),
+            ));
+        }
+        if payments.reconcile_interval_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "payments.reconcile_interval_secs must be positive".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -191,8 +215,13 @@ impl Settings {
     }
 
     pub fn payments(&self) -> payments::PaymentsConfig {
+        let payments = &self.payments;
         payments::PaymentsConfig {
-            slow_delay: Duration::from_millis(self.payments.slow_delay_ms),
+            slow_delay: Duration::from_millis(payments.slow_delay_ms),
+            provider_timeout: Duration::from_millis(payments.provider_timeout_ms),
+            reconcile_interval: Duration::from_secs(payments.reconcile_interval_secs),
+            retry_base: Duration::from_millis(payments.retry_base_ms),
+            retry_max: Duration::from_millis(payments.retry_max_ms.max(payments.retry_base_ms)),
         }
     }
 
@@ -303,6 +332,13 @@ mod tests {
         assert!(settings.validate().is_err());
         let mut settings = Settings::defaults();
         settings.database.url = SecretString::from("mysql://nope");
+        assert!(settings.validate().is_err());
+        // Payments must give up on the provider before orders gives up on payments.
+        let mut settings = Settings::defaults();
+        settings.payments.provider_timeout_ms = settings.orders.charge_timeout_ms;
+        assert!(settings.validate().is_err());
+        let mut settings = Settings::defaults();
+        settings.payments.reconcile_interval_secs = 0;
         assert!(settings.validate().is_err());
     }
 }

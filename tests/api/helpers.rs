@@ -48,6 +48,10 @@ pub fn test_settings(store: &TestStore) -> Settings {
     // Generous for a loaded CI machine; `tok_slow` answers after much longer.
     settings.orders.charge_timeout_ms = 3_000;
     settings.payments.slow_delay_ms = 60_000;
+    // Orders gives up before payments does here, so `tok_slow` drives the path where the
+    // caller drops a charge in flight (the outcome is then settled by reconciliation). With
+    // the defaults payments' own deadline comes first and it answers `pending`.
+    settings.payments.provider_timeout_ms = 30_000;
     settings
 }
 

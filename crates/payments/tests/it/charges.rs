@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix_web::ResponseError;
 use actix_web::http::StatusCode;
 use futures::future::join_all;
-use kernel::{ContextError, ErrorKind, IntegrationEvent, OrderId, SystemClock};
+use kernel::{ContextError, ErrorKind, IntegrationEvent, OrderId};
 use payments::{FakeProvider, PaymentsModule};
 use payments_api::{
     ChargeRequest, FailureReason, PaymentCaptured, PaymentFailed, PaymentStatus, PaymentsError,
@@ -13,7 +13,9 @@ use payments_api::{
 use testkit::TestStore;
 use web_kit::HttpError;
 
-use crate::{QUICK, charge_request, eur, events, harness, payment_rows, with_abandoned_charge};
+use crate::{
+    QUICK, charge_request, config, eur, events, harness, payment_rows, with_abandoned_charge,
+};
 
 async fn every_token_has_its_outcome_and_event(store: TestStore) {
     let payments = harness(&store).await;
@@ -180,9 +182,13 @@ async fn an_abandoned_charge_stays_pending_and_a_retry_completes_it(store: TestS
     assert_eq!(events(&slow.db, PaymentCaptured::NAME).await, 0);
 
     let provider = Arc::new(FakeProvider::new(QUICK));
-    let restarted =
-        PaymentsModule::with_provider(slow.db.clone(), Arc::new(SystemClock), provider.clone())
-            .api();
+    let restarted = PaymentsModule::with_provider(
+        slow.db.clone(),
+        slow.clock.clone(),
+        provider.clone(),
+        config(),
+    )
+    .api();
     let completed = restarted.charge(request).await.expect("retry");
     assert_eq!(completed.id, pending.id);
     assert_eq!(completed.status, PaymentStatus::Captured);
