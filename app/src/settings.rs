@@ -77,6 +77,7 @@ pub struct OrdersSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentsSettings {
+    pub test_mode: bool,
     pub slow_delay_ms: u64,
     pub provider_timeout_ms: u64,
     pub reconcile_interval_secs: u64,
@@ -217,6 +218,7 @@ impl Settings {
     pub fn payments(&self) -> payments::PaymentsConfig {
         let payments = &self.payments;
         payments::PaymentsConfig {
+            test_mode: payments.test_mode,
             slow_delay: Duration::from_millis(payments.slow_delay_ms),
             provider_timeout: Duration::from_millis(payments.provider_timeout_ms),
             reconcile_interval: Duration::from_secs(payments.reconcile_interval_secs),
@@ -340,5 +342,23 @@ mod tests {
         let mut settings = Settings::defaults();
         settings.payments.reconcile_interval_secs = 0;
         assert!(settings.validate().is_err());
+    }
+
+    /// Test mode is on for the embedded default and off in the production example.
+    #[test]
+    fn payments_test_mode_is_a_development_default() {
+        assert!(Settings::defaults().payments.test_mode);
+        let production = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join("production.example.toml");
+        // Layered as `load` does, without the environment the example expects (a Postgres
+        // URL in SHOP__DATABASE__URL).
+        let settings: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(production))
+            .build()
+            .and_then(Config::try_deserialize)
+            .expect("the example layers over the defaults");
+        assert!(!settings.payments.test_mode);
     }
 }

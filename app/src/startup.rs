@@ -126,6 +126,7 @@ fn http_server(
     let orders = contexts.orders.service();
     let notifications = contexts.notifications.service();
     let bus = contexts.bus.clone();
+    let payments_test_mode = settings.payments.test_mode;
     let readiness = Readiness {
         stores: contexts.stores.clone(),
     };
@@ -141,7 +142,7 @@ fn http_server(
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
             .configure(auth::configure(accounts.clone()))
             .configure(catalog::configure(catalog.clone()))
-            .configure(payments::configure())
+            .configure(payments::configure(payments_test_mode))
             .configure(orders::configure(orders.clone()))
             .configure(notifications::configure(notifications.clone()))
             .configure(admin::configure(bus.clone()))

@@ -1,5 +1,6 @@
-//! Payments' side of checkout when the provider's answer is lost, over HTTP: money the
-//! provider took for an order that gave up is found by reconciliation and given back.
+//! Payments' side of checkout when the provider's answer is lost or test tokens are off, over
+//! HTTP: money the provider took for an order that gave up is found by reconciliation and
+//! given back; outside test mode no test token charges anything.
 
 use std::sync::Arc;
 
@@ -11,7 +12,7 @@ use shop::Options;
 use testkit::TestStore;
 
 use crate::checkout::order_body;
-use crate::helpers::spawn_app_with_options;
+use crate::helpers::{spawn_app_with, spawn_app_with_options};
 
 /// The case: checkout times out while the provider is (slowly) approving, gives the
 /// payment up and fails the order. The provider had taken the money. Reconciliation asks the
@@ -90,4 +91,32 @@ async fn a_checkout_that_timed_out_while_the_provider_approved_is_refunded(store
     );
 }
 
-testkit::backend_tests!(a_checkout_that_timed_out_while_the_provider_approved_is_refunded,);
+/// `payments.test_mode = false`: the test tokens are not listed (404) and none of them pays
+/// for an order.
+async fn outside_test_mode_no_test_token_pays_for_a_checkout(store: TestStore) {
+    let app = spawn_app_with(store, |settings| settings.payments.test_mode = false).await;
+    app.get("/api/payments/test-tokens", None)
+        .await
+        .error(StatusCode::NOT_FOUND, "route_not_found");
+    let admin = app.admin_token().await;
+    let customer = app.customer_token().await;
+    let product = app.create_product(&admin, "REAL", 1000, "things", 2).await;
+    let product_id = product["id"].as_str().expect("id");
+    for token in ["tok_visa", "tok_slow"] {
+        let placed = app
+            .place_order(&customer, token, &order_body(product_id, 1, token))
+            .await;
+        let order = placed.ok(StatusCode::CREATED);
+        assert_eq!(order["status"], "payment_failed", "{token}");
+        assert_eq!(order["failure_reason"], "invalid_payment_token", "{token}");
+    }
+    assert_eq!(
+        app.stock(product_id).await,
+        json!({"available": 2, "reserved": 0})
+    );
+}
+
+testkit::backend_tests!(
+    a_checkout_that_timed_out_while_the_provider_approved_is_refunded,
+    outside_test_mode_no_test_token_pays_for_a_checkout,
+);

@@ -11,9 +11,11 @@
 //! is unknown, and payments asks the provider until it knows (reconciliation), giving back
 //! any money taken for a payment that was given up meanwhile.
 //!
-//! The built-in fake provider understands these test tokens ([`TEST_TOKENS`]): `tok_visa`
-//! (approved), `tok_declined`, `tok_insufficient_funds`, `tok_provider_error`, and `tok_slow`
-//! (approved at once, but answered only after a delay longer than payments waits).
+//! In test mode (`payments.test_mode`, the development default) the built-in fake provider
+//! understands these test tokens ([`TEST_TOKENS`]): `tok_visa` (approved), `tok_declined`,
+//! `tok_insufficient_funds`, `tok_provider_error`, and `tok_slow` (approved at once, but
+//! answered only after a delay longer than payments waits). Outside test mode it declines
+//! every token as `invalid_token`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};

@@ -52,6 +52,10 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
 /// Settings of the payments context.
 #[derive(Debug, Clone)]
 pub struct PaymentsConfig {
+    /// Whether the built-in fake provider serves its test tokens (and `GET
+    /// /api/payments/test-tokens` lists them). Off, every token is declined as
+    /// `invalid_token`: no real provider ships with the shop.
+    pub test_mode: bool,
     /// How long the fake provider takes to answer `tok_slow` (it decides at once). Set it
     /// longer than `provider_timeout`, so `tok_slow` exercises an answer that never arrives.
     pub slow_delay: Duration,
@@ -69,6 +73,7 @@ pub struct PaymentsConfig {
 impl Default for PaymentsConfig {
     fn default() -> Self {
         Self {
+            test_mode: true,
             slow_delay: Duration::from_secs(10),
             provider_timeout: Duration::from_secs(2),
             reconcile_interval: Duration::from_secs(10),
@@ -89,7 +94,13 @@ pub struct PaymentsModule {
 impl PaymentsModule {
     /// Payments with the built-in fake provider.
     pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, config: PaymentsConfig) -> Self {
-        let provider = FakeProvider::new(config.slow_delay);
+        if !config.test_mode {
+            tracing::warn!(
+                "payments test mode is off and no real payment provider ships with the shop: \
+                 the built-in fake provider declines every token"
+            );
+        }
+        let provider = FakeProvider::new(config.slow_delay).with_test_mode(config.test_mode);
         Self::with_provider(db, clock, Arc::new(provider), config)
     }
 

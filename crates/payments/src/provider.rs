@@ -96,9 +96,13 @@ pub trait PaymentProvider: Send + Sync + Debug + 'static {
 /// It decides a charge the moment the charge arrives and only then takes its time to answer
 /// (`tok_slow`), so a caller that stops waiting has lost an answer the provider already
 /// gave: a lookup during the delay finds the charge approved.
+///
+/// Outside test mode it knows no test token: every charge is declined as `invalid_token`,
+/// since no real provider ships with the shop.
 #[derive(Debug)]
 pub struct FakeProvider {
     slow_delay: Duration,
+    test_mode: bool,
     ledger: Mutex<Ledger>,
 }
 
@@ -128,12 +132,21 @@ struct Refund {
 }
 
 impl FakeProvider {
-    /// `slow_delay` is how long `tok_slow`'s answer takes.
+    /// A provider in test mode; `slow_delay` is how long `tok_slow`'s answer takes.
     pub fn new(slow_delay: Duration) -> Self {
         Self {
             slow_delay,
+            test_mode: true,
             ledger: Mutex::new(Ledger::default()),
         }
+    }
+
+    /// With `false`, the test tokens are not served: every charge is declined as
+    /// `invalid_token` (`payments.test_mode = false`).
+    #[must_use]
+    pub fn with_test_mode(mut self, test_mode: bool) -> Self {
+        self.test_mode = test_mode;
+        self
     }
 
     /// Charges that took money (one per key, however often the key was repeated).
@@ -186,6 +199,7 @@ impl FakeProvider {
             return (outcome.clone(), false);
         }
         let outcome = match token {
+            _ if !self.test_mode => ProviderOutcome::Declined(FailureReason::InvalidToken),
             "tok_visa" | "tok_slow" => ProviderOutcome::Approved {
                 reference: format!("{CHARGE_PREFIX}{}", Uuid::new_v4().simple()),
             },
@@ -217,7 +231,8 @@ impl PaymentProvider for FakeProvider {
         token: &str,
     ) -> Result<ProviderOutcome, ProviderError> {
         let (outcome, decided_now) = self.decide(key, amount, token);
-        if decided_now && token == "tok_slow" {
+        let slow = decided_now && token == "tok_slow" && self.test_mode;
+        if slow {
             // The simulated latency of a slow issuer, *after* the decision: a caller that
             // gives up during it has lost an answer that was already "approved". A repeat
             // of the key answers at once.
@@ -417,5 +432,21 @@ mod tests {
         );
         assert_eq!(provider.held("no"), 0);
         assert_eq!(provider.held("never-sent"), 0);
+    }
+
+    /// Outside test mode the fake serves no test token: every one is declined as an invalid
+    /// token, at once (`tok_slow` holds nothing).
+    #[tokio::test]
+    async fn outside_test_mode_every_test_token_is_an_invalid_token() {
+        let provider = FakeProvider::new(Duration::from_secs(600)).with_test_mode(false);
+        for (token, _) in payments_api::TEST_TOKENS {
+            let mut charging = Box::pin(provider.charge(token, eur(100), token));
+            assert_eq!(
+                futures::poll!(&mut charging),
+                std::task::Poll::Ready(Ok(ProviderOutcome::Declined(FailureReason::InvalidToken))),
+                "{token}"
+            );
+        }
+        assert_eq!(provider.captures(), 0);
     }
 }

@@ -14,7 +14,8 @@ use testkit::TestStore;
 use web_kit::HttpError;
 
 use crate::{
-    QUICK, charge_request, config, eur, events, harness, payment_rows, with_abandoned_charge,
+    QUICK, charge_request, config, connect, eur, events, harness, payment_rows,
+    with_abandoned_charge,
 };
 
 async fn every_token_has_its_outcome_and_event(store: TestStore) {
@@ -197,7 +198,48 @@ async fn an_abandoned_charge_stays_pending_and_a_retry_completes_it(store: TestS
     assert_eq!(events(&slow.db, PaymentCaptured::NAME).await, 1);
 }
 
+/// `payments.test_mode = false`: the fake provider serves no test token, so every charge is
+/// declined as an invalid token (and `tok_slow` holds nothing up).
+async fn outside_test_mode_every_token_is_declined_as_invalid(store: TestStore) {
+    let db = connect(&store).await;
+    let module = PaymentsModule::new(
+        db.clone(),
+        crate::clock(),
+        payments::PaymentsConfig {
+            test_mode: false,
+            slow_delay: crate::NEVER,
+            ..config()
+        },
+    );
+    for (token, _) in payments_api::TEST_TOKENS {
+        let order_id = OrderId::new();
+        let payment = module
+            .api()
+            .charge(charge_request(
+                order_id,
+                token,
+                500,
+                &format!("key-{token}"),
+            ))
+            .await
+            .expect(token);
+        assert_eq!(payment.status, PaymentStatus::Failed, "{token}");
+        assert_eq!(
+            payment.failure_reason,
+            Some(FailureReason::InvalidToken),
+            "{token}"
+        );
+        assert_eq!(payment.captured, eur(0), "{token}");
+    }
+    assert_eq!(
+        events(&db, PaymentFailed::NAME).await,
+        i64::try_from(payments_api::TEST_TOKENS.len()).expect("few")
+    );
+    assert_eq!(events(&db, PaymentCaptured::NAME).await, 0);
+}
+
 testkit::backend_tests!(
+    outside_test_mode_every_token_is_declined_as_invalid,
     every_token_has_its_outcome_and_event,
     the_same_request_again_returns_the_same_payment_and_charges_once,
     a_key_reused_for_another_request_is_refused,
