@@ -84,7 +84,12 @@ pub struct OrdersSettings {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct PaymentsSettings {
+    pub test_mode: bool,
     pub slow_delay_ms: u64,
+    pub provider_timeout_ms: u64,
+    pub reconcile_interval_secs: u64,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -186,6 +191,26 @@ impl Settings {
                 "auth.token_ttl_secs must be positive".into(),
             ));
         }
+        self.validate_payments()
+    }
+
+    fn validate_payments(&self) -> Result<(), SettingsError> {
+        let payments = &self.payments;
+        if payments.provider_timeout_ms == 0
+            || payments.provider_timeout_ms >= self.orders.charge_timeout_ms
+        {
+            return Err(SettingsError::Invalid(
+                "payments.provider_timeout_ms must be positive and shorter than \
+                 orders.charge_timeout_ms, so that payments records an unknown outcome before \
+                 orders gives up"
+                    .into(),
+            ));
+        }
+        if payments.reconcile_interval_secs == 0 {
+            return Err(SettingsError::Invalid(
+                "payments.reconcile_interval_secs must be positive".into(),
+            ));
+        }
         Ok(())
     }
 
@@ -207,8 +232,14 @@ impl Settings {
     }
 
     pub fn payments(&self) -> payments::PaymentsConfig {
+        let payments = &self.payments;
         payments::PaymentsConfig {
-            slow_delay: Duration::from_millis(self.payments.slow_delay_ms),
+            test_mode: payments.test_mode,
+            slow_delay: Duration::from_millis(payments.slow_delay_ms),
+            provider_timeout: Duration::from_millis(payments.provider_timeout_ms),
+            reconcile_interval: Duration::from_secs(payments.reconcile_interval_secs),
+            retry_base: Duration::from_millis(payments.retry_base_ms),
+            retry_max: Duration::from_millis(payments.retry_max_ms.max(payments.retry_base_ms)),
         }
     }
 
@@ -320,5 +351,30 @@ mod tests {
         let mut settings = Settings::defaults();
         settings.database.url = SecretString::from("mysql://nope");
         assert!(settings.validate().is_err());
+        // Payments must give up on the provider before orders gives up on payments.
+        let mut settings = Settings::defaults();
+        settings.payments.provider_timeout_ms = settings.orders.charge_timeout_ms;
+        assert!(settings.validate().is_err());
+        let mut settings = Settings::defaults();
+        settings.payments.reconcile_interval_secs = 0;
+        assert!(settings.validate().is_err());
+    }
+
+    /// Test mode is on for the embedded default and off in the production example.
+    #[test]
+    fn payments_test_mode_is_a_development_default() {
+        assert!(Settings::defaults().payments.test_mode);
+        let production = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("config")
+            .join("production.example.toml");
+        // Layered as `load` does, without the environment the example expects (a Postgres
+        // URL in SHOP__DATABASE__URL).
+        let settings: Settings = Config::builder()
+            .add_source(File::from_str(DEFAULTS, FileFormat::Toml))
+            .add_source(File::from(production))
+            .build()
+            .and_then(Config::try_deserialize)
+            .expect("the example layers over the defaults");
+        assert!(!settings.payments.test_mode);
     }
 }

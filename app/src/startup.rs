@@ -68,7 +68,7 @@ impl Application {
     }
 
     /// Serves until SIGTERM or Ctrl-C, then lets in-flight requests finish and stops the
-    /// background work (event delivery, checkout recovery) cleanly.
+    /// background work (event delivery, checkout recovery, payments reconciliation) cleanly.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         let shutdown = CancellationToken::new();
         let tasks = if self.background {
@@ -89,12 +89,17 @@ impl Application {
         Ok(())
     }
 
-    /// The event bus (relay, handlers, purge) and the checkout recovery sweep, which first
-    /// finishes the checkouts a previous process left unfinished.
+    /// The event bus (relay, handlers, purge), the checkout recovery sweep, which first
+    /// finishes the checkouts a previous process left unfinished, and payments'
+    /// reconciliation and refund sweeps, which first settle what a previous process left
+    /// unknown or unconfirmed.
     fn spawn_background(&self, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
         vec![
             self.contexts.bus.clone().spawn(shutdown.clone()),
             self.contexts.orders.spawn_recovery(shutdown.clone()),
+            self.contexts
+                .payments
+                .spawn_reconciliation(shutdown.clone()),
         ]
     }
 }
@@ -121,6 +126,7 @@ fn http_server(
     let orders = contexts.orders.service();
     let notifications = contexts.notifications.service();
     let bus = contexts.bus.clone();
+    let payments_test_mode = settings.payments.test_mode;
     let readiness = Readiness {
         stores: contexts.stores.clone(),
     };
@@ -136,7 +142,7 @@ fn http_server(
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
             .configure(auth::configure(accounts.clone()))
             .configure(catalog::configure(catalog.clone()))
-            .configure(payments::configure())
+            .configure(payments::configure(payments_test_mode))
             .configure(orders::configure(orders.clone()))
             .configure(notifications::configure(notifications.clone()))
             .configure(admin::configure(bus.clone()))

@@ -48,6 +48,10 @@ pub fn test_settings(store: &TestStore) -> Settings {
     // Generous for a loaded CI machine; `tok_slow` answers after much longer.
     settings.orders.charge_timeout_ms = 3_000;
     settings.payments.slow_delay_ms = 60_000;
+    // Payments' deadline on the provider comes first, as with the defaults: `tok_slow` is
+    // answered `pending` (outcome unknown), orders gives the checkout up, and reconciliation
+    // settles the charge.
+    settings.payments.provider_timeout_ms = 1_500;
     settings
 }
 

@@ -12,6 +12,7 @@ mod contracts;
 mod errors;
 mod events;
 mod operations;
+mod reconciliation;
 mod recovery;
 mod roles;
 mod tidy;

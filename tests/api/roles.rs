@@ -59,7 +59,7 @@ async fn a_context_role_cannot_read_another_contexts_tables() {
     for (schema, migrations) in [
         ("auth", 2),
         ("catalog", 1),
-        ("payments", 1),
+        ("payments", 2),
         ("orders", 2),
         ("notifications", 1),
     ] {

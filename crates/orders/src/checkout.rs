@@ -466,9 +466,12 @@ impl Checkout {
         }
         Ok(match charged {
             Ok(Ok(payment)) => match payment.status {
-                PaymentStatus::Captured
-                | PaymentStatus::PartiallyRefunded
-                | PaymentStatus::Refunded => move_to(OrderStatus::PaymentCaptured, None),
+                PaymentStatus::Captured | PaymentStatus::PartiallyRefunded => {
+                    move_to(OrderStatus::PaymentCaptured, None)
+                }
+                // Taken and already given back in full: nothing is held for the order, so it
+                // cannot be confirmed on it.
+                PaymentStatus::Refunded => Next::Fail(OrderFailure::PaymentRejected),
                 PaymentStatus::Failed => Next::Fail(
                     payment
                         .failure_reason

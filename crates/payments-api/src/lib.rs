@@ -7,9 +7,15 @@
 //! Errors are for requests that cannot be answered (bad input, unknown payment, an
 //! unavailable payments service).
 //!
-//! The built-in fake provider understands these test tokens ([`TEST_TOKENS`]):
-//! `tok_visa` (approved), `tok_declined`, `tok_insufficient_funds`, `tok_provider_error`,
-//! and `tok_slow` (approved, but only after a delay longer than callers wait).
+//! A charge whose answer payments does not hear in time is answered as `pending`: its outcome
+//! is unknown, and payments asks the provider until it knows (reconciliation), giving back
+//! any money taken for a payment that was given up meanwhile.
+//!
+//! In test mode (`payments.test_mode`, the development default) the built-in fake provider
+//! understands these test tokens ([`TEST_TOKENS`]): `tok_visa` (approved), `tok_declined`,
+//! `tok_insufficient_funds`, `tok_provider_error`, and `tok_slow` (approved at once, but
+//! answered only after a delay longer than payments waits). Outside test mode it declines
+//! every token as `invalid_token`.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -27,13 +33,17 @@ use utoipa::ToSchema;
 pub trait PaymentsApi: Send + Sync + 'static {
     /// Charges an order. Idempotent per `idempotency_key`: a retry returns the first
     /// attempt's payment (and completes it if the first attempt was interrupted).
-    /// Publishes `PaymentCaptured` or `PaymentFailed`.
+    /// Publishes `PaymentCaptured` or `PaymentFailed`. Payments waits for the provider only
+    /// so long (`payments.provider_timeout_ms`): a payment answered as `pending` has an
+    /// outcome payments does not know yet; it reconciles it in the background.
     async fn charge(&self, request: ChargeRequest) -> Result<Payment, PaymentsError>;
 
     /// Gives up on an order's payment whose outcome the caller could not learn (a timed
-    /// out charge): a pending payment is voided, a captured one refunded in full, and if no
-    /// payment exists yet a voided one is recorded so that a late charge is refused.
-    /// Idempotent.
+    /// out charge, a `pending` answer): a pending payment is voided, a captured one refunded
+    /// in full, and if no payment exists yet a voided one is recorded so that a late charge
+    /// is refused. A voided payment's charge is still reconciled: if the provider took the
+    /// money after all, payments records it (captured and refunded in full, still voided)
+    /// and gives it back. Idempotent.
     async fn cancel(&self, order_id: OrderId) -> Result<Payment, PaymentsError>;
 
     /// Gives back everything still captured of the order's payment, as when a confirmed order
@@ -75,7 +85,7 @@ pub const TEST_TOKENS: &[(&str, &str)] = &[
     ),
     (
         "tok_slow",
-        "approved after a delay longer than the caller's timeout",
+        "approved at once, answered after a delay longer than payments waits (settled by reconciliation)",
     ),
 ];
 

@@ -1,9 +1,15 @@
 //! Payments' rules: what a valid charge or refund request is, what a repeated charge means,
-//! and how much a refund may take. No I/O.
+//! how much a refund may take, what the provider's answer to a lookup means for a payment,
+//! and when to ask again. No I/O.
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 use kernel::{FieldError, FieldErrors, IdempotencyKey, Money, OrderId};
-use payments_api::{ChargeRequest, PaymentStatus, PaymentsError};
+use payments_api::{ChargeRequest, FailureReason, PaymentStatus, PaymentsError};
 use sha2::{Digest, Sha256};
+
+use crate::provider::LookupOutcome;
 
 /// A refund of an order's payment, keyed by the caller. Not part of the port: orders asks
 /// for `refund_order` (everything, keyed by the order); partial refunds are payments' own
@@ -187,6 +193,71 @@ pub fn refund_amount(
         });
     }
     Ok(requested)
+}
+
+/// What a sweep does with a payment whose charge it looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reconcile {
+    /// The charge was approved while the payment waited: captured.
+    Capture { reference: String },
+    /// The charge was declined while the payment waited: failed.
+    Fail(FailureReason),
+    /// The charge never reached the provider: voided, nothing was taken.
+    Void,
+    /// The charge was approved after the payment was given up: the money is owed back.
+    RefundLateApproval { reference: String },
+    /// A voided payment whose charge took nothing: nothing more to ask.
+    Settle,
+    /// Payments already knows the outcome (someone recorded it meanwhile): stop asking.
+    Known,
+}
+
+/// Decides what a lookup's answer means for a payment in `status` holding `captured_minor`.
+pub fn reconcile(status: PaymentStatus, captured_minor: i64, lookup: &LookupOutcome) -> Reconcile {
+    match (status, lookup) {
+        (PaymentStatus::Pending, LookupOutcome::Approved { reference }) => Reconcile::Capture {
+            reference: reference.clone(),
+        },
+        (PaymentStatus::Pending, LookupOutcome::Declined(reason)) => Reconcile::Fail(*reason),
+        (PaymentStatus::Pending, LookupOutcome::NotFound) => Reconcile::Void,
+        (PaymentStatus::Voided, LookupOutcome::Approved { reference }) if captured_minor == 0 => {
+            Reconcile::RefundLateApproval {
+                reference: reference.clone(),
+            }
+        }
+        (PaymentStatus::Voided, LookupOutcome::Declined(_) | LookupOutcome::NotFound)
+            if captured_minor == 0 =>
+        {
+            Reconcile::Settle
+        }
+        _ => Reconcile::Known,
+    }
+}
+
+/// Until when a live charge attempt may still be talking to the provider: its deadline, with
+/// as much again as margin for a slow process or a clock that runs differently elsewhere. No
+/// lookup happens before, so a lookup never races the attempt it is about.
+pub fn attempt_deadline(now: DateTime<Utc>, provider_timeout: Duration) -> DateTime<Utc> {
+    later(now, provider_timeout.saturating_mul(2))
+}
+
+/// When to try again after `attempts` tries that did not settle it: `base * 2^(attempts - 1)`,
+/// capped at `max`, and never before a new attempt could have finished.
+pub fn next_attempt(
+    now: DateTime<Utc>,
+    attempts: i32,
+    provider_timeout: Duration,
+    base: Duration,
+    max: Duration,
+) -> DateTime<Utc> {
+    let exponent = u32::try_from(attempts.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+    let backoff = base.saturating_mul(2u32.saturating_pow(exponent)).min(max);
+    later(now, backoff.max(provider_timeout.saturating_mul(2)))
+}
+
+fn later(now: DateTime<Utc>, by: Duration) -> DateTime<Utc> {
+    now.checked_add_signed(chrono::Duration::from_std(by).unwrap_or(chrono::Duration::MAX))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 #[cfg(test)]
@@ -377,5 +448,71 @@ mod tests {
             refund_amount(eur(1000), eur(0), Some(usd)),
             Err(PaymentsError::ValidationFailed { .. })
         ));
+    }
+
+    #[test]
+    fn what_a_lookup_means() {
+        use PaymentStatus::*;
+        let approved = LookupOutcome::Approved {
+            reference: "ch_1".into(),
+        };
+        let declined = LookupOutcome::Declined(FailureReason::Declined);
+        let reference = || "ch_1".to_owned();
+        let cases = [
+            (
+                Pending,
+                0,
+                &approved,
+                Reconcile::Capture {
+                    reference: reference(),
+                },
+            ),
+            (
+                Pending,
+                0,
+                &declined,
+                Reconcile::Fail(FailureReason::Declined),
+            ),
+            (Pending, 0, &LookupOutcome::NotFound, Reconcile::Void),
+            (
+                Voided,
+                0,
+                &approved,
+                Reconcile::RefundLateApproval {
+                    reference: reference(),
+                },
+            ),
+            (Voided, 0, &declined, Reconcile::Settle),
+            (Voided, 0, &LookupOutcome::NotFound, Reconcile::Settle),
+            // A late approval already recorded, or an answer recorded meanwhile.
+            (Voided, 500, &approved, Reconcile::Known),
+            (Captured, 500, &approved, Reconcile::Known),
+            (Failed, 0, &declined, Reconcile::Known),
+            (Refunded, 500, &approved, Reconcile::Known),
+        ];
+        for (status, captured, lookup, expected) in cases {
+            assert_eq!(
+                reconcile(status, captured, lookup),
+                expected,
+                "{status:?} {lookup:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn retries_back_off_up_to_a_cap_and_never_before_an_attempt_could_end() {
+        let now = DateTime::<Utc>::UNIX_EPOCH;
+        let seconds = |at: DateTime<Utc>| (at - now).num_seconds();
+        let timeout = Duration::from_secs(2);
+        let (base, max) = (Duration::from_secs(1), Duration::from_secs(60));
+        let delays: Vec<i64> = (1..=8)
+            .map(|attempts| seconds(next_attempt(now, attempts, timeout, base, max)))
+            .collect();
+        assert_eq!(delays, [4, 4, 4, 8, 16, 32, 60, 60]);
+        assert_eq!(seconds(attempt_deadline(now, timeout)), 4);
+        assert_eq!(
+            next_attempt(now, i32::MAX, Duration::MAX, base, Duration::MAX),
+            DateTime::<Utc>::MAX_UTC
+        );
     }
 }

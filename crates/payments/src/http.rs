@@ -1,16 +1,22 @@
 //! The `/api/payments` routes: payments' own public API. Today that is the fake provider's
-//! list of test tokens; charges and refunds happen only through the port, on orders' behalf.
+//! list of test tokens, served only in test mode; charges and refunds happen only through
+//! the port, on orders' behalf.
 
 use actix_web::{HttpResponse, web};
 use payments_api::TEST_TOKENS;
 use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
-use web_kit::resource;
+use web_kit::{ErrorBody, resource};
 
-/// Mounts payments' routes.
-pub fn configure() -> impl FnOnce(&mut web::ServiceConfig) {
+/// Mounts payments' routes. With `test_mode` off there are none: the test tokens do not
+/// work, so they are not listed either, and the path answers as an unknown route (404).
+pub fn configure(test_mode: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
-        cfg.service(web::scope("/api/payments").service(resource("/test-tokens").get(test_tokens)));
+        if test_mode {
+            cfg.service(
+                web::scope("/api/payments").service(resource("/test-tokens").get(test_tokens)),
+            );
+        }
     }
 }
 
@@ -33,10 +39,14 @@ pub struct TestToken {
     pub behaviour: String,
 }
 
-/// The test tokens of the fake provider and what each does (public).
+/// The test tokens of the fake provider and what each does (public). Served only while
+/// `payments.test_mode` is on.
 #[utoipa::path(
     get, path = "/api/payments/test-tokens", tag = "payments",
-    responses((status = 200, description = "Every test token and its behaviour", body = Vec<TestToken>))
+    responses(
+        (status = 200, description = "Every test token and its behaviour", body = Vec<TestToken>),
+        (status = 404, description = "`route_not_found`: `payments.test_mode` is off, so there are no test tokens", body = ErrorBody),
+    )
 )]
 async fn test_tokens() -> HttpResponse {
     let tokens: Vec<TestToken> = TEST_TOKENS

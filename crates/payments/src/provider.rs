@@ -1,8 +1,10 @@
 //! The payment provider port, and the fake provider that understands the test tokens.
 //!
 //! A provider is idempotent per key, like real ones: a charge repeated with its key returns
-//! the first outcome and takes the money once. Payments relies on that to resume a charge
-//! whose outcome it never stored (a crash, a caller that gave up) by simply asking again.
+//! the first outcome and takes the money once, and `lookup` tells what became of a key's
+//! charge. Payments relies on both when it did not hear a charge's answer (a timeout, a
+//! failure on the way back, a crash): it asks again with the same key, or looks the key up,
+//! until it knows.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -27,7 +29,28 @@ pub enum ProviderOutcome {
     Declined(FailureReason),
 }
 
-/// Why the provider did not refund.
+/// What the provider knows of a charge key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupOutcome {
+    /// The charge was made; `reference` names it.
+    Approved {
+        reference: String,
+    },
+    Declined(FailureReason),
+    /// No charge with this key ever reached the provider: nothing was taken.
+    NotFound,
+}
+
+impl From<ProviderOutcome> for LookupOutcome {
+    fn from(outcome: ProviderOutcome) -> Self {
+        match outcome {
+            ProviderOutcome::Approved { reference } => Self::Approved { reference },
+            ProviderOutcome::Declined(reason) => Self::Declined(reason),
+        }
+    }
+}
+
+/// Why the provider gave no answer (to a charge, a lookup or a refund).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
     #[error("the provider knows no charge {reference}")]
@@ -36,6 +59,7 @@ pub enum ProviderError {
     ExceedsCharge { reference: String },
     #[error("refund key {key} was already used for another refund")]
     KeyReused { key: String },
+    /// The provider did not answer: it may or may not have acted on the request.
     #[error("the provider is unavailable: {reason}")]
     Unavailable { reason: String },
 }
@@ -43,8 +67,17 @@ pub enum ProviderError {
 #[async_trait]
 pub trait PaymentProvider: Send + Sync + Debug + 'static {
     /// Charges `amount` to `token`. Idempotent per `key`: a repeated key returns the first
-    /// outcome without charging again.
-    async fn charge(&self, key: &str, amount: Money, token: &str) -> ProviderOutcome;
+    /// outcome without charging again. An error means no answer arrived: the charge may or
+    /// may not have been made, and [`PaymentProvider::lookup`] tells which.
+    async fn charge(
+        &self,
+        key: &str,
+        amount: Money,
+        token: &str,
+    ) -> Result<ProviderOutcome, ProviderError>;
+
+    /// What became of the charge made with `key`, if one ever arrived.
+    async fn lookup(&self, key: &str) -> Result<LookupOutcome, ProviderError>;
 
     /// Gives back `amount` of the charge `reference`; returns the refund's reference.
     /// Idempotent per `key`.
@@ -59,9 +92,17 @@ pub trait PaymentProvider: Send + Sync + Debug + 'static {
 /// An in-memory provider driven by [`payments_api::TEST_TOKENS`]. It forgets everything
 /// when the process stops, which is what a demo and the tests need; a refund of a charge it
 /// made before a restart is therefore trusted rather than checked.
+///
+/// It decides a charge the moment the charge arrives and only then takes its time to answer
+/// (`tok_slow`), so a caller that stops waiting has lost an answer the provider already
+/// gave: a lookup during the delay finds the charge approved.
+///
+/// Outside test mode it knows no test token: every charge is declined as `invalid_token`,
+/// since no real provider ships with the shop.
 #[derive(Debug)]
 pub struct FakeProvider {
     slow_delay: Duration,
+    test_mode: bool,
     ledger: Mutex<Ledger>,
 }
 
@@ -91,12 +132,21 @@ struct Refund {
 }
 
 impl FakeProvider {
-    /// `slow_delay` is how long `tok_slow` takes to be approved.
+    /// A provider in test mode; `slow_delay` is how long `tok_slow`'s answer takes.
     pub fn new(slow_delay: Duration) -> Self {
         Self {
             slow_delay,
+            test_mode: true,
             ledger: Mutex::new(Ledger::default()),
         }
+    }
+
+    /// With `false`, the test tokens are not served: every charge is declined as
+    /// `invalid_token` (`payments.test_mode = false`).
+    #[must_use]
+    pub fn with_test_mode(mut self, test_mode: bool) -> Self {
+        self.test_mode = test_mode;
+        self
     }
 
     /// Charges that took money (one per key, however often the key was repeated).
@@ -120,6 +170,20 @@ impl FakeProvider {
                 .sum::<i64>()
     }
 
+    /// Minor units the charge made with `key` still holds: taken minus given back (zero if
+    /// no charge with that key was approved).
+    pub fn held(&self, key: &str) -> i64 {
+        let ledger = self.ledger();
+        match ledger.charges.get(key) {
+            Some(ProviderOutcome::Approved { reference }) => {
+                ledger.captures.get(reference).map_or(0, |capture| {
+                    capture.amount.amount_minor() - capture.refunded_minor
+                })
+            }
+            _ => 0,
+        }
+    }
+
     fn ledger(&self) -> MutexGuard<'_, Ledger> {
         // The ledger is consistent after every statement; a panic elsewhere leaves it usable.
         self.ledger
@@ -128,12 +192,14 @@ impl FakeProvider {
     }
 
     /// Records the outcome for `key` unless an earlier call with that key already did.
-    fn decide(&self, key: &str, amount: Money, token: &str) -> ProviderOutcome {
+    /// Returns the outcome and whether this call decided it.
+    fn decide(&self, key: &str, amount: Money, token: &str) -> (ProviderOutcome, bool) {
         let mut ledger = self.ledger();
         if let Some(outcome) = ledger.charges.get(key) {
-            return outcome.clone();
+            return (outcome.clone(), false);
         }
         let outcome = match token {
+            _ if !self.test_mode => ProviderOutcome::Declined(FailureReason::InvalidToken),
             "tok_visa" | "tok_slow" => ProviderOutcome::Approved {
                 reference: format!("{CHARGE_PREFIX}{}", Uuid::new_v4().simple()),
             },
@@ -152,25 +218,37 @@ impl FakeProvider {
             );
         }
         ledger.charges.insert(key.to_owned(), outcome.clone());
-        outcome
+        (outcome, true)
     }
 }
 
 #[async_trait]
 impl PaymentProvider for FakeProvider {
-    async fn charge(&self, key: &str, amount: Money, token: &str) -> ProviderOutcome {
-        let known = self.ledger().charges.get(key).cloned();
-        if let Some(outcome) = known {
-            return outcome;
-        }
-        if token == "tok_slow" {
-            // The simulated latency of a slow issuer. A caller that gives up during it
-            // drops this future, and the charge never reaches the ledger: nothing taken.
+    async fn charge(
+        &self,
+        key: &str,
+        amount: Money,
+        token: &str,
+    ) -> Result<ProviderOutcome, ProviderError> {
+        let (outcome, decided_now) = self.decide(key, amount, token);
+        let slow = decided_now && token == "tok_slow" && self.test_mode;
+        if slow {
+            // The simulated latency of a slow issuer, *after* the decision: a caller that
+            // gives up during it has lost an answer that was already "approved". A repeat
+            // of the key answers at once.
             tokio::time::sleep(self.slow_delay).await;
         }
-        self.decide(key, amount, token)
+        Ok(outcome)
     }
 
+    async fn lookup(&self, key: &str) -> Result<LookupOutcome, ProviderError> {
+        Ok(self
+            .ledger()
+            .charges
+            .get(key)
+            .cloned()
+            .map_or(LookupOutcome::NotFound, LookupOutcome::from))
+    }
     async fn refund(
         &self,
         reference: &str,
@@ -254,7 +332,7 @@ mod tests {
         ];
         for (token, declined) in expected {
             let outcome = provider.charge(token, eur(100), token).await;
-            match (outcome, declined) {
+            match (outcome.expect("the fake always answers"), declined) {
                 (ProviderOutcome::Approved { reference }, None) => {
                     assert!(reference.starts_with("ch_"));
                 }
@@ -272,7 +350,7 @@ mod tests {
                 .await;
             assert_ne!(
                 outcome,
-                ProviderOutcome::Declined(FailureReason::InvalidToken),
+                Ok(ProviderOutcome::Declined(FailureReason::InvalidToken)),
                 "{token}"
             );
         }
@@ -285,7 +363,7 @@ mod tests {
         // A repeated key answers the first outcome, whatever else the call says.
         assert_eq!(provider.charge("k", eur(100), "tok_declined").await, first);
         assert_eq!(provider.captures(), 1);
-        let ProviderOutcome::Approved { reference } = first else {
+        let Ok(ProviderOutcome::Approved { reference }) = first else {
             panic!("approved");
         };
         let refund = provider.refund(&reference, eur(60), "r1").await;
@@ -311,5 +389,64 @@ mod tests {
         // A charge of an earlier run of the process: the fake forgot it and trusts payments.
         assert!(provider.refund("ch_before", eur(7), "r4").await.is_ok());
         assert_eq!(provider.refunded_total(), 107);
+    }
+
+    /// The fake decides when the charge arrives and only then delays its answer: a caller
+    /// that stops waiting during the delay lost an approval the provider already gave.
+    #[tokio::test]
+    async fn a_slow_charge_is_decided_before_its_answer_is_delayed() {
+        let provider = FakeProvider::new(Duration::from_secs(600));
+        assert_eq!(provider.lookup("slow").await, Ok(LookupOutcome::NotFound));
+        let mut answering = Box::pin(provider.charge("slow", eur(500), "tok_slow"));
+        assert!(
+            futures::poll!(&mut answering).is_pending(),
+            "the answer is delayed"
+        );
+        let Ok(LookupOutcome::Approved { reference }) = provider.lookup("slow").await else {
+            panic!("the charge was approved when it arrived");
+        };
+        assert_eq!(provider.held("slow"), 500);
+        // The caller gives up: the answer is lost, the money is taken.
+        drop(answering);
+        // A repeat of the decided key answers at once, with the same charge.
+        assert_eq!(
+            provider.charge("slow", eur(500), "tok_slow").await,
+            Ok(ProviderOutcome::Approved {
+                reference: reference.clone()
+            })
+        );
+        assert_eq!(provider.captures(), 1);
+        provider
+            .refund(&reference, eur(200), "part")
+            .await
+            .expect("refund");
+        assert_eq!(provider.held("slow"), 300);
+
+        provider
+            .charge("no", eur(100), "tok_declined")
+            .await
+            .expect("answered");
+        assert_eq!(
+            provider.lookup("no").await,
+            Ok(LookupOutcome::Declined(FailureReason::Declined))
+        );
+        assert_eq!(provider.held("no"), 0);
+        assert_eq!(provider.held("never-sent"), 0);
+    }
+
+    /// Outside test mode the fake serves no test token: every one is declined as an invalid
+    /// token, at once (`tok_slow` holds nothing).
+    #[tokio::test]
+    async fn outside_test_mode_every_test_token_is_an_invalid_token() {
+        let provider = FakeProvider::new(Duration::from_secs(600)).with_test_mode(false);
+        for (token, _) in payments_api::TEST_TOKENS {
+            let mut charging = Box::pin(provider.charge(token, eur(100), token));
+            assert_eq!(
+                futures::poll!(&mut charging),
+                std::task::Poll::Ready(Ok(ProviderOutcome::Declined(FailureReason::InvalidToken))),
+                "{token}"
+            );
+        }
+        assert_eq!(provider.captures(), 0);
     }
 }

@@ -7,7 +7,7 @@ use kernel::{Currency, Money, OrderId, PaymentId, UserId};
 use payments_api::{ChargeRequest, FailureReason, Payment, PaymentStatus};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set};
+use sea_orm::{ActiveModelTrait, ActiveValue::Set, PaginatorTrait, QueryOrder, QuerySelect};
 
 pub mod payments {
     use sea_orm::entity::prelude::*;
@@ -34,6 +34,13 @@ pub mod payments {
         pub failure_reason: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// When to ask the provider what became of the charge; null when payments knows
+        /// (or never sent one).
+        pub reconcile_at: Option<DateTimeUtc>,
+        /// Lookups so far that did not settle the charge.
+        pub reconcile_attempts: i32,
+        /// The sweep holding the current lookup, if any.
+        pub reconcile_claim: Option<Uuid>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -57,6 +64,10 @@ pub mod refunds {
         pub amount_minor: i64,
         pub provider_reference: Option<String>,
         pub created_at: DateTimeUtc,
+        /// When to ask the provider (again) while it has not confirmed; null once it has.
+        pub retry_at: Option<DateTimeUtc>,
+        /// Attempts of the refund sweep so far.
+        pub attempts: i32,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -154,13 +165,15 @@ pub async fn find_by_id<C: ConnectionTrait>(
     payments::Entity::find_by_id(id).one(db).await
 }
 
-/// Records a charge as `pending`, before the provider is asked. One payment per order and
-/// one per key: a second insert for either is a unique violation.
+/// Records a charge as `pending`, before the provider is asked, due for reconciliation at
+/// `reconcile_at` (the end of the first attempt) in case its answer is never stored. One
+/// payment per order and one per key: a second insert for either is a unique violation.
 pub async fn insert_pending<C: ConnectionTrait>(
     db: &C,
     request: &ChargeRequest,
     fingerprint: &str,
     now: DateTime<Utc>,
+    reconcile_at: DateTime<Utc>,
 ) -> Result<payments::Model, DbErr> {
     payments::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -177,6 +190,9 @@ pub async fn insert_pending<C: ConnectionTrait>(
         failure_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        reconcile_at: Set(Some(reconcile_at)),
+        reconcile_attempts: Set(0),
+        reconcile_claim: Set(None),
     }
     .insert(db)
     .await
@@ -206,6 +222,10 @@ pub async fn insert_tombstone<C: ConnectionTrait>(
         failure_reason: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
+        // No charge was ever sent: there is nothing to ask the provider.
+        reconcile_at: Set(None),
+        reconcile_attempts: Set(0),
+        reconcile_claim: Set(None),
     }
     .insert(db)
     .await
@@ -220,16 +240,18 @@ pub struct Outcome {
     pub failure_reason: Option<FailureReason>,
 }
 
-/// Stores the provider's answer if the payment is still `pending`. Returns whether it did:
-/// when two callers race, exactly one stores it.
+/// Stores the provider's answer if the payment is still `pending` (and, for a sweep, if
+/// `claim` still holds it); nothing is left to reconcile. Returns whether it did: when two
+/// callers race, exactly one stores it.
 pub async fn record_outcome<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
     outcome: Outcome,
+    claim: Option<Uuid>,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let reason: Option<&'static str> = outcome.failure_reason.map(Into::into);
-    let changed = payments::Entity::update_many()
+    let mut update = payments::Entity::update_many()
         .col_expr(
             payments::Column::Status,
             Expr::value(status_code(outcome.status)),
@@ -244,15 +266,21 @@ pub async fn record_outcome<C: ConnectionTrait>(
         )
         .col_expr(payments::Column::FailureReason, Expr::value(reason))
         .col_expr(payments::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            payments::Column::ReconcileAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .col_expr(payments::Column::ReconcileClaim, Expr::value(None::<Uuid>))
         .filter(payments::Column::Id.eq(id))
-        .filter(payments::Column::Status.eq(status_code(PaymentStatus::Pending)))
-        .exec(db)
-        .await?
-        .rows_affected;
-    Ok(changed == 1)
+        .filter(payments::Column::Status.eq(status_code(PaymentStatus::Pending)));
+    if let Some(claim) = claim {
+        update = update.filter(payments::Column::ReconcileClaim.eq(claim));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
 }
 
-/// `pending` → `voided`, if it is still pending. Returns whether it moved.
+/// `pending` → `voided`, if it is still pending. Returns whether it moved. What the provider
+/// did with the charge is still unknown, so the payment stays due for reconciliation.
 pub async fn void_pending<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
@@ -312,13 +340,16 @@ pub async fn add_refund<C: ConnectionTrait>(
     Ok(changed == 1)
 }
 
-/// Records a refund under its key. A second refund with the same key is a unique violation.
+/// Records a refund under its key, to be confirmed by the provider (the refund sweep asks
+/// from `retry_at` on if nobody else did). A second refund with the same key is a unique
+/// violation.
 pub async fn insert_refund<C: ConnectionTrait>(
     db: &C,
     payment_id: Uuid,
     key: &str,
     amount_minor: i64,
     now: DateTime<Utc>,
+    retry_at: DateTime<Utc>,
 ) -> Result<refunds::Model, DbErr> {
     refunds::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -327,12 +358,14 @@ pub async fn insert_refund<C: ConnectionTrait>(
         amount_minor: Set(amount_minor),
         provider_reference: Set(None),
         created_at: Set(now),
+        retry_at: Set(Some(retry_at)),
+        attempts: Set(0),
     }
     .insert(db)
     .await
 }
 
-/// Stores the provider's reference of a refund, once.
+/// Stores the provider's reference of a refund, once; nothing is left to retry.
 pub async fn set_refund_reference<C: ConnectionTrait>(
     db: &C,
     refund_id: Uuid,
@@ -340,9 +373,245 @@ pub async fn set_refund_reference<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     refunds::Entity::update_many()
         .col_expr(refunds::Column::ProviderReference, Expr::value(reference))
+        .col_expr(refunds::Column::RetryAt, Expr::value(None::<DateTime<Utc>>))
         .filter(refunds::Column::Id.eq(refund_id))
         .filter(refunds::Column::ProviderReference.is_null())
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// A live charge attempt of a pending payment starts: nobody looks the charge up before
+/// `deadline`, and a sweep's claim on it lapses (its answer may predate this attempt).
+/// Returns whether the payment was still pending.
+pub async fn start_attempt<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    deadline: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let changed = payments::Entity::update_many()
+        .col_expr(payments::Column::ReconcileAt, Expr::value(deadline))
+        .col_expr(payments::Column::ReconcileClaim, Expr::value(None::<Uuid>))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::Status.eq(status_code(PaymentStatus::Pending)))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// A charge's answer was not heard (timeout, provider error): ask the provider from `now` on.
+/// Only for a payment still waiting for that answer (pending, or voided meanwhile).
+pub async fn mark_unknown<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let changed = payments::Entity::update_many()
+        .col_expr(payments::Column::ReconcileAt, Expr::value(now))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::ReconcileAt.is_not_null())
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// Payments whose charge is due for a lookup at `now`, longest due first.
+pub async fn find_due<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<payments::Model>, DbErr> {
+    payments::Entity::find()
+        .filter(payments::Column::ReconcileAt.lte(now))
+        .order_by_asc(payments::Column::ReconcileAt)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Takes a due payment for one lookup under `claim`, and schedules the next lookup at `next`
+/// in case this one does not settle it (or its sweep dies). Conditional on the payment
+/// still being due, so of several sweeps exactly one takes it. Returns whether this did.
+pub async fn claim<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    now: DateTime<Utc>,
+    next: DateTime<Utc>,
+    claim: Uuid,
+) -> Result<bool, DbErr> {
+    let changed = payments::Entity::update_many()
+        .col_expr(payments::Column::ReconcileAt, Expr::value(next))
+        .col_expr(payments::Column::ReconcileClaim, Expr::value(claim))
+        .col_expr(
+            payments::Column::ReconcileAttempts,
+            Expr::col(payments::Column::ReconcileAttempts).add(1),
+        )
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::ReconcileAt.lte(now))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// `pending` → `voided` because the provider never received the charge: nothing was taken
+/// and nothing is left to ask. Only while `claim` holds the payment.
+pub async fn void_unreceived<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    claim: Uuid,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let changed = payments::Entity::update_many()
+        .col_expr(
+            payments::Column::Status,
+            Expr::value(status_code(PaymentStatus::Voided)),
+        )
+        .col_expr(payments::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            payments::Column::ReconcileAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .col_expr(payments::Column::ReconcileClaim, Expr::value(None::<Uuid>))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::Status.eq(status_code(PaymentStatus::Pending)))
+        .filter(payments::Column::ReconcileClaim.eq(claim))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// Nothing is left to ask about a voided payment: the provider declined its charge or never
+/// received it. Only while the payment holds no money (and, for a sweep, `claim` holds it).
+pub async fn settle_voided<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    claim: Option<Uuid>,
+) -> Result<bool, DbErr> {
+    // Nothing a reader of the payment sees changes, so `updated_at` stays.
+    let mut update = payments::Entity::update_many()
+        .col_expr(
+            payments::Column::ReconcileAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .col_expr(payments::Column::ReconcileClaim, Expr::value(None::<Uuid>))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::Status.eq(status_code(PaymentStatus::Voided)))
+        .filter(payments::Column::CapturedMinor.eq(0));
+    if let Some(claim) = claim {
+        update = update.filter(payments::Column::ReconcileClaim.eq(claim));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Stops reconciling a payment whose outcome is already known, if `claim` still holds it.
+pub async fn release_claim<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    claim: Uuid,
+) -> Result<bool, DbErr> {
+    let changed = payments::Entity::update_many()
+        .col_expr(
+            payments::Column::ReconcileAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .col_expr(payments::Column::ReconcileClaim, Expr::value(None::<Uuid>))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::ReconcileClaim.eq(claim))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// The provider approved the charge of a payment that was voided meanwhile: the money was
+/// taken and is owed back. Records it as captured *and* refunded in full, with the charge's
+/// reference, still `voided` (the order gave the payment up; nothing stays taken). The
+/// refund row goes in the same transaction. Only while the voided payment holds no money
+/// (and, for a sweep, `claim` holds it), so it is recorded once.
+pub async fn record_late_approval<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    reference: &str,
+    claim: Option<Uuid>,
+    now: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let mut update = payments::Entity::update_many()
+        .col_expr(
+            payments::Column::CapturedMinor,
+            Expr::col(payments::Column::AmountMinor),
+        )
+        .col_expr(
+            payments::Column::RefundedMinor,
+            Expr::col(payments::Column::AmountMinor),
+        )
+        .col_expr(payments::Column::ProviderReference, Expr::value(reference))
+        .col_expr(payments::Column::UpdatedAt, Expr::value(now))
+        .col_expr(
+            payments::Column::ReconcileAt,
+            Expr::value(None::<DateTime<Utc>>),
+        )
+        .col_expr(payments::Column::ReconcileClaim, Expr::value(None::<Uuid>))
+        .filter(payments::Column::Id.eq(id))
+        .filter(payments::Column::Status.eq(status_code(PaymentStatus::Voided)))
+        .filter(payments::Column::CapturedMinor.eq(0));
+    if let Some(claim) = claim {
+        update = update.filter(payments::Column::ReconcileClaim.eq(claim));
+    }
+    Ok(update.exec(db).await?.rows_affected == 1)
+}
+
+/// Refunds the provider has not confirmed that are due for another attempt at `now`.
+pub async fn find_due_refunds<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+    limit: u64,
+) -> Result<Vec<refunds::Model>, DbErr> {
+    refunds::Entity::find()
+        .filter(refunds::Column::ProviderReference.is_null())
+        .filter(refunds::Column::RetryAt.lte(now))
+        .order_by_asc(refunds::Column::RetryAt)
+        .limit(limit)
+        .all(db)
+        .await
+}
+
+/// Takes a due refund for one attempt, scheduling the next at `next`. Conditional on it
+/// still being due and unconfirmed, so of several sweeps exactly one takes it.
+pub async fn claim_refund<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    now: DateTime<Utc>,
+    next: DateTime<Utc>,
+) -> Result<bool, DbErr> {
+    let changed = refunds::Entity::update_many()
+        .col_expr(refunds::Column::RetryAt, Expr::value(next))
+        .col_expr(
+            refunds::Column::Attempts,
+            Expr::col(refunds::Column::Attempts).add(1),
+        )
+        .filter(refunds::Column::Id.eq(id))
+        .filter(refunds::Column::ProviderReference.is_null())
+        .filter(refunds::Column::RetryAt.lte(now))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(changed == 1)
+}
+
+/// What is still open: payments waiting for the provider's answer, refunds waiting for its
+/// confirmation.
+pub async fn backlog<C: ConnectionTrait>(db: &C) -> Result<(u64, u64), DbErr> {
+    let payments = payments::Entity::find()
+        .filter(payments::Column::ReconcileAt.is_not_null())
+        .count(db)
+        .await?;
+    let refunds = refunds::Entity::find()
+        .filter(refunds::Column::ProviderReference.is_null())
+        .count(db)
+        .await?;
+    Ok((payments, refunds))
 }

@@ -4,12 +4,16 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_create_payments;
+mod m0002_reconciliation;
 
 #[derive(Debug)]
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_create_payments::Migration)]
+        vec![
+            Box::new(m0001_create_payments::Migration),
+            Box::new(m0002_reconciliation::Migration),
+        ]
     }
 }

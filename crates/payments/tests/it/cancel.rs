@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use kernel::{IntegrationEvent, OrderId, SystemClock};
+use kernel::{IntegrationEvent, OrderId};
 use payments::{FakeProvider, PaymentsModule, RefundRequest};
 use payments_api::{PaymentCaptured, PaymentFailed, PaymentRefunded, PaymentStatus, PaymentsError};
 use testkit::TestStore;
 
 use crate::{
-    Gated, QUICK, captured, charge_request, connect, eur, events, events_of, harness, key,
+    Gated, QUICK, captured, charge_request, config, connect, eur, events, events_of, harness, key,
     with_abandoned_charge,
 };
 
@@ -35,10 +35,27 @@ async fn cancelling_an_abandoned_charge_voids_it_and_refuses_a_late_charge(store
     // payment: the provider is not asked.
     assert_eq!(payments.api.charge(request).await, Ok(voided.clone()));
     let other = charge_request(order_id, "tok_visa", 900, "another-key");
-    assert_eq!(payments.api.charge(other).await, Ok(voided));
+    assert_eq!(payments.api.charge(other).await, Ok(voided.clone()));
     assert_eq!(payments.provider.captures(), 0);
     assert_eq!(events(&payments.db, PaymentCaptured::NAME).await, 0);
     assert_eq!(events(&payments.db, PaymentFailed::NAME).await, 0);
+
+    // Cancelling did not forget the charge: once its attempt is over, reconciliation asks
+    // the provider, which never received it, and the payment is settled as it is.
+    assert_eq!(
+        payments
+            .service
+            .backlog()
+            .await
+            .map(|b| b.awaiting_reconciliation),
+        Ok(1)
+    );
+    crate::sweep_until_idle(&payments.service, &payments.clock, 3).await;
+    assert_eq!(payments.api.get_payment(order_id).await, Ok(voided));
+    assert_eq!(
+        payments.service.backlog().await,
+        Ok(payments::Backlog::default())
+    );
 }
 
 async fn cancelling_a_captured_payment_refunds_it(store: TestStore) {
@@ -145,30 +162,50 @@ async fn cancelling_an_unknown_order_leaves_a_tombstone_that_refuses_a_late_char
     );
 }
 
-/// The provider approves a charge after its order was cancelled: the money goes straight
-/// back, and the payment stays voided. The gate makes the interleaving exact.
-async fn an_approval_after_cancel_is_refunded_at_once(store: TestStore) {
+/// The provider approves a charge after its order was cancelled: the money was taken for an
+/// order that gave the payment up. The payment stays voided, records what was taken and
+/// given back, announces both, and the provider refunds it. The gate makes the interleaving
+/// exact.
+async fn an_approval_after_cancel_is_recorded_and_refunded(store: TestStore) {
     let db = connect(&store).await;
     let fake = Arc::new(FakeProvider::new(QUICK));
     let gated = Arc::new(Gated::new(fake.clone()));
-    let api = PaymentsModule::with_provider(db.clone(), Arc::new(SystemClock), gated.clone()).api();
+    let module = PaymentsModule::with_provider(db.clone(), crate::clock(), gated.clone(), config());
+    let api = module.api();
     let order_id = OrderId::new();
+    let request = charge_request(order_id, "tok_visa", 800, "checkout");
     let charging = tokio::spawn({
         let api = api.clone();
-        async move {
-            api.charge(charge_request(order_id, "tok_visa", 800, "checkout"))
-                .await
-        }
+        let request = request.clone();
+        async move { api.charge(request).await }
     });
     gated.arrived.notified().await;
     let voided = api.cancel(order_id).await.expect("cancel");
     assert_eq!(voided.status, PaymentStatus::Voided);
+    assert_eq!(voided.captured, eur(0));
     gated.open.notify_one();
     let answer = charging.await.expect("task").expect("charge");
-    assert_eq!(answer, voided);
+    assert_eq!(answer.status, PaymentStatus::Voided, "the order gave it up");
+    assert_eq!(
+        (answer.captured, answer.refunded),
+        (eur(800), eur(800)),
+        "taken, and owed back in full"
+    );
+    assert!(answer.provider_reference.is_some());
     assert_eq!(fake.captures(), 1, "the provider did take the money...");
     assert_eq!(fake.refunded_total(), 800, "...and gave it back");
-    assert_eq!(events(&db, PaymentCaptured::NAME).await, 0);
+    assert_eq!(fake.held("checkout"), 0);
+    assert_eq!(events(&db, PaymentCaptured::NAME).await, 1);
+    assert_eq!(events(&db, PaymentRefunded::NAME).await, 1);
+    assert_eq!(
+        module.service().backlog().await,
+        Ok(payments::Backlog::default()),
+        "nothing left to ask or confirm"
+    );
+    // Every later call of the order gets the same payment and changes nothing.
+    assert_eq!(api.cancel(order_id).await, Ok(answer.clone()));
+    assert_eq!(api.charge(request).await, Ok(answer));
+    assert_eq!(fake.refunds(), 1);
 }
 
 /// Orders refunds a cancelled order in full with the key `cancel:<order_id>`, and gives up
@@ -222,9 +259,13 @@ async fn cancelling_after_a_restart_refunds(store: TestStore) {
     let before = harness(&store).await;
     let payment = captured(&before, 2000).await;
     let provider = Arc::new(FakeProvider::new(QUICK));
-    let after =
-        PaymentsModule::with_provider(before.db.clone(), Arc::new(SystemClock), provider.clone())
-            .api();
+    let after = PaymentsModule::with_provider(
+        before.db.clone(),
+        before.clock.clone(),
+        provider.clone(),
+        config(),
+    )
+    .api();
     let cancelled = after.cancel(payment.order_id).await.expect("cancel");
     assert_eq!(cancelled.status, PaymentStatus::Refunded);
     assert_eq!(cancelled.refunded, eur(2000));
@@ -295,5 +336,5 @@ testkit::backend_tests!(
     cancelling_refunds_only_what_remains,
     cancelling_a_failed_payment_changes_nothing,
     cancelling_an_unknown_order_leaves_a_tombstone_that_refuses_a_late_charge,
-    an_approval_after_cancel_is_refunded_at_once,
+    an_approval_after_cancel_is_recorded_and_refunded,
 );

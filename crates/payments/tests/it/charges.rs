@@ -5,7 +5,7 @@ use std::sync::Arc;
 use actix_web::ResponseError;
 use actix_web::http::StatusCode;
 use futures::future::join_all;
-use kernel::{ContextError, ErrorKind, IntegrationEvent, OrderId, SystemClock};
+use kernel::{ContextError, ErrorKind, IntegrationEvent, OrderId};
 use payments::{FakeProvider, PaymentsModule};
 use payments_api::{
     ChargeRequest, FailureReason, PaymentCaptured, PaymentFailed, PaymentStatus, PaymentsError,
@@ -13,7 +13,10 @@ use payments_api::{
 use testkit::TestStore;
 use web_kit::HttpError;
 
-use crate::{QUICK, charge_request, eur, events, harness, payment_rows, with_abandoned_charge};
+use crate::{
+    QUICK, charge_request, config, connect, eur, events, harness, payment_rows,
+    with_abandoned_charge,
+};
 
 async fn every_token_has_its_outcome_and_event(store: TestStore) {
     let payments = harness(&store).await;
@@ -180,9 +183,13 @@ async fn an_abandoned_charge_stays_pending_and_a_retry_completes_it(store: TestS
     assert_eq!(events(&slow.db, PaymentCaptured::NAME).await, 0);
 
     let provider = Arc::new(FakeProvider::new(QUICK));
-    let restarted =
-        PaymentsModule::with_provider(slow.db.clone(), Arc::new(SystemClock), provider.clone())
-            .api();
+    let restarted = PaymentsModule::with_provider(
+        slow.db.clone(),
+        slow.clock.clone(),
+        provider.clone(),
+        config(),
+    )
+    .api();
     let completed = restarted.charge(request).await.expect("retry");
     assert_eq!(completed.id, pending.id);
     assert_eq!(completed.status, PaymentStatus::Captured);
@@ -191,7 +198,48 @@ async fn an_abandoned_charge_stays_pending_and_a_retry_completes_it(store: TestS
     assert_eq!(events(&slow.db, PaymentCaptured::NAME).await, 1);
 }
 
+/// `payments.test_mode = false`: the fake provider serves no test token, so every charge is
+/// declined as an invalid token (and `tok_slow` holds nothing up).
+async fn outside_test_mode_every_token_is_declined_as_invalid(store: TestStore) {
+    let db = connect(&store).await;
+    let module = PaymentsModule::new(
+        db.clone(),
+        crate::clock(),
+        payments::PaymentsConfig {
+            test_mode: false,
+            slow_delay: crate::NEVER,
+            ..config()
+        },
+    );
+    for (token, _) in payments_api::TEST_TOKENS {
+        let order_id = OrderId::new();
+        let payment = module
+            .api()
+            .charge(charge_request(
+                order_id,
+                token,
+                500,
+                &format!("key-{token}"),
+            ))
+            .await
+            .expect(token);
+        assert_eq!(payment.status, PaymentStatus::Failed, "{token}");
+        assert_eq!(
+            payment.failure_reason,
+            Some(FailureReason::InvalidToken),
+            "{token}"
+        );
+        assert_eq!(payment.captured, eur(0), "{token}");
+    }
+    assert_eq!(
+        events(&db, PaymentFailed::NAME).await,
+        i64::try_from(payments_api::TEST_TOKENS.len()).expect("few")
+    );
+    assert_eq!(events(&db, PaymentCaptured::NAME).await, 0);
+}
+
 testkit::backend_tests!(
+    outside_test_mode_every_token_is_declined_as_invalid,
     every_token_has_its_outcome_and_event,
     the_same_request_again_returns_the_same_payment_and_charges_once,
     a_key_reused_for_another_request_is_refused,
