@@ -48,6 +48,14 @@ pub fn test_settings(store: &TestStore) -> Settings {
     // Generous for a loaded CI machine; `tok_slow` answers after much longer.
     settings.orders.charge_timeout_ms = 3_000;
     settings.payments.slow_delay_ms = 60_000;
+    settings.server.handler_timeout_ms = 120_000;
+    // Tests register and log in many customers from one address; the limits themselves are
+    // tested in `limits.rs` with small values.
+    let limits = &mut settings.auth.rate_limits;
+    limits.address_per_minute = 100_000;
+    limits.address_burst = 100_000;
+    limits.account_per_minute = 100_000;
+    limits.account_burst = 100_000;
     settings
 }
 
