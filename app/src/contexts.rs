@@ -83,7 +83,9 @@ impl Contexts {
             audience: settings.auth.audience.clone(),
             ttl: std::time::Duration::from_secs(settings.auth.token_ttl_secs),
         };
-        let auth = AuthModule::new(auth_db.clone(), tokens, clock.clone()).await;
+        let auth = AuthModule::new(auth_db.clone(), tokens, settings.hashing(), clock.clone())
+            .await
+            .context("start auth: cannot make the decoy password hash")?;
 
         let catalog_db = open_store(&store, catalog::CONTEXT).await?;
         catalog::migrate(&catalog_db)

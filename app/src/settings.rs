@@ -5,6 +5,7 @@
 //! variables. Secrets are `SecretString`s: their `Debug` prints `[REDACTED]`, so logging the
 //! settings cannot leak them.
 
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -36,6 +37,11 @@ pub struct ServerSettings {
     pub workers: usize,
     pub max_body_bytes: usize,
     pub shutdown_timeout_secs: u64,
+    pub client_request_timeout_ms: u64,
+    pub client_disconnect_timeout_ms: u64,
+    pub keep_alive_secs: u64,
+    pub body_read_timeout_ms: u64,
+    pub handler_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -61,6 +67,18 @@ pub struct AuthSettings {
     pub issuer: String,
     pub audience: String,
     pub token_ttl_secs: u64,
+    pub hashing_concurrency: usize,
+    pub hashing_queue: usize,
+    pub rate_limits: RateLimitSettings,
+}
+
+/// Login and registration attempts allowed per client address and per account.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RateLimitSettings {
+    pub address_per_minute: u32,
+    pub address_burst: u32,
+    pub account_per_minute: u32,
+    pub account_burst: u32,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -180,6 +198,14 @@ impl Settings {
             ));
         }
         let secret = self.auth.jwt_secret.expose_secret();
+        if secret.is_empty() && self.uses_postgres() {
+            return Err(SettingsError::Invalid(
+                "auth.jwt_secret must be set when database.url is a Postgres URL: a shared \
+                 database means several replicas, and each would sign tokens with its own \
+                 generated development key (set SHOP__AUTH__JWT_SECRET, 32 bytes or more)"
+                    .into(),
+            ));
+        }
         if !secret.is_empty() && secret.len() < auth::SigningKey::MIN_BYTES {
             return Err(SettingsError::Invalid(format!(
                 "auth.jwt_secret must be at least {} bytes",
@@ -190,6 +216,36 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "auth.token_ttl_secs must be positive".into(),
             ));
+        }
+        let limits = &self.auth.rate_limits;
+        let server = &self.server;
+        for (key, value) in [
+            (
+                "server.client_request_timeout_ms",
+                server.client_request_timeout_ms,
+            ),
+            ("server.body_read_timeout_ms", server.body_read_timeout_ms),
+            ("server.handler_timeout_ms", server.handler_timeout_ms),
+            (
+                "auth.rate_limits.address_per_minute",
+                u64::from(limits.address_per_minute),
+            ),
+            (
+                "auth.rate_limits.address_burst",
+                u64::from(limits.address_burst),
+            ),
+            (
+                "auth.rate_limits.account_per_minute",
+                u64::from(limits.account_per_minute),
+            ),
+            (
+                "auth.rate_limits.account_burst",
+                u64::from(limits.account_burst),
+            ),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::Invalid(format!("{key} must be positive")));
+            }
         }
         self.validate_payments()
     }
@@ -212,6 +268,41 @@ impl Settings {
             ));
         }
         Ok(())
+    }
+
+    /// The time limits of a request (body read, handler).
+    pub fn request_limits(&self) -> web_kit::RequestLimits {
+        web_kit::RequestLimits {
+            body_read: Duration::from_millis(self.server.body_read_timeout_ms),
+            handler: Duration::from_millis(self.server.handler_timeout_ms),
+        }
+    }
+
+    /// How much password hashing may run and wait at once (0 concurrency: two per core).
+    pub fn hashing(&self) -> auth::HashingLimits {
+        let auth = &self.auth;
+        if auth.hashing_concurrency == 0 {
+            auth::HashingLimits::for_this_machine(auth.hashing_queue)
+        } else {
+            auth::HashingLimits {
+                concurrency: auth.hashing_concurrency,
+                queue: auth.hashing_queue,
+            }
+        }
+    }
+
+    /// Login and registration attempts per client address and per account. (A zero, which
+    /// `validate` refuses, counts as one.)
+    pub fn attempt_limits(&self) -> auth::AttemptLimits {
+        let limits = &self.auth.rate_limits;
+        let quota = |per_minute: u32, burst: u32| web_kit::RateQuota {
+            per_minute: NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN),
+            burst: NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN),
+        };
+        auth::AttemptLimits {
+            per_address: quota(limits.address_per_minute, limits.address_burst),
+            per_account: quota(limits.account_per_minute, limits.account_burst),
+        }
     }
 
     pub fn orders(&self) -> orders::OrdersConfig {
@@ -358,6 +449,12 @@ mod tests {
         let mut settings = Settings::defaults();
         settings.payments.reconcile_interval_secs = 0;
         assert!(settings.validate().is_err());
+        let mut settings = Settings::defaults();
+        settings.server.handler_timeout_ms = 0;
+        assert!(settings.validate().is_err());
+        let mut settings = Settings::defaults();
+        settings.auth.rate_limits.account_burst = 0;
+        assert!(settings.validate().is_err());
     }
 
     /// Test mode is on for the embedded default and off in the production example.
@@ -376,5 +473,19 @@ mod tests {
             .and_then(Config::try_deserialize)
             .expect("the example layers over the defaults");
         assert!(!settings.payments.test_mode);
+    }
+
+    #[test]
+    fn a_postgres_deployment_needs_its_own_signing_key() {
+        let mut settings = Settings::defaults();
+        settings.database.url = SecretString::from("postgres://shop@db/shop");
+        let refused = settings.validate().expect_err("no key on a shared store");
+        assert!(refused.to_string().contains("auth.jwt_secret"), "{refused}");
+        settings.auth.jwt_secret = SecretString::from("k".repeat(32));
+        assert!(settings.validate().is_ok());
+        assert!(
+            Settings::defaults().validate().is_ok(),
+            "the embedded default generates a development key"
+        );
     }
 }

@@ -1,8 +1,11 @@
 //! Where the access-token signing key comes from.
 //!
-//! Production sets `auth.jwt_secret`. Without it, a random development key is generated once
-//! and kept with the data (`<data_dir>/jwt-dev-key`), so tokens survive restarts of
-//! `cargo run`; a warning says so at every start.
+//! Production sets `auth.jwt_secret`. Without it, on the embedded default store only, a random
+//! development key is generated once and kept with the data (`<data_dir>/jwt-dev-key`), so
+//! tokens survive restarts of `cargo run`; a warning says so at every start. On Postgres (a
+//! shared store, so possibly several replicas, each of which would generate its own key and
+//! refuse the others' tokens) the key must be configured: `Settings::validate` refuses the
+//! configuration, and `resolve` refuses too, for settings built in code.
 
 use std::io::Write;
 use std::path::Path;
@@ -21,6 +24,12 @@ pub fn resolve(settings: &Settings) -> anyhow::Result<SigningKey> {
     let configured = settings.auth.jwt_secret.expose_secret();
     if !configured.is_empty() {
         return SigningKey::new(configured.as_bytes().to_vec()).map_err(anyhow::Error::msg);
+    }
+    if settings.uses_postgres() {
+        anyhow::bail!(
+            "auth.jwt_secret must be set on Postgres: a generated development key is for the \
+             embedded store only"
+        );
     }
     let path = settings.data_dir.join(DEV_KEY_FILE);
     let key = if path.exists() {
@@ -66,5 +75,27 @@ fn create_dev_key(path: &Path) -> anyhow::Result<Vec<u8>> {
         // Another process created it first; use theirs.
         Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => read_dev_key(path),
         Err(error) => Err(error).with_context(|| format!("create {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use secrecy::SecretString;
+
+    use super::*;
+
+    #[test]
+    fn no_development_key_is_generated_for_a_shared_store() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::defaults();
+        settings.data_dir = dir.path().join("data");
+        settings.database.url = SecretString::from("postgres://shop@db/shop");
+        let refused = resolve(&settings).expect_err("no key for Postgres");
+        assert!(refused.to_string().contains("auth.jwt_secret"), "{refused}");
+        assert!(!settings.data_dir.join(DEV_KEY_FILE).exists());
+
+        settings.database.url = SecretString::from("");
+        assert!(resolve(&settings).is_ok());
+        assert!(settings.data_dir.join(DEV_KEY_FILE).exists());
     }
 }

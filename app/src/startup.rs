@@ -1,8 +1,11 @@
 //! Builds the HTTP server around the assembled contexts.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::http::KeepAlive;
 use actix_web::middleware::{Compress, from_fn};
 use actix_web::{App, HttpServer, web};
 use anyhow::Context;
@@ -133,14 +136,19 @@ fn http_server(
     let document = openapi::document();
     let metrics = crate::metrics::handle();
     let json_limit = settings.server.max_body_bytes;
+    let limits = settings.request_limits();
+    // One set of counters for every worker, so that a limit holds for the whole process.
+    let attempts = Arc::new(auth::Attempts::new(settings.attempt_limits()));
     let mut server = HttpServer::new(move || {
         App::new()
             .wrap(Compress::default())
+            .wrap(from_fn(web_kit::close_after_unread_body))
             .wrap(from_fn(web_kit::request_id_middleware))
             // App-wide, because every context's protected routes authenticate through it.
             .app_data(web::Data::from(auth.clone()))
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
-            .configure(auth::configure(accounts.clone()))
+            .configure(|cfg| web_kit::configure_limits(cfg, limits))
+            .configure(auth::configure(accounts.clone(), attempts.clone()))
             .configure(catalog::configure(catalog.clone()))
             .configure(payments::configure(payments_test_mode))
             .configure(orders::configure(orders.clone()))
@@ -152,7 +160,19 @@ fn http_server(
             .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", document.clone()))
             .default_service(web::to(web_kit::route_not_found))
     })
-    .shutdown_timeout(settings.server.shutdown_timeout_secs);
+    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+    // Slow clients: the request head must arrive in time (else 408, connection closed), an
+    // idle connection is closed, and so is one whose client does not close its side.
+    .client_request_timeout(Duration::from_millis(
+        settings.server.client_request_timeout_ms,
+    ))
+    .client_disconnect_timeout(Duration::from_millis(
+        settings.server.client_disconnect_timeout_ms,
+    ))
+    .keep_alive(match settings.server.keep_alive_secs {
+        0 => KeepAlive::Disabled,
+        secs => KeepAlive::Timeout(Duration::from_secs(secs)),
+    });
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
     }

@@ -52,6 +52,14 @@ pub fn test_settings(store: &TestStore) -> Settings {
     // answered `pending` (outcome unknown), orders gives the checkout up, and reconciliation
     // settles the charge.
     settings.payments.provider_timeout_ms = 1_500;
+    settings.server.handler_timeout_ms = 120_000;
+    // Tests register and log in many customers from one address; the limits themselves are
+    // tested in `limits.rs` with small values.
+    let limits = &mut settings.auth.rate_limits;
+    limits.address_per_minute = 100_000;
+    limits.address_burst = 100_000;
+    limits.account_per_minute = 100_000;
+    limits.account_burst = 100_000;
     settings
 }
 

@@ -58,7 +58,7 @@ async fn a_context_role_cannot_read_another_contexts_tables() {
     // Each context's migration history lives in its own schema.
     for (schema, migrations) in [
         ("auth", 2),
-        ("catalog", 1),
+        ("catalog", 2),
         ("payments", 2),
         ("orders", 2),
         ("notifications", 1),

@@ -174,3 +174,24 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         "{stderr}"
     );
 }
+
+#[test]
+fn a_postgres_store_without_a_signing_key_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Refused before any connection is tried: nothing listens on port 1.
+    let output = shop(&dir.path().join("data"))
+        .arg("serve")
+        .env("SHOP__DATABASE__URL", "postgres://shop@127.0.0.1:1/shop")
+        .output()
+        .expect("run shop");
+    assert_eq!(output.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("auth.jwt_secret must be set when database.url is a Postgres URL"),
+        "{stderr}"
+    );
+    assert!(
+        !dir.path().join("data").join("jwt-dev-key").exists(),
+        "no development key for a shared store"
+    );
+}

@@ -2,13 +2,14 @@
 //!
 //! Published language: `auth-api` ([`auth_api::AuthApi`]). Inside:
 //! - `domain`: parsing of emails, display names and passwords (no I/O);
-//! - `password`: argon2id hashing off the async runtime;
+//! - `password`: argon2id hashing off the async runtime, within bounded concurrency and queue;
 //! - `token`: issuing and verifying JWT access tokens;
 //! - `store`: the `users` table, in auth's own schema, and all of auth's SQL (its `outbox`
 //!   belongs to `messaging`);
 //! - `service`: [`AuthService`]: the implementation of `AuthApi` and the operations of auth's
 //!   routes;
-//! - `http`: the `/api/auth` routes.
+//! - `http`: the `/api/auth` routes, with login and registration rate-limited per client
+//!   address and per account ([`Attempts`]).
 //!
 //! Architecture invariant: nothing outside this crate sees a credential or a password hash,
 //! and no other context names the `users` table.
@@ -27,7 +28,8 @@ use kernel::Clock;
 use messaging::Outbox;
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use http::{AuthDoc, configure};
+pub use http::{AttemptLimits, Attempts, AuthDoc, configure};
+pub use password::{HashError, HashingLimits};
 pub use service::AuthService;
 pub use token::{SigningKey, TokenConfig};
 
@@ -47,12 +49,20 @@ pub struct AuthModule {
 }
 
 impl AuthModule {
-    pub async fn new(db: DatabaseConnection, tokens: TokenConfig, clock: Arc<dyn Clock>) -> Self {
+    /// Fails when the decoy password hash cannot be made: serving without it would let
+    /// login timing tell which emails have accounts.
+    pub async fn new(
+        db: DatabaseConnection,
+        tokens: TokenConfig,
+        hashing: HashingLimits,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, HashError> {
         let outbox = Outbox::new(CONTEXT);
-        Self {
-            service: Arc::new(AuthService::new(db, tokens, clock, outbox.clone()).await),
+        let service = AuthService::new(db, tokens, hashing, clock, outbox.clone()).await?;
+        Ok(Self {
+            service: Arc::new(service),
             outbox,
-        }
+        })
     }
 
     /// Where auth's events (`UserRegistered`) wait for the relay; the composition root

@@ -14,7 +14,7 @@ use messaging::Outbox;
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::domain::{DisplayName, Email, NewPassword};
-use crate::password::PasswordHashing;
+use crate::password::{HashError, HashingLimits, PasswordHashing};
 use crate::store::{self, NewUser};
 use crate::token::{TokenConfig, Tokens};
 
@@ -27,20 +27,39 @@ pub struct AuthService {
     outbox: Outbox,
 }
 
+/// What a failed hash means for the caller: a full hashing queue is a temporary
+/// `unavailable` (503 with `Retry-After`), anything else a logged internal error.
+fn hashing_failed(error: HashError) -> AuthError {
+    match error {
+        HashError::Busy => {
+            tracing::warn!("password hashing queue full; refusing the request");
+            AuthError::Unavailable {
+                reason: "too many password checks in progress; try again shortly".into(),
+            }
+        }
+        error => {
+            tracing::error!(error = %error, "password hashing failed");
+            AuthError::Internal
+        }
+    }
+}
+
 impl AuthService {
+    /// Fails when the decoy password hash cannot be made (see `PasswordHashing::new`).
     pub async fn new(
         db: DatabaseConnection,
         tokens: TokenConfig,
+        hashing: HashingLimits,
         clock: Arc<dyn Clock>,
         outbox: Outbox,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, HashError> {
+        Ok(Self {
             db,
-            hashing: PasswordHashing::new().await,
+            hashing: PasswordHashing::new(hashing).await?,
             tokens: Tokens::new(tokens),
             clock,
             outbox,
-        }
+        })
     }
 
     /// Registration with an explicit role; only `register` (customers) and the operator's
@@ -66,10 +85,7 @@ impl AuthService {
             .hashing
             .hash(password.expose().to_owned())
             .await
-            .map_err(|error| {
-                tracing::error!(error = %error, "cannot hash a password");
-                AuthError::Internal
-            })?;
+            .map_err(hashing_failed)?;
         let now = self.clock.now();
         let user = NewUser {
             email: email.into_inner(),
@@ -124,10 +140,7 @@ impl AuthService {
             }
             None => self.hashing.verify_decoy(password).await,
         }
-        .map_err(|error| {
-            tracing::error!(error = %error, "cannot verify a password");
-            AuthError::Internal
-        })?;
+        .map_err(hashing_failed)?;
         let Some(user) = user.filter(|_| verified) else {
             return Err(AuthError::InvalidCredentials);
         };

@@ -4,6 +4,7 @@ use catalog_api::{
     CatalogError, NewProduct, ProductPatch, Reservation, ReservationStatus, StockLine,
 };
 use kernel::{FieldError, FieldErrors, Money, ProductId};
+use unicode_normalization::UnicodeNormalization;
 
 /// The largest price accepted, in minor units (100 million in major units). Keeps
 /// `price * quantity` summed over an order far away from `i64` overflow.
@@ -16,6 +17,19 @@ pub const MAX_RESERVATION_LINES: usize = 100;
 pub const MAX_LINE_QUANTITY: u32 = 10_000;
 /// Ids per batch lookup.
 pub const MAX_BATCH: usize = 500;
+
+/// Text as search compares it: compatibility-normalised (NFKC: the `ﬁ` ligature is `fi`,
+/// full-width `Ｃ` is `C`), then Unicode case-folded (`CAFÉ` and `Café` are `café`, `STRASSE`
+/// and `Straße` are `strasse`, `Σ` and `ς` are `σ`), then normalised again, because folding
+/// can leave text unnormalised. Search folds both the stored text and the query with this,
+/// so matching is the same on SQLite (whose `lower()` folds ASCII only) and on Postgres.
+pub fn fold(text: &str) -> String {
+    let normalised: String = text.nfkc().collect();
+    unicase::UniCase::unicode(normalised.as_str())
+        .to_folded_case()
+        .nfkc()
+        .collect()
+}
 
 /// A stock keeping unit: letters, digits, `-`, `_` and `.`, stored upper-case.
 pub fn parse_sku(raw: &str) -> Result<String, FieldError> {
@@ -339,5 +353,25 @@ mod tests {
             normalise_lines(vec![]).expect_err("empty")[0].code,
             "required"
         );
+    }
+
+    #[test]
+    fn search_folds_case_and_compatibility_forms_beyond_ascii() {
+        for (text, folded) in [
+            ("CAFÉ", "café"),
+            ("Café", "café"),
+            ("Cafe\u{301}", "café"),
+            ("ÄRGER ÜBER ÖL", "ärger über öl"),
+            ("Straße", "strasse"),
+            ("STRASSE", "strasse"),
+            ("ΟΔΟΣ", "οδοσ"),
+            ("οδός", "οδόσ"),
+            ("ПРИВЕТ", "привет"),
+            ("ﬁne Ｃoffee", "fine coffee"),
+            ("İstanbul", "i\u{307}stanbul"),
+            ("100% Tea_", "100% tea_"),
+        ] {
+            assert_eq!(fold(text), folded, "{text:?}");
+        }
     }
 }

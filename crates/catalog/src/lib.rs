@@ -32,9 +32,23 @@ pub use service::CatalogService;
 /// The context's name, which is also its schema, its SQLite file and its role suffix.
 pub const CONTEXT: &str = "catalog";
 
-/// Applies catalog's migrations to catalog's own store.
+/// Applies catalog's migrations to catalog's own store, then folds the search text of the
+/// products that do not have it yet (those that existed before it did, or were written by
+/// an older shop): SQL cannot fold text the way search does (`domain::fold`).
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
-    db_kit::migrate::<catalog_migrations::Migrator>(db, CONTEXT).await
+    db_kit::migrate::<catalog_migrations::Migrator>(db, CONTEXT).await?;
+    let mut folded = 0;
+    loop {
+        let batch = store::fold_products(db, 500).await?;
+        if batch == 0 {
+            break;
+        }
+        folded += batch;
+    }
+    if folded > 0 {
+        tracing::info!(products = folded, "product search text folded");
+    }
+    Ok(())
 }
 
 /// The assembled context, as the composition root sees it.

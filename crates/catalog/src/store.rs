@@ -13,7 +13,7 @@ use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, Condition, IntoActiveModel, QueryOrder, QuerySelect,
 };
 
-use crate::domain::ValidProduct;
+use crate::domain::{self, ValidProduct};
 
 pub mod products {
     use sea_orm::entity::prelude::*;
@@ -33,6 +33,10 @@ pub mod products {
         pub active: bool,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
+        /// `name` folded for search (`domain::fold`); NULL until folded (see `fold_products`).
+        pub name_folded: Option<String>,
+        /// `description` folded for search; NULL until folded.
+        pub description_folded: Option<String>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -178,11 +182,12 @@ pub struct SearchFilter {
     pub max_price: Option<i64>,
 }
 
-/// Escapes `%`, `_` and the escape character itself, so user text is matched literally.
+/// The text folded for search (`domain::fold`), with `%`, `_` and the escape character
+/// escaped, so user text is matched literally.
 fn like_pattern(text: &str) -> String {
     let mut pattern = String::with_capacity(text.len() + 2);
     pattern.push('%');
-    for c in text.to_lowercase().chars() {
+    for c in domain::fold(text).chars() {
         if matches!(c, '%' | '_' | '\\') {
             pattern.push('\\');
         }
@@ -201,15 +206,27 @@ pub async fn search<C: ConnectionTrait>(
     let mut select = products::Entity::find().filter(products::Column::Active.eq(true));
     if let Some(text) = &filter.text {
         let pattern = like_pattern(text);
-        let matches = |column: products::Column| {
-            Expr::expr(Func::lower(Expr::col(column)))
-                .like(LikeExpr::new(pattern.clone()).escape('\\'))
-        };
+        let like = || LikeExpr::new(pattern.clone()).escape('\\');
+        let folded = |column: products::Column| Expr::col(column).like(like());
+        // Skus are ASCII (`domain::parse_sku`), which `lower()` folds on every store.
+        let lowered =
+            |column: products::Column| Expr::expr(Func::lower(Expr::col(column))).like(like());
         select = select.filter(
             Condition::any()
-                .add(matches(products::Column::Name))
-                .add(matches(products::Column::Description))
-                .add(matches(products::Column::Sku)),
+                .add(folded(products::Column::NameFolded))
+                .add(folded(products::Column::DescriptionFolded))
+                .add(lowered(products::Column::Sku))
+                // A row not folded yet (written by an older shop during an upgrade) is
+                // matched as before, ASCII-insensitively, until the next start folds it.
+                .add(
+                    Condition::all()
+                        .add(products::Column::NameFolded.is_null())
+                        .add(
+                            Condition::any()
+                                .add(lowered(products::Column::Name))
+                                .add(lowered(products::Column::Description)),
+                        ),
+                ),
         );
     }
     if let Some(category) = &filter.category {
@@ -304,6 +321,8 @@ pub async fn insert_product<C: ConnectionTrait>(
     products::ActiveModel {
         id: Set(id.as_uuid()),
         sku: Set(product.sku),
+        name_folded: Set(Some(domain::fold(&product.name))),
+        description_folded: Set(Some(domain::fold(&product.description))),
         name: Set(product.name),
         description: Set(product.description),
         price_minor: Set(product.price.amount_minor()),
@@ -337,9 +356,11 @@ pub async fn update_product<C: ConnectionTrait>(
     };
     let mut row = row.into_active_model();
     if let Some(name) = patch.name {
+        row.name_folded = Set(Some(domain::fold(&name)));
         row.name = Set(name);
     }
     if let Some(description) = patch.description {
+        row.description_folded = Set(Some(domain::fold(&description)));
         row.description = Set(description);
     }
     if let Some(price) = patch.price {
@@ -355,6 +376,46 @@ pub async fn update_product<C: ConnectionTrait>(
     row.updated_at = Set(now);
     row.update(db).await?;
     Ok(true)
+}
+
+/// Folds the name and description of up to `batch` products not folded yet. Returns how
+/// many it looked at: 0 once every product is folded. Safe to run from several processes
+/// at once (they write the same values) and beside writers (a row changed since it was
+/// read is left to its writer, who folded it).
+pub async fn fold_products<C: ConnectionTrait>(db: &C, batch: u64) -> Result<usize, DbErr> {
+    let rows: Vec<(Uuid, String, String)> = products::Entity::find()
+        .select_only()
+        .column(products::Column::Id)
+        .column(products::Column::Name)
+        .column(products::Column::Description)
+        .filter(
+            Condition::any()
+                .add(products::Column::NameFolded.is_null())
+                .add(products::Column::DescriptionFolded.is_null()),
+        )
+        .order_by_asc(products::Column::Id)
+        .limit(batch)
+        .into_tuple()
+        .all(db)
+        .await?;
+    for (id, name, description) in &rows {
+        products::Entity::update_many()
+            .col_expr(
+                products::Column::NameFolded,
+                Expr::value(domain::fold(name)),
+            )
+            .col_expr(
+                products::Column::DescriptionFolded,
+                Expr::value(domain::fold(description)),
+            )
+            .filter(products::Column::Id.eq(*id))
+            // Unless the product changed since it was read: its writer folded it then.
+            .filter(products::Column::Name.eq(name.as_str()))
+            .filter(products::Column::Description.eq(description.as_str()))
+            .exec(db)
+            .await?;
+    }
+    Ok(rows.len())
 }
 
 pub async fn find_stock<C: ConnectionTrait>(

@@ -1,6 +1,7 @@
 //! The one mapping from errors to HTTP responses.
 
 use std::fmt;
+use std::time::Duration;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpResponse, ResponseError};
@@ -27,6 +28,10 @@ pub struct ErrorDetail {
     /// Present on `validation_failed` and `invalid_query`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<FieldError>>,
+    /// Present on `too_many_requests`: the seconds of its `Retry-After` header.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(minimum = 1)]
+    pub retry_after_secs: Option<u64>,
 }
 
 /// The field of a context's error that becomes the `Retry-After` header: any variant with a
@@ -38,7 +43,15 @@ pub const RETRY_AFTER_FIELD: &str = "retry_after_secs";
 pub struct HttpError {
     status: StatusCode,
     detail: Map<String, Value>,
+    /// Seconds for `Retry-After`. Every 503 has one (a second unless said otherwise), so that
+    /// clients and proxies know the failure is temporary.
+    retry_after: Option<u64>,
+    /// Close the connection after answering (the request's body was not read to its end).
+    close: bool,
 }
+
+/// `Retry-After` of a 503 that names no other delay, in seconds.
+const DEFAULT_RETRY_AFTER_SECS: u64 = 1;
 
 /// The status for each kind of failure. Every error response of the shop goes through here.
 pub fn status_for(kind: ErrorKind) -> StatusCode {
@@ -68,9 +81,12 @@ impl HttpError {
         };
         detail.insert("code".into(), Value::from(error.code()));
         detail.insert("message".into(), Value::from(error.to_string()));
+        let retry_after = detail.get(RETRY_AFTER_FIELD).and_then(Value::as_u64);
         Self {
             status: status_for(kind),
             detail,
+            retry_after,
+            close: false,
         }
     }
 
@@ -96,13 +112,61 @@ impl HttpError {
         error
     }
 
+    /// A 429 `too_many_requests`: the caller went over a rate limit and may try again in
+    /// `retry_after` (rounded up to whole seconds, at least one), which the body repeats as
+    /// `retry_after_secs`.
+    pub fn too_many_requests(retry_after: Duration) -> Self {
+        let secs = whole_seconds(retry_after);
+        let mut error = Self::transport(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_requests",
+            format!("too many attempts; try again in {secs} s"),
+        );
+        error
+            .detail
+            .insert("retry_after_secs".into(), Value::from(secs));
+        error.retry_after = Some(secs);
+        error
+    }
+
+    /// A 408 `request_timeout`: the request's body did not arrive within `limit`. The
+    /// connection is closed after the answer, since the rest of the body is still on its way.
+    pub fn request_timeout(limit: Duration) -> Self {
+        let mut error = Self::transport(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            format!(
+                "the request body did not arrive within {} ms",
+                limit.as_millis()
+            ),
+        );
+        error.close = true;
+        error
+    }
+
+    /// A 503 `deadline_exceeded`: the route did not answer within `limit`. What the request
+    /// started may still finish (a checkout runs in a task of its own); retrying with the
+    /// same idempotency key answers with its outcome.
+    pub fn deadline_exceeded(limit: Duration) -> Self {
+        Self::transport(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "deadline_exceeded",
+            format!("no answer within {} ms; try again", limit.as_millis()),
+        )
+    }
+
     /// Errors of the HTTP transport itself (size limits, media types, routing), which have
     /// no counterpart in a context's error enum.
     pub(crate) fn transport(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         let mut detail = Map::new();
         detail.insert("code".into(), Value::from(code));
         detail.insert("message".into(), Value::from(message.into()));
-        Self { status, detail }
+        Self {
+            status,
+            detail,
+            retry_after: None,
+            close: false,
+        }
     }
 
     pub fn code(&self) -> &str {
@@ -111,6 +175,13 @@ impl HttpError {
             .and_then(Value::as_str)
             .unwrap_or("")
     }
+}
+
+/// Whole seconds, rounded up, at least one: `Retry-After` has no fractions, and zero would
+/// invite an immediate retry that is bound to fail.
+fn whole_seconds(duration: Duration) -> u64 {
+    let secs = duration.as_secs() + u64::from(duration.subsec_nanos() > 0);
+    secs.max(1)
 }
 
 impl<E: ContextError> From<E> for HttpError {
@@ -137,9 +208,16 @@ impl ResponseError for HttpError {
             response.insert_header((header::WWW_AUTHENTICATE, "Bearer"));
         }
         // An error that knows when trying again makes sense says so in a field of its own,
-        // `retry_after_secs`; HTTP clients read it from `Retry-After` (RFC 9110).
-        if let Some(seconds) = self.detail.get(RETRY_AFTER_FIELD).and_then(Value::as_u64) {
-            response.insert_header((header::RETRY_AFTER, seconds.to_string()));
+        // `retry_after_secs` (taken from a context error's fields in `from_context`); HTTP
+        // clients read it from `Retry-After` (RFC 9110). Every 503 says it, by default 1 s.
+        let retry_after = self.retry_after.or_else(|| {
+            (self.status == StatusCode::SERVICE_UNAVAILABLE).then_some(DEFAULT_RETRY_AFTER_SECS)
+        });
+        if let Some(secs) = retry_after {
+            response.insert_header((header::RETRY_AFTER, secs));
+        }
+        if self.close {
+            response.force_close();
         }
         response.json(serde_json::json!({ "error": self.detail }))
     }
@@ -164,6 +242,55 @@ mod tests {
                 "message": "some fields are invalid",
                 "fields": [{"field": "email", "code": "invalid_email", "message": "not an email"}],
             })
+        );
+    }
+
+    fn header(response: &HttpResponse, name: header::HeaderName) -> Option<&str> {
+        response
+            .headers()
+            .get(name)
+            .and_then(|value| value.to_str().ok())
+    }
+
+    #[test]
+    fn every_503_says_when_to_retry() {
+        let unavailable = HttpError::from(AuthError::Unavailable {
+            reason: "busy".into(),
+        })
+        .error_response();
+        assert_eq!(unavailable.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(header(&unavailable, header::RETRY_AFTER), Some("1"));
+        let deadline = HttpError::deadline_exceeded(Duration::from_secs(30));
+        assert_eq!(deadline.code(), "deadline_exceeded");
+        assert_eq!(
+            header(&deadline.error_response(), header::RETRY_AFTER),
+            Some("1")
+        );
+        let refused = HttpError::from(AuthError::InvalidCredentials).error_response();
+        assert_eq!(header(&refused, header::RETRY_AFTER), None);
+    }
+
+    #[test]
+    fn rate_limited_callers_learn_when_to_come_back() {
+        let error = HttpError::too_many_requests(Duration::from_millis(2_100));
+        let response = error.error_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(header(&response, header::RETRY_AFTER), Some("3"));
+        assert_eq!(error.detail["retry_after_secs"], 3);
+        let soon = HttpError::too_many_requests(Duration::ZERO);
+        assert_eq!(
+            header(&soon.error_response(), header::RETRY_AFTER),
+            Some("1")
+        );
+    }
+
+    #[test]
+    fn a_body_that_did_not_arrive_closes_the_connection() {
+        let response = HttpError::request_timeout(Duration::from_secs(10)).error_response();
+        assert_eq!(response.status(), StatusCode::REQUEST_TIMEOUT);
+        assert_eq!(
+            response.head().connection_type(),
+            actix_web::http::ConnectionType::Close
         );
     }
 

@@ -6,6 +6,7 @@ use actix_web::dev::{AppService, HttpServiceFactory};
 use actix_web::error::{JsonPayloadError, PathError, QueryPayloadError};
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::http::{Method, StatusCode};
+use actix_web::middleware::from_fn;
 use actix_web::{
     FromRequest, Handler, HttpRequest, HttpResponse, Resource, Responder, ResponseError, web,
 };
@@ -110,8 +111,9 @@ fn method_not_allowed(req: &HttpRequest, allow: &str) -> HttpResponse {
 }
 
 /// One resource (a path) and the methods it serves. Every other method gets a JSON 405
-/// with an `Allow` header listing these, which is why routes are declared through this
-/// builder rather than on a bare `web::resource`.
+/// with an `Allow` header listing these, and every route answers within the app's handler
+/// deadline (`RequestLimits`), which is why routes are declared through this builder rather
+/// than on a bare `web::resource`.
 ///
 /// For example `cfg.service(web_kit::resource("/products").get(search).post(create))`.
 #[must_use]
@@ -138,9 +140,12 @@ impl Endpoint {
         Args: FromRequest + 'static,
         F::Output: Responder + 'static,
     {
-        self.resource = self
-            .resource
-            .route(web::route().method(method.clone()).to(handler));
+        self.resource = self.resource.route(
+            web::route()
+                .method(method.clone())
+                .to(handler)
+                .wrap(from_fn(crate::limits::handler_deadline)),
+        );
         self.methods.push(method);
         self
     }

@@ -5,6 +5,9 @@
 //! field. So [`Json`] reads the body as JSON first, turns every number without a fraction
 //! into an integer, and only then builds the typed value: a client that sends `2.0` for a
 //! quantity gets what the document promised, and `2.5` is still refused.
+//!
+//! The body is read within [`crate::RequestLimits::body_read`] when the app has limits: a
+//! client that trickles its body gets `408 request_timeout` and the connection is closed.
 
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -14,10 +17,11 @@ use serde::de::DeserializeOwned;
 use serde_json::{Number, Value};
 
 use crate::error::HttpError;
+use crate::limits::RequestLimits;
 
 /// A JSON body of type `T`. Size limit, media type and malformed JSON are answered as for
 /// `web::Json` (see `configure_extractors`); a body of the wrong shape is
-/// `422 invalid_body`.
+/// `422 invalid_body`; a body that does not arrive in time is `408 request_timeout`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Json<T>(pub T);
 
@@ -41,8 +45,17 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let body = web::Json::<Value>::from_request(req, payload);
+        let limit = req
+            .app_data::<RequestLimits>()
+            .map(|limits| limits.body_read);
         Box::pin(async move {
-            let web::Json(mut value) = body.await?;
+            let read = match limit {
+                Some(limit) => actix_web::rt::time::timeout(limit, body)
+                    .await
+                    .map_err(|_elapsed| HttpError::request_timeout(limit))?,
+                None => body.await,
+            };
+            let web::Json(mut value) = read?;
             integral_numbers_as_integers(&mut value);
             serde_json::from_value(value).map(Json).map_err(|error| {
                 HttpError::transport(

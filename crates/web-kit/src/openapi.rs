@@ -2,10 +2,11 @@
 //! responses of the shared plumbing.
 
 use utoipa::Modify;
+use utoipa::openapi::header::Header;
 use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
-use utoipa::openapi::{Content, OpenApi, Ref, RefOr};
+use utoipa::openapi::{Content, Object, OpenApi, Ref, RefOr, Type};
 
 /// Declares the `bearer` security scheme that protected routes refer to.
 #[derive(Debug)]
@@ -25,14 +26,17 @@ impl Modify for BearerSecurity {
 /// The answers the shared plumbing gives before a handler runs, documented on every operation
 /// they can happen on, so that the API document lists every status a route can answer:
 ///
-/// - a JSON body: `400` (`malformed_json`, `unreadable_body`), `413` (`payload_too_large`),
-///   `415` (`unsupported_media_type`), `422` (`invalid_body`);
+/// - a JSON body: `400` (`malformed_json`, `unreadable_body`), `408` (`request_timeout`,
+///   the body did not arrive in time), `413` (`payload_too_large`), `415`
+///   (`unsupported_media_type`), `422` (`invalid_body`);
 /// - path parameters: `400` (`invalid_path`); query parameters: `400` (`invalid_query`);
 /// - a bearer token: `401` (`missing_token`, `invalid_token`, `token_expired`), and `503`
-///   (`unavailable`) when auth does not answer.
+///   (`unavailable`) when auth does not answer;
+/// - every route: `503` (`deadline_exceeded`) past the handler deadline.
 ///
-/// A status a route already documents keeps its description, extended with the codes the
-/// plumbing adds. Apply it to the merged document, after every context's paths are in.
+/// Every `429` and `503` also documents its `Retry-After` header (whole seconds). A status a
+/// route already documents keeps its description, extended with the codes the plumbing
+/// adds. Apply it to the merged document, after every context's paths are in.
 #[derive(Debug)]
 pub struct TransportResponses;
 
@@ -63,6 +67,7 @@ fn document_transport_responses(operation: &mut Operation) {
     let mut bad_request: Vec<&str> = Vec::new();
     if operation.request_body.is_some() {
         bad_request.extend(["malformed_json", "unreadable_body"]);
+        answers.push(("408", &["request_timeout"]));
         answers.push(("413", &["payload_too_large"]));
         answers.push(("415", &["unsupported_media_type"]));
         answers.push(("422", &["invalid_body"]));
@@ -83,12 +88,31 @@ fn document_transport_responses(operation: &mut Operation) {
         // another process that does not answer.
         answers.push(("503", &["unavailable"]));
     }
+    answers.push(("503", &["deadline_exceeded"]));
     if !bad_request.is_empty() {
         add_codes(operation, "400", &bad_request);
     }
     for (status, codes) in answers {
         add_codes(operation, status, codes);
     }
+    for status in ["429", "503"] {
+        if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+            response
+                .headers
+                .entry("Retry-After".to_owned())
+                .or_insert_with(|| RefOr::T(retry_after()));
+        }
+    }
+}
+
+/// The `Retry-After` header of 429 and 503 answers: whole seconds to wait, at least one.
+fn retry_after() -> Header {
+    let mut seconds = Object::with_type(Type::Integer);
+    seconds.minimum = Some(1.into());
+    let mut header = Header::new(seconds);
+    header.description =
+        Some("Seconds to wait before trying again (RFC 9110, whole seconds)".to_owned());
+    header
 }
 
 /// Adds `codes` to the description of `status`, creating the response if needed.

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{FromRequest, HttpMessage, HttpRequest};
@@ -20,6 +21,28 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 pub const REQUESTS: &str = "shop_http_requests_total";
 /// How long requests took, by method and route pattern (a histogram, in seconds).
 pub const REQUEST_DURATION: &str = "shop_http_request_duration_seconds";
+
+/// The `method` label of the request metrics: one of RFC 9110's methods and PATCH, else
+/// `other`, so that callers inventing methods cannot add series. (The `route` label is the
+/// matched pattern or `unmatched`, the `status` label one of the statuses the shop answers:
+/// every label comes from a closed set.)
+fn method_label(method: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::DELETE,
+        Method::CONNECT,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::PATCH,
+    ];
+    KNOWN
+        .iter()
+        .find(|known| *known == method)
+        .map_or("other", Method::as_str)
+}
 
 /// The current request's id, for handlers that want to mention it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,8 +94,8 @@ pub async fn request_id_middleware(
         .request()
         .match_pattern()
         .unwrap_or_else(|| "unmatched".to_owned());
-    let method = response.request().method().to_string();
-    metrics::counter!(REQUESTS, "method" => method.clone(), "route" => route.clone(), "status" => status.to_string())
+    let method = method_label(response.request().method());
+    metrics::counter!(REQUESTS, "method" => method, "route" => route.clone(), "status" => status.to_string())
         .increment(1);
     metrics::histogram!(REQUEST_DURATION, "method" => method, "route" => route)
         .record(elapsed.as_secs_f64());
@@ -102,7 +125,19 @@ impl FromRequest for RequestId {
 
 #[cfg(test)]
 mod tests {
-    use super::acceptable;
+    use actix_web::http::Method;
+
+    use super::{acceptable, method_label};
+
+    #[test]
+    fn method_labels_are_a_closed_set() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        let invented = Method::from_bytes(b"FOO1").expect("a valid token");
+        assert_eq!(method_label(&invented), "other");
+        let lower = Method::from_bytes(b"get").expect("a valid token");
+        assert_eq!(method_label(&lower), "other", "methods are case-sensitive");
+    }
 
     #[test]
     fn only_short_printable_ids_are_taken_from_callers() {

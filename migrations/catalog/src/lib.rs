@@ -4,12 +4,16 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_create_products_and_stock;
+mod m0002_add_folded_search_text;
 
 #[derive(Debug)]
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_create_products_and_stock::Migration)]
+        vec![
+            Box::new(m0001_create_products_and_stock::Migration),
+            Box::new(m0002_add_folded_search_text::Migration),
+        ]
     }
 }

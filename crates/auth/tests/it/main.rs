@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use auth::{AuthModule, SigningKey, TokenConfig};
+use auth::{AuthModule, HashingLimits, SigningKey, TokenConfig};
 use auth_api::{AuthApi, AuthError, Login, Password, RegisterUser, Role};
 use kernel::SystemClock;
 use sea_orm::{ConnectionTrait, DbBackend, Statement};
@@ -19,7 +19,13 @@ async fn module(store: &TestStore) -> AuthModule {
         audience: "shop-api".into(),
         ttl: Duration::from_secs(600),
     };
-    AuthModule::new(db, tokens, Arc::new(SystemClock)).await
+    let hashing = HashingLimits {
+        concurrency: 2,
+        queue: 16,
+    };
+    AuthModule::new(db, tokens, hashing, Arc::new(SystemClock))
+        .await
+        .expect("start auth")
 }
 
 fn registration(email: &str, password: &str, display_name: &str) -> RegisterUser {

@@ -2,6 +2,7 @@
 //! routes), on SQLite and on Postgres.
 
 mod products;
+mod search;
 mod stock;
 
 use std::sync::Arc;
