@@ -19,7 +19,7 @@ use notifications::NotificationsModule;
 use notifications_api::NotificationsApi;
 use orders::{CheckoutHook, NoFaults, OrdersModule};
 use orders_api::OrdersApi;
-use payments::PaymentsModule;
+use payments::{PaymentProvider, PaymentsModule};
 use payments_api::PaymentsApi;
 use sea_orm::DatabaseConnection;
 
@@ -45,6 +45,8 @@ pub struct Options {
     pub clock: Arc<dyn Clock>,
     /// Stops the checkout saga at chosen steps, as a crash would.
     pub checkout_hook: Arc<dyn CheckoutHook>,
+    /// The payment provider; `None` is the built-in fake of the settings.
+    pub payment_provider: Option<Arc<dyn PaymentProvider>>,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
         Self {
             clock: Arc::new(SystemClock),
             checkout_hook: Arc::new(NoFaults),
+            payment_provider: None,
         }
     }
 }
@@ -97,7 +100,15 @@ impl Contexts {
         payments::migrate(&payments_db)
             .await
             .context("migrate payments")?;
-        let payments = PaymentsModule::new(payments_db.clone(), clock.clone(), settings.payments());
+        let payments = match options.payment_provider {
+            Some(provider) => PaymentsModule::with_provider(
+                payments_db.clone(),
+                clock.clone(),
+                provider,
+                settings.payments(),
+            ),
+            None => PaymentsModule::new(payments_db.clone(), clock.clone(), settings.payments()),
+        };
 
         // orders calls catalog and payments synchronously, through their ports.
         let orders_db = open_store(&store, orders::CONTEXT).await?;

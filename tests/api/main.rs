@@ -12,6 +12,7 @@ mod checkout;
 mod contracts;
 mod errors;
 mod events;
+mod invariants;
 mod operations;
 mod reconciliation;
 mod recovery;
