@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff;
 use crate::consumer::{Consumer, Retry};
 use crate::outbox::Outbox;
-use crate::store::{self, DISPATCHED, DONE, FAILED, PENDING, inbox, outbox};
+use crate::store::{self, DISPATCHED, DONE, FAILED, OUTBOX_BLOCKING, PENDING, inbox, outbox};
 
 #[derive(Debug, Clone)]
 pub struct BusConfig {
@@ -430,8 +430,8 @@ impl Bus {
     }
 }
 
-/// Due pending outbox rows, oldest first, skipping rows with an earlier pending row of the
-/// same aggregate, and on Postgres rows another relay holds.
+/// Due pending outbox rows, oldest first, skipping rows with an earlier pending or parked row
+/// of the same aggregate, and on Postgres rows another relay holds.
 async fn claim_outbox<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
@@ -449,7 +449,7 @@ async fn claim_outbox<C: ConnectionTrait>(
             Expr::col((earlier.clone(), outbox::Column::Seq))
                 .lt(Expr::col((outbox::Entity, outbox::Column::Seq))),
         )
-        .and_where(Expr::col((earlier, outbox::Column::Status)).eq(PENDING))
+        .and_where(Expr::col((earlier, outbox::Column::Status)).is_in(OUTBOX_BLOCKING))
         .to_owned();
     let mut select = outbox::Entity::find()
         .filter(outbox::Column::Status.eq(PENDING))

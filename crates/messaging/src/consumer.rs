@@ -17,7 +17,7 @@ use sea_orm::{
 use tracing::Instrument;
 
 use crate::backoff;
-use crate::store::{self, DONE, FAILED, PENDING, inbox};
+use crate::store::{self, DONE, FAILED, INBOX_BLOCKING, PENDING, inbox};
 
 /// Reacts to the events a consumer subscribed to.
 ///
@@ -211,8 +211,9 @@ impl Consumer {
 }
 
 /// Due pending rows of one consumer, oldest first, skipping any row that has an earlier
-/// pending row of the same aggregate (so one aggregate's events are handled in order), and
-/// on Postgres skipping rows another process holds.
+/// pending or parked row of the same aggregate (so one aggregate's events are handled in
+/// order, and a parked one holds back the rest until it is retried or discarded), and on
+/// Postgres skipping rows another process holds.
 async fn claim(
     txn: &DatabaseTransaction,
     consumer: &str,
@@ -235,7 +236,7 @@ async fn claim(
             Expr::col((earlier.clone(), inbox::Column::Seq))
                 .lt(Expr::col((inbox::Entity, inbox::Column::Seq))),
         )
-        .and_where(Expr::col((earlier, inbox::Column::Status)).eq(PENDING))
+        .and_where(Expr::col((earlier, inbox::Column::Status)).is_in(INBOX_BLOCKING))
         .to_owned();
     let mut select = inbox::Entity::find()
         .filter(inbox::Column::Consumer.eq(consumer))

@@ -15,10 +15,11 @@
 //!    row done, so the handler's writes happen exactly once.
 //!
 //! Events of one aggregate are relayed and handled in order: a row is only claimed when no
-//! earlier row of the same aggregate is still pending. A failing delivery or handler is
-//! retried with exponential backoff, then parked as `failed` with its error, listed by
-//! [`Bus::failed`] and replayed by [`Bus::retry`]. Finished rows are purged after a
-//! retention period.
+//! earlier row of the same aggregate is still pending or parked. A failing delivery or
+//! handler is retried with exponential backoff, then parked as `failed` with its error,
+//! listed by [`Bus::failed`] and replayed by [`Bus::retry`]; until then it holds back the
+//! later events of its aggregate (in its publisher's outbox, or for its consumer). Finished
+//! rows are purged after a retention period.
 //!
 //! In process the relay calls `Consumer::accept` directly. When a context is extracted, the
 //! same two tables stay, and a broker sits between the relay and `accept`.

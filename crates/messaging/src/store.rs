@@ -1,10 +1,20 @@
 //! The `outbox` and `inbox` tables. Every context that publishes has an `outbox`, every
 //! context that consumes has an `inbox`, each in the context's own schema.
 
+/// Waiting to be relayed (outbox) or handled (inbox), possibly after a failed attempt.
 pub(crate) const PENDING: &str = "pending";
+/// Relayed to every subscribed consumer (outbox).
 pub(crate) const DISPATCHED: &str = "dispatched";
+/// Handled (inbox).
 pub(crate) const DONE: &str = "done";
+/// Parked after its last allowed attempt, until an operator retries or discards it.
 pub(crate) const FAILED: &str = "failed";
+
+/// The statuses of an outbox row that hold back the later rows of its aggregate: events of
+/// one aggregate leave in order, so a parked one stops the rest until it is retried.
+pub(crate) const OUTBOX_BLOCKING: [&str; 2] = [PENDING, FAILED];
+/// The same for a consumer's inbox rows.
+pub(crate) const INBOX_BLOCKING: [&str; 2] = [PENDING, FAILED];
 
 pub(crate) mod outbox {
     use sea_orm::entity::prelude::*;

@@ -1,8 +1,9 @@
 //! The outbox → relay → inbox → handler pipeline on SQLite and Postgres, with a publisher
 //! context and a consumer context that each have their own store.
 
-use std::sync::Arc;
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -77,6 +78,40 @@ struct CreateConsumer;
 impl MigrationTrait for CreateConsumer {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         messaging::migration::v1::create_inbox(manager).await?;
+        // Deliveries of the aggregates listed in `refused` fail: the inbox refuses them, as
+        // an unreachable consumer would.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("refused"))
+                    .col(
+                        ColumnDef::new(Alias::new("aggregate_id"))
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .to_owned(),
+            )
+            .await?;
+        let refuse = match manager.get_database_backend() {
+            DbBackend::Postgres => {
+                "CREATE FUNCTION refuse_delivery() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                 BEGIN \
+                   IF EXISTS (SELECT 1 FROM refused WHERE aggregate_id = NEW.aggregate_id) THEN \
+                     RAISE EXCEPTION 'the inbox refuses %', NEW.aggregate_id; \
+                   END IF; \
+                   RETURN NEW; \
+                 END $$; \
+                 CREATE TRIGGER refuse_delivery BEFORE INSERT ON inbox \
+                 FOR EACH ROW EXECUTE FUNCTION refuse_delivery()"
+            }
+            _ => {
+                "CREATE TRIGGER refuse_delivery BEFORE INSERT ON inbox \
+                 WHEN EXISTS (SELECT 1 FROM refused WHERE aggregate_id = NEW.aggregate_id) \
+                 BEGIN SELECT RAISE(ABORT, 'the inbox refuses this aggregate'); END"
+            }
+        };
+        manager.get_connection().execute_unprepared(refuse).await?;
         manager
             .create_table(
                 Table::create()
@@ -98,9 +133,20 @@ impl MigrationTrait for CreateConsumer {
 }
 
 /// Records every event it handles in `effects`, in the handler's transaction. Fails the
-/// first `failures` calls.
+/// first `failures` calls, and every call for a refused thing.
 struct Recorder {
     failures: AtomicUsize,
+    refused: Mutex<HashSet<String>>,
+}
+
+impl Recorder {
+    fn refuse(&self, thing: &str) {
+        self.refused.lock().expect("lock").insert(thing.to_owned());
+    }
+
+    fn allow(&self, thing: &str) {
+        self.refused.lock().expect("lock").remove(thing);
+    }
 }
 
 #[async_trait]
@@ -123,7 +169,7 @@ impl EventHandler for Recorder {
             },
             [
                 event.id.into(),
-                thing.thing.into(),
+                thing.thing.clone().into(),
                 <i32 as TryFrom<u32>>::try_from(thing.step)
                     .unwrap_or(i32::MAX)
                     .into(),
@@ -140,6 +186,9 @@ impl EventHandler for Recorder {
             .is_ok()
         {
             return Err(HandlerError::new("not today"));
+        }
+        if self.refused.lock().expect("lock").contains(&thing.thing) {
+            return Err(HandlerError::new(format!("{} is refused", thing.thing)));
         }
         Ok(())
     }
@@ -175,6 +224,7 @@ impl Fixture {
             clock: Arc::new(ManualClock::new(Utc::now())),
             recorder: Arc::new(Recorder {
                 failures: AtomicUsize::new(failures),
+                refused: Mutex::new(HashSet::new()),
             }),
         }
     }
@@ -221,6 +271,46 @@ impl Fixture {
             .expect("query")
             .expect("row");
         row.try_get::<i64>("", "n").expect("count")
+    }
+
+    /// Deliveries of `aggregate` fail from now on: the consumer's inbox refuses them.
+    async fn refuse_deliveries(&self, aggregate: &str) {
+        self.execute(
+            &self.consumer_db,
+            "INSERT INTO refused (aggregate_id) VALUES ($1)",
+            aggregate,
+        )
+        .await;
+    }
+
+    async fn allow_deliveries(&self, aggregate: &str) {
+        self.execute(
+            &self.consumer_db,
+            "DELETE FROM refused WHERE aggregate_id = $1",
+            aggregate,
+        )
+        .await;
+    }
+
+    /// Runs `sql` with one text parameter, written `$1` (rewritten to `?` on SQLite).
+    async fn execute(&self, db: &DatabaseConnection, sql: &str, value: &str) {
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => sql.to_owned(),
+            _ => sql.replace("$1", "?"),
+        };
+        db.execute_raw(Statement::from_sql_and_values(backend, sql, [value.into()]))
+            .await
+            .expect("execute");
+    }
+
+    /// Runs the bus once per allowed attempt, waiting out the backoff in between: whatever
+    /// keeps failing is parked when it returns.
+    async fn run_until_parked(&self, bus: &Bus) {
+        for _ in 0..3 {
+            bus.run_until_idle().await.expect("run");
+            self.clock.advance(chrono::Duration::seconds(60));
+        }
     }
 
     async fn effects(&self) -> i64 {
@@ -425,6 +515,89 @@ async fn events_of_one_aggregate_are_handled_in_order(store: TestStore) {
     );
 }
 
+/// A parked event holds back the later events of its aggregate for its consumer (the
+/// cancellation of an order waits for its parked confirmation) until an operator retries
+/// it; then both are handled, in order. Other aggregates go on meanwhile.
+async fn a_parked_event_holds_back_its_aggregate_until_retried(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let bus = fixture.bus();
+    fixture.recorder.refuse("order");
+    fixture.publish("order", 1).await;
+    fixture.run_until_parked(&bus).await;
+    let parked = bus.failed().await.expect("failed");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].stage, Stage::Handling);
+
+    // The cause is fixed, but nobody has retried the parked event yet.
+    fixture.recorder.allow("order");
+    fixture.publish("order", 2).await;
+    fixture.publish("other", 1).await;
+    bus.run_until_idle().await.expect("run");
+    fixture.clock.advance(chrono::Duration::hours(1));
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(
+        fixture.effect_order().await,
+        [("other".into(), 1)],
+        "`order` 2 waits behind its parked first event"
+    );
+    assert_eq!(bus.pending().await.expect("pending"), 1);
+
+    assert!(bus.retry(parked[0].id).await.expect("retry"));
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(
+        fixture.effect_order().await,
+        [
+            ("other".into(), 1),
+            ("order".into(), 1),
+            ("order".into(), 2)
+        ]
+    );
+    assert!(bus.failed().await.expect("failed").is_empty());
+}
+
+/// The same on the publishing side: an event whose delivery is parked holds back the later
+/// events of its aggregate in the publisher's outbox; they are not even attempted.
+async fn a_parked_delivery_holds_back_its_aggregate_until_retried(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let bus = fixture.bus();
+    fixture.refuse_deliveries("order").await;
+    fixture.publish("order", 1).await;
+    fixture.run_until_parked(&bus).await;
+    let parked = bus.failed().await.expect("failed");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].stage, Stage::Delivery);
+    assert_eq!(parked[0].owner, "publisher");
+
+    fixture.allow_deliveries("order").await;
+    fixture.publish("order", 2).await;
+    fixture.publish("other", 1).await;
+    bus.run_until_idle().await.expect("run");
+    fixture.clock.advance(chrono::Duration::hours(1));
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(fixture.effect_order().await, [("other".into(), 1)]);
+    assert_eq!(
+        fixture
+            .scalar(
+                &fixture.publisher_db,
+                "SELECT COUNT(*) AS n FROM outbox WHERE aggregate_id = 'order' AND status = 'pending' AND attempts = 0"
+            )
+            .await,
+        1,
+        "`order` 2 was never attempted"
+    );
+
+    assert!(bus.retry(parked[0].id).await.expect("retry"));
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(
+        fixture.effect_order().await,
+        [
+            ("other".into(), 1),
+            ("order".into(), 1),
+            ("order".into(), 2)
+        ]
+    );
+}
+
 /// A process dies after committing an event but before relaying it; the next process
 /// (a new bus on the same stores) delivers it.
 async fn committed_events_survive_a_restart(store: TestStore) {
@@ -499,6 +672,8 @@ testkit::backend_tests!(
     duplicate_deliveries_have_one_effect,
     failing_handlers_retry_with_backoff_then_park_and_replay,
     events_of_one_aggregate_are_handled_in_order,
+    a_parked_event_holds_back_its_aggregate_until_retried,
+    a_parked_delivery_holds_back_its_aggregate_until_retried,
     committed_events_survive_a_restart,
     finished_rows_are_purged_after_the_retention,
     two_dispatchers_handle_each_event_once,
