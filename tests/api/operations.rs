@@ -128,7 +128,10 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
         "POST /api/orders/{id}/cancel",
         "GET /api/notifications",
         "GET /api/admin/events/failed",
+        "GET /api/admin/events/discarded",
+        "POST /api/admin/events/retry",
         "POST /api/admin/events/{id}/retry",
+        "POST /api/admin/events/{id}/discard",
     ]
     .into_iter()
     .map(String::from)
@@ -164,6 +167,7 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
         kernel::text::NO_CONTROL_PATTERN,
         kernel::idempotency::IDEMPOTENCY_KEY_PATTERN,
         payments_api::PAYMENT_TOKEN_PATTERN,
+        shop::admin::NAME_PATTERN,
         "^[A-Za-z0-9._-]{1,64}$",
         "^[A-Za-z0-9-]{1,64}$",
         "^[A-Za-z]{2}$",

@@ -17,9 +17,10 @@
 //! Events of one aggregate are relayed and handled in order: a row is only claimed when no
 //! earlier row of the same aggregate is still pending or parked. A failing delivery or
 //! handler is retried with exponential backoff, then parked as `failed` with its error,
-//! listed by [`Bus::failed`] and replayed by [`Bus::retry`]; until then it holds back the
-//! later events of its aggregate (in its publisher's outbox, or for its consumer). Finished
-//! rows are purged after a retention period.
+//! listed by [`Bus::failed`], and holds back the later events of its aggregate (in its
+//! publisher's outbox, or for its consumer) until an operator replays it ([`Bus::retry`],
+//! [`Bus::retry_all`]) or gives it up ([`Bus::discard`]: stored as `discarded`, never
+//! delivered). Finished and discarded rows are purged after a retention period.
 //!
 //! In process the relay calls `Consumer::accept` directly. When a context is extracted, the
 //! same two tables stay, and a broker sits between the relay and `accept`.
@@ -37,6 +38,8 @@ pub mod migration;
 mod outbox;
 mod store;
 
-pub use bus::{Bus, BusBuilder, BusConfig, FailedEvent, Progress, Stage};
+pub use bus::{
+    Bus, BusBuilder, BusConfig, EventFilter, FailedEvent, ParkedStatus, Progress, Stage,
+};
 pub use consumer::{Consumer, EventHandler, HandlerError};
 pub use outbox::Outbox;

@@ -9,6 +9,8 @@ pub(crate) const DISPATCHED: &str = "dispatched";
 pub(crate) const DONE: &str = "done";
 /// Parked after its last allowed attempt, until an operator retries or discards it.
 pub(crate) const FAILED: &str = "failed";
+/// Given up by an operator: never delivered or handled, kept (and listed) until purged.
+pub(crate) const DISCARDED: &str = "discarded";
 
 /// The statuses of an outbox row that hold back the later rows of its aggregate: events of
 /// one aggregate leave in order, so a parked one stops the rest until it is retried.
@@ -34,6 +36,7 @@ pub(crate) mod outbox {
         pub attempts: i32,
         pub next_attempt_at: DateTimeUtc,
         pub last_error: Option<String>,
+        /// When the row left the outbox: dispatched, or discarded by an operator.
         pub dispatched_at: Option<DateTimeUtc>,
     }
 
@@ -65,6 +68,7 @@ pub(crate) mod inbox {
         pub next_attempt_at: DateTimeUtc,
         pub last_error: Option<String>,
         pub received_at: DateTimeUtc,
+        /// When the row was finished with: handled, or discarded by an operator.
         pub processed_at: Option<DateTimeUtc>,
     }
 

@@ -9,7 +9,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use kernel::{Clock, EventEnvelope, IntegrationEvent, ManualClock};
-use messaging::{Bus, BusConfig, Consumer, EventHandler, HandlerError, Outbox, Stage};
+use messaging::{
+    Bus, BusConfig, Consumer, EventFilter, EventHandler, HandlerError, Outbox, ParkedStatus, Stage,
+};
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, Statement,
     TransactionTrait,
@@ -27,6 +29,20 @@ struct ThingHappened {
 
 impl IntegrationEvent for ThingHappened {
     const NAME: &'static str = "test.thing_happened.v1";
+
+    fn aggregate_id(&self) -> String {
+        self.thing.clone()
+    }
+}
+
+/// An event the recorder subscribes to but cannot decode: its handling always fails.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+struct ThingRenamed {
+    thing: String,
+}
+
+impl IntegrationEvent for ThingRenamed {
+    const NAME: &'static str = "test.thing_renamed.v1";
 
     fn aggregate_id(&self) -> String {
         self.thing.clone()
@@ -241,23 +257,25 @@ impl Fixture {
             .publisher(&self.outbox, self.publisher_db.clone())
             .consumer(
                 Consumer::new("recorder", self.consumer_db.clone(), self.recorder.clone())
-                    .subscribe::<ThingHappened>(),
+                    .subscribe::<ThingHappened>()
+                    .subscribe::<ThingRenamed>(),
             )
             .build()
     }
 
     async fn publish(&self, thing: &str, step: u32) -> EventEnvelope {
+        self.publish_event(&ThingHappened {
+            thing: thing.into(),
+            step,
+        })
+        .await
+    }
+
+    async fn publish_event<E: IntegrationEvent>(&self, event: &E) -> EventEnvelope {
         let txn = self.publisher_db.begin().await.expect("begin");
         let envelope = self
             .outbox
-            .append(
-                &txn,
-                &ThingHappened {
-                    thing: thing.into(),
-                    step,
-                },
-                self.clock.now(),
-            )
+            .append(&txn, event, self.clock.now())
             .await
             .expect("append");
         txn.commit().await.expect("commit");
@@ -598,6 +616,152 @@ async fn a_parked_delivery_holds_back_its_aggregate_until_retried(store: TestSto
     );
 }
 
+/// Discarding a parked event, in a consumer's inbox or in a publisher's outbox, records it
+/// as discarded (listed as such, never handled, never retried) and lets the later events of
+/// its aggregate through. Discarded rows are purged after the retention like finished ones.
+async fn discarding_a_parked_event_lets_its_aggregate_go_on(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let bus = fixture.bus();
+    fixture.recorder.refuse("order");
+    fixture.refuse_deliveries("late").await;
+    fixture.publish("order", 1).await;
+    fixture.publish("late", 1).await;
+    fixture.run_until_parked(&bus).await;
+    fixture.publish("order", 2).await;
+    fixture.publish("late", 2).await;
+    let parked = bus.failed().await.expect("failed");
+    assert_eq!(parked.len(), 2, "{parked:#?}");
+    assert!(
+        parked
+            .iter()
+            .all(|event| event.status == ParkedStatus::Failed)
+    );
+    // Fixed, but the first events are not wanted any more.
+    fixture.recorder.allow("order");
+    fixture.allow_deliveries("late").await;
+    bus.run_until_idle().await.expect("run");
+    assert!(fixture.effect_order().await.is_empty(), "still held back");
+
+    for event in &parked {
+        assert!(bus.discard(event.id).await.expect("discard"));
+        assert!(
+            !bus.discard(event.id).await.expect("discard again"),
+            "no longer parked"
+        );
+        assert!(
+            !bus.retry(event.id).await.expect("retry"),
+            "a discarded event is never retried"
+        );
+    }
+    assert!(!bus.discard(uuid::Uuid::now_v7()).await.expect("unknown id"));
+    assert!(bus.failed().await.expect("failed").is_empty());
+    let discarded = bus
+        .list(ParkedStatus::Discarded, &EventFilter::default())
+        .await
+        .expect("discarded");
+    let mut ids: Vec<_> = discarded.iter().map(|event| event.id).collect();
+    let mut expected: Vec<_> = parked.iter().map(|event| event.id).collect();
+    ids.sort();
+    expected.sort();
+    assert_eq!(ids, expected);
+    assert!(
+        discarded
+            .iter()
+            .all(|event| event.status == ParkedStatus::Discarded && event.attempts == 3)
+    );
+
+    bus.run_until_idle().await.expect("run");
+    let mut order = fixture.effect_order().await;
+    order.sort();
+    assert_eq!(
+        order,
+        [("late".into(), 2), ("order".into(), 2)],
+        "the later events went on; the discarded ones were never handled"
+    );
+    fixture.clock.advance(chrono::Duration::hours(2));
+    // Four outbox rows (one discarded) and three inbox rows (one discarded): the discarded
+    // delivery never reached the inbox.
+    assert_eq!(bus.purge().await.expect("purge"), 7);
+    assert!(
+        bus.list(ParkedStatus::Discarded, &EventFilter::default())
+            .await
+            .expect("discarded")
+            .is_empty()
+    );
+}
+
+/// Retrying in bulk puts back in line every parked event the filter names (an owner, an
+/// event name, both or neither) and says how many.
+async fn retrying_in_bulk_requeues_what_the_filter_names(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let bus = fixture.bus();
+    fixture.recorder.refuse("a");
+    fixture.recorder.refuse("b");
+    fixture.refuse_deliveries("d").await;
+    fixture.publish("a", 1).await;
+    fixture.publish("b", 1).await;
+    fixture
+        .publish_event(&ThingRenamed { thing: "c".into() })
+        .await;
+    fixture.publish("d", 1).await;
+    fixture.run_until_parked(&bus).await;
+    assert_eq!(bus.failed().await.expect("failed").len(), 4);
+    fixture.recorder.allow("a");
+    fixture.recorder.allow("b");
+    fixture.allow_deliveries("d").await;
+
+    let filter = |owner: Option<&str>, event_name: Option<&str>| EventFilter {
+        owner: owner.map(Into::into),
+        event_name: event_name.map(Into::into),
+    };
+    assert_eq!(
+        bus.retry_all(&filter(Some("nobody"), None))
+            .await
+            .expect("retry"),
+        0
+    );
+    assert_eq!(
+        bus.retry_all(&filter(Some("recorder"), Some(ThingHappened::NAME)))
+            .await
+            .expect("retry"),
+        2
+    );
+    bus.run_until_idle().await.expect("run");
+    let mut order = fixture.effect_order().await;
+    order.sort();
+    assert_eq!(order, [("a".into(), 1), ("b".into(), 1)]);
+    let left: Vec<_> = bus
+        .failed()
+        .await
+        .expect("failed")
+        .into_iter()
+        .map(|event| (event.owner, event.event_name))
+        .collect();
+    assert_eq!(left.len(), 2);
+    assert!(left.contains(&("recorder".into(), ThingRenamed::NAME.into())));
+    assert!(left.contains(&("publisher".into(), ThingHappened::NAME.into())));
+
+    assert_eq!(
+        bus.retry_all(&filter(Some("publisher"), None))
+            .await
+            .expect("retry"),
+        1
+    );
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(fixture.effects().await, 3, "`d` delivered and handled");
+
+    assert_eq!(
+        bus.retry_all(&EventFilter::default()).await.expect("retry"),
+        1,
+        "the undecodable event"
+    );
+    assert!(bus.failed().await.expect("failed").is_empty());
+    assert_eq!(
+        bus.retry_all(&EventFilter::default()).await.expect("retry"),
+        0
+    );
+}
+
 /// A process dies after committing an event but before relaying it; the next process
 /// (a new bus on the same stores) delivers it.
 async fn committed_events_survive_a_restart(store: TestStore) {
@@ -674,6 +838,8 @@ testkit::backend_tests!(
     events_of_one_aggregate_are_handled_in_order,
     a_parked_event_holds_back_its_aggregate_until_retried,
     a_parked_delivery_holds_back_its_aggregate_until_retried,
+    discarding_a_parked_event_lets_its_aggregate_go_on,
+    retrying_in_bulk_requeues_what_the_filter_names,
     committed_events_survive_a_restart,
     finished_rows_are_purged_after_the_retention,
     two_dispatchers_handle_each_event_once,
