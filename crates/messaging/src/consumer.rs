@@ -135,82 +135,140 @@ impl Consumer {
         }
     }
 
-    /// Handles up to `batch` due inbox rows; returns how many it handled (successfully or not).
+    /// Handles up to `batch` due inbox rows, one transaction each; returns how many it
+    /// handled (successfully or not).
     pub(crate) async fn process_once(
         &self,
         now: DateTime<Utc>,
         batch: u64,
         retry: Retry,
     ) -> Result<usize, DbErr> {
-        let txn = self.db.begin().await?;
-        let rows = claim(&txn, &self.name, now, batch).await?;
-        let count = rows.len();
-        for row in rows {
-            self.process(&txn, row, now, retry).await?;
+        let mut count = 0;
+        while u64::try_from(count).unwrap_or(u64::MAX) < batch {
+            if !self.process_next(now, retry).await? {
+                break;
+            }
+            count += 1;
         }
-        txn.commit().await?;
         Ok(count)
     }
 
-    async fn process(
+    /// Claims the next due row and runs its handler in a transaction of its own, which also
+    /// marks the row done. A failure of the handler, a panic, or a database error on the way
+    /// (a statement, or the commit itself) rolls that transaction back and counts the
+    /// attempt in another one, so a poison event is retried with backoff and then parked,
+    /// and the other events never depend on it. Returns false when nothing was due.
+    async fn process_next(&self, now: DateTime<Utc>, retry: Retry) -> Result<bool, DbErr> {
+        let txn = self.db.begin().await?;
+        let Some(row) = claim(&txn, &self.name, now).await? else {
+            txn.commit().await?;
+            return Ok(false);
+        };
+        let span = tracing::info_span!("handle_event", consumer = %self.name, event = %row.name, event_id = %row.event_id);
+        async {
+            match self.handle_and_commit(txn, &row, now).await {
+                Ok(()) => {
+                    metrics::counter!(crate::HANDLED, "consumer" => self.name.clone(), "outcome" => "done")
+                        .increment(1);
+                    Ok(true)
+                }
+                Err(error) => {
+                    self.record_failure(&row, error, now, retry).await?;
+                    Ok(true)
+                }
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Runs the handler on `txn`, marks `row` done in it and commits; on any failure rolls
+    /// the transaction back and returns the reason.
+    async fn handle_and_commit(
+        &self,
+        txn: DatabaseTransaction,
+        row: &inbox::Model,
+        now: DateTime<Utc>,
+    ) -> Result<(), HandlerError> {
+        match self.handle_in(&txn, row, now).await {
+            Ok(()) => txn.commit().await.map_err(database),
+            Err(error) => {
+                if let Err(rollback) = txn.rollback().await {
+                    tracing::warn!(error = %rollback, "rolling back a failed handler failed");
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn handle_in(
         &self,
         txn: &DatabaseTransaction,
-        row: inbox::Model,
+        row: &inbox::Model,
         now: DateTime<Utc>,
-        retry: Retry,
-    ) -> Result<(), DbErr> {
+    ) -> Result<(), HandlerError> {
         let envelope = store::envelope(
             row.event_id,
             &row.name,
             &row.aggregate_id,
             &row.payload,
             row.occurred_at,
-        )?;
-        let span = tracing::info_span!("handle_event", consumer = %self.name, event = %row.name, event_id = %row.event_id);
-        // A savepoint: the handler's work is undone on failure while the attempt is recorded.
-        let work = txn.begin().await?;
-        let outcome = AssertUnwindSafe(self.handler.handle(&envelope, &work))
+        )
+        .map_err(database)?;
+        AssertUnwindSafe(self.handler.handle(&envelope, txn))
             .catch_unwind()
-            .instrument(span)
             .await
-            .unwrap_or_else(|_| Err(HandlerError::new("the handler panicked")));
+            .unwrap_or_else(|_| Err(HandlerError::new("the handler panicked")))?;
+        let mut done = row.clone().into_active_model();
+        done.status = Set(DONE.to_owned());
+        done.attempts = Set(row.attempts + 1);
+        done.processed_at = Set(Some(now));
+        done.last_error = Set(None);
+        done.update(txn).await.map_err(database)?;
+        Ok(())
+    }
+
+    /// Counts a failed attempt at `row`, outside the failed transaction: schedules the next
+    /// one with backoff, or parks the row after the last. Conditional on the row being as it
+    /// was claimed, so an attempt another process recorded meanwhile is not counted twice.
+    async fn record_failure(
+        &self,
+        row: &inbox::Model,
+        error: HandlerError,
+        now: DateTime<Utc>,
+        retry: Retry,
+    ) -> Result<(), DbErr> {
         let attempts = row.attempts + 1;
-        let counted = match (&outcome, attempts >= retry.max_attempts) {
-            (Ok(()), _) => "done",
-            (Err(_), false) => "retry",
-            (Err(_), true) => "parked",
-        };
+        let parked = attempts >= retry.max_attempts;
+        let counted = if parked { "parked" } else { "retry" };
         metrics::counter!(crate::HANDLED, "consumer" => self.name.clone(), "outcome" => counted)
             .increment(1);
-        let mut update = row.into_active_model();
-        update.attempts = Set(attempts);
-        match outcome {
-            Ok(()) => {
-                work.commit().await?;
-                update.status = Set(DONE.to_owned());
-                update.processed_at = Set(Some(now));
-                update.last_error = Set(None);
-            }
-            Err(error) => {
-                work.rollback().await?;
-                let parked = attempts >= retry.max_attempts;
-                if parked {
-                    tracing::error!(error = %error, attempts, "event handler failed; parked");
-                    update.status = Set(FAILED.to_owned());
-                } else {
-                    tracing::warn!(error = %error, attempts, "event handler failed; will retry");
-                    update.next_attempt_at =
-                        Set(backoff::next_attempt(now, attempts, retry.base, retry.max));
-                }
-                update.last_error = Set(Some(error.0));
-            }
+        let mut update = inbox::Entity::update_many()
+            .col_expr(inbox::Column::Attempts, Expr::value(attempts))
+            .col_expr(inbox::Column::LastError, Expr::value(error.0.clone()))
+            .filter(inbox::Column::Id.eq(row.id))
+            .filter(inbox::Column::Status.eq(row.status.clone()))
+            .filter(inbox::Column::Attempts.eq(row.attempts));
+        if parked {
+            tracing::error!(error = %error, attempts, "event handler failed; parked");
+            update = update.col_expr(inbox::Column::Status, Expr::value(FAILED));
+        } else {
+            tracing::warn!(error = %error, attempts, "event handler failed; will retry");
+            update = update.col_expr(
+                inbox::Column::NextAttemptAt,
+                Expr::value(backoff::next_attempt(now, attempts, retry.base, retry.max)),
+            );
         }
-        update.update(txn).await?;
+        update.exec(&self.db).await?;
         Ok(())
     }
 }
 
-/// Due pending rows of one consumer, oldest first, skipping any row that has an earlier
+fn database(error: DbErr) -> HandlerError {
+    HandlerError::new(format!("database: {error}"))
+}
+
+/// The oldest due pending row of one consumer, skipping any row that has an earlier
 /// pending or parked row of the same aggregate (so one aggregate's events are handled in
 /// order, and a parked one holds back the rest until it is retried or discarded), and on
 /// Postgres skipping rows another process holds.
@@ -218,8 +276,7 @@ async fn claim(
     txn: &DatabaseTransaction,
     consumer: &str,
     now: DateTime<Utc>,
-    batch: u64,
-) -> Result<Vec<inbox::Model>, DbErr> {
+) -> Result<Option<inbox::Model>, DbErr> {
     let earlier = Alias::new("earlier");
     let blocked = Query::select()
         .expr(Expr::val(1))
@@ -244,9 +301,9 @@ async fn claim(
         .filter(inbox::Column::NextAttemptAt.lte(now))
         .filter(Expr::exists(blocked).not())
         .order_by_asc(inbox::Column::Seq)
-        .limit(batch);
+        .limit(1);
     if sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
         select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    select.all(txn).await
+    select.one(txn).await
 }

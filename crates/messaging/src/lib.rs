@@ -10,9 +10,11 @@
 //!    [`Consumer`] subscribed to its name, and marks it dispatched.
 //! 3. [`Consumer::accept`] stores the event in the **consumer's own** `inbox`, keyed by
 //!    (event id, consumer): a second delivery of the same event is a no-op.
-//! 4. The consumer's processor claims due inbox rows the same way and runs its
-//!    [`EventHandler`] inside a transaction on the consumer's database that also marks the
-//!    row done, so the handler's writes happen exactly once.
+//! 4. The consumer's processor claims due inbox rows the same way, one at a time, and runs
+//!    its [`EventHandler`] inside a transaction of that row alone on the consumer's
+//!    database, which also marks the row done, so the handler's writes happen exactly once.
+//!    Whatever makes that transaction fail (the handler, a statement, the commit itself)
+//!    rolls it back and counts an attempt in another transaction.
 //!
 //! Events of one aggregate are relayed and handled in order: a row is only claimed when no
 //! earlier row of the same aggregate is still pending or parked. A failing delivery or

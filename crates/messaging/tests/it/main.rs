@@ -128,6 +128,19 @@ impl MigrationTrait for CreateConsumer {
             }
         };
         manager.get_connection().execute_unprepared(refuse).await?;
+        // A row in `orphans` names a parent that does not exist; the foreign key is checked
+        // when the transaction commits, so the commit fails (on both backends).
+        manager
+            .get_connection()
+            .execute_unprepared("CREATE TABLE parents (id INTEGER PRIMARY KEY)")
+            .await?;
+        manager
+            .get_connection()
+            .execute_unprepared(
+                "CREATE TABLE orphans (parent INTEGER NOT NULL \
+                 REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)",
+            )
+            .await?;
         manager
             .create_table(
                 Table::create()
@@ -149,13 +162,25 @@ impl MigrationTrait for CreateConsumer {
 }
 
 /// Records every event it handles in `effects`, in the handler's transaction. Fails the
-/// first `failures` calls, and every call for a refused thing.
+/// first `failures` calls, and every call for a refused thing; the transaction of a
+/// poisoned thing cannot commit.
 struct Recorder {
     failures: AtomicUsize,
     refused: Mutex<HashSet<String>>,
+    poisoned: Mutex<HashSet<String>>,
+    /// (thing, step) of every call that returned `Ok`, in order.
+    handled: Mutex<Vec<(String, u32)>>,
 }
 
 impl Recorder {
+    fn poison(&self, thing: &str) {
+        self.poisoned.lock().expect("lock").insert(thing.to_owned());
+    }
+
+    fn handled(&self) -> Vec<(String, u32)> {
+        self.handled.lock().expect("lock").clone()
+    }
+
     fn refuse(&self, thing: &str) {
         self.refused.lock().expect("lock").insert(thing.to_owned());
     }
@@ -206,6 +231,15 @@ impl EventHandler for Recorder {
         if self.refused.lock().expect("lock").contains(&thing.thing) {
             return Err(HandlerError::new(format!("{} is refused", thing.thing)));
         }
+        if self.poisoned.lock().expect("lock").contains(&thing.thing) {
+            txn.execute_unprepared("INSERT INTO orphans (parent) VALUES (42)")
+                .await
+                .map_err(|error| HandlerError::new(error.to_string()))?;
+        }
+        self.handled
+            .lock()
+            .expect("lock")
+            .push((thing.thing, thing.step));
         Ok(())
     }
 }
@@ -241,6 +275,8 @@ impl Fixture {
             recorder: Arc::new(Recorder {
                 failures: AtomicUsize::new(failures),
                 refused: Mutex::new(HashSet::new()),
+                poisoned: Mutex::new(HashSet::new()),
+                handled: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -762,6 +798,68 @@ async fn retrying_in_bulk_requeues_what_the_filter_names(store: TestStore) {
     );
 }
 
+/// A handler's transaction that cannot commit (a deferred foreign key fails at `COMMIT`)
+/// costs its event one attempt, recorded in a transaction of its own; the other events of
+/// the same pass are handled once each, and the poisoned one is retried with backoff and
+/// parked after the allowed attempts, like any other failure.
+async fn a_transaction_that_cannot_commit_costs_an_attempt_and_parks(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let bus = fixture.bus();
+    fixture.recorder.poison("poison");
+    fixture.publish("a", 1).await;
+    fixture.publish("poison", 1).await;
+    fixture.publish("b", 1).await;
+
+    let progress = bus
+        .run_until_idle()
+        .await
+        .expect("a failed commit does not stop the pass");
+    assert_eq!(progress.handled, 3);
+    let mut order = fixture.effect_order().await;
+    order.sort();
+    assert_eq!(order, [("a".into(), 1), ("b".into(), 1)]);
+    assert_eq!(
+        fixture
+            .scalar(
+                &fixture.consumer_db,
+                "SELECT COUNT(*) AS n FROM inbox WHERE aggregate_id = 'poison' AND status = 'pending' AND attempts = 1"
+            )
+            .await,
+        1,
+        "the attempt is counted"
+    );
+    assert!(
+        bus.run_until_idle().await.expect("run").is_idle(),
+        "backing off"
+    );
+
+    fixture.run_until_parked(&bus).await;
+    let parked = bus.failed().await.expect("failed");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].aggregate_id, "poison");
+    assert_eq!(parked[0].attempts, 3);
+    assert!(
+        parked[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|error| error.to_lowercase().contains("foreign key")),
+        "{:?}",
+        parked[0].last_error
+    );
+    let handled_once: Vec<_> = fixture
+        .recorder
+        .handled()
+        .into_iter()
+        .filter(|(thing, _)| thing != "poison")
+        .collect();
+    assert_eq!(
+        handled_once,
+        [("a".into(), 1), ("b".into(), 1)],
+        "the others' handlers ran once"
+    );
+    assert_eq!(fixture.effects().await, 2);
+}
+
 /// A process dies after committing an event but before relaying it; the next process
 /// (a new bus on the same stores) delivers it.
 async fn committed_events_survive_a_restart(store: TestStore) {
@@ -840,6 +938,7 @@ testkit::backend_tests!(
     a_parked_delivery_holds_back_its_aggregate_until_retried,
     discarding_a_parked_event_lets_its_aggregate_go_on,
     retrying_in_bulk_requeues_what_the_filter_names,
+    a_transaction_that_cannot_commit_costs_an_attempt_and_parks,
     committed_events_survive_a_restart,
     finished_rows_are_purged_after_the_retention,
     two_dispatchers_handle_each_event_once,
