@@ -83,6 +83,9 @@ pub enum StageView {
     Delivery,
     /// In a consumer's inbox (its handler kept failing).
     Handling,
+    /// In a consumer's inbox, its handler's work committed; what follows the commit
+    /// (sending the message) kept failing. A retry runs only that.
+    AfterCommit,
 }
 
 impl From<Stage> for StageView {
@@ -90,6 +93,7 @@ impl From<Stage> for StageView {
         match stage {
             Stage::Delivery => Self::Delivery,
             Stage::Handling => Self::Handling,
+            Stage::AfterCommit => Self::AfterCommit,
         }
     }
 }

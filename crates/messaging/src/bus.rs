@@ -21,7 +21,7 @@ use crate::backoff;
 use crate::consumer::{Consumer, Retry};
 use crate::outbox::Outbox;
 use crate::store::{
-    self, DISCARDED, DISPATCHED, DONE, FAILED, OUTBOX_BLOCKING, PENDING, inbox, outbox,
+    self, DISCARDED, DISPATCHED, DONE, FAILED, HANDLED, OUTBOX_BLOCKING, PENDING, inbox, outbox,
 };
 
 #[derive(Debug, Clone)]
@@ -117,6 +117,9 @@ pub enum Stage {
     Delivery,
     /// In a consumer's inbox (its handler kept failing).
     Handling,
+    /// In a consumer's inbox, its handler's work committed; the effects after the commit
+    /// (sending a message) kept failing. A retry runs only those.
+    AfterCommit,
 }
 
 /// What became of an event that failed every allowed attempt.
@@ -357,7 +360,11 @@ impl Bus {
             listed.extend(rows.into_iter().map(|row| FailedEvent {
                 id: row.id,
                 status,
-                stage: Stage::Handling,
+                stage: if row.handled_at.is_some() {
+                    Stage::AfterCommit
+                } else {
+                    Stage::Handling
+                },
                 owner: row.consumer,
                 event_id: row.event_id,
                 event_name: row.name,
@@ -398,11 +405,11 @@ impl Bus {
             }
         }
         for consumer in &self.consumers {
-            let reset = requeue_inbox(now, consumer.name())
-                .filter(inbox::Column::Id.eq(id))
-                .exec(consumer.db())
-                .await?;
-            if reset.rows_affected > 0 {
+            let reset = requeue_inbox(consumer, now, |update| {
+                update.filter(inbox::Column::Id.eq(id))
+            })
+            .await?;
+            if reset > 0 {
                 self.handled.notify_waiters();
                 return Ok(true);
             }
@@ -427,11 +434,11 @@ impl Bus {
             retried += reset;
         }
         for consumer in self.consumers_of(filter) {
-            let mut update = requeue_inbox(now, consumer.name());
-            if let Some(name) = &filter.event_name {
-                update = update.filter(inbox::Column::Name.eq(name));
-            }
-            retried += update.exec(consumer.db()).await?.rows_affected;
+            retried += requeue_inbox(consumer, now, |update| match &filter.event_name {
+                Some(name) => update.filter(inbox::Column::Name.eq(name)),
+                None => update,
+            })
+            .await?;
         }
         if retried > 0 {
             self.handled.notify_waiters();
@@ -503,7 +510,8 @@ impl Bus {
         Ok(purged)
     }
 
-    /// Rows not yet dispatched or handled, parked ones excluded (for tests and metrics).
+    /// Rows not yet dispatched or done (effects after the commit included), parked ones
+    /// excluded (for tests and metrics).
     pub async fn pending(&self) -> Result<u64, DbErr> {
         let mut pending = 0;
         for publisher in &self.publishers {
@@ -515,7 +523,7 @@ impl Bus {
         for consumer in &self.consumers {
             pending += inbox::Entity::find()
                 .filter(inbox::Column::Consumer.eq(consumer.name()))
-                .filter(inbox::Column::Status.eq(PENDING))
+                .filter(inbox::Column::Status.is_in([PENDING, HANDLED]))
                 .count(consumer.db())
                 .await?;
         }
@@ -560,14 +568,31 @@ fn requeue_outbox(now: DateTime<Utc>) -> sea_orm::UpdateMany<outbox::Entity> {
         .filter(outbox::Column::Status.eq(FAILED))
 }
 
-/// Puts `consumer`'s parked inbox rows back in line; the caller narrows it down.
-fn requeue_inbox(now: DateTime<Utc>, consumer: &str) -> sea_orm::UpdateMany<inbox::Entity> {
-    inbox::Entity::update_many()
-        .col_expr(inbox::Column::Status, Expr::value(PENDING))
-        .col_expr(inbox::Column::Attempts, Expr::value(0))
-        .col_expr(inbox::Column::NextAttemptAt, Expr::value(now))
-        .filter(inbox::Column::Consumer.eq(consumer))
-        .filter(inbox::Column::Status.eq(FAILED))
+/// Puts `consumer`'s parked inbox rows that `narrow` selects back in line, where they were
+/// parked: before their handler (`pending`), or with their handler's work committed and
+/// only the effects after the commit to run again (`handled`). Returns how many.
+async fn requeue_inbox(
+    consumer: &Consumer,
+    now: DateTime<Utc>,
+    narrow: impl Fn(sea_orm::UpdateMany<inbox::Entity>) -> sea_orm::UpdateMany<inbox::Entity>,
+) -> Result<u64, DbErr> {
+    let mut requeued = 0;
+    for (status, handled) in [(PENDING, false), (HANDLED, true)] {
+        let handled_at = if handled {
+            inbox::Column::HandledAt.is_not_null()
+        } else {
+            inbox::Column::HandledAt.is_null()
+        };
+        let update = inbox::Entity::update_many()
+            .col_expr(inbox::Column::Status, Expr::value(status))
+            .col_expr(inbox::Column::Attempts, Expr::value(0))
+            .col_expr(inbox::Column::NextAttemptAt, Expr::value(now))
+            .filter(inbox::Column::Consumer.eq(consumer.name()))
+            .filter(inbox::Column::Status.eq(FAILED))
+            .filter(handled_at);
+        requeued += narrow(update).exec(consumer.db()).await?.rows_affected;
+    }
+    Ok(requeued)
 }
 
 /// Due pending outbox rows, oldest first, skipping rows with an earlier pending or parked row

@@ -12,17 +12,21 @@
 //!    (event id, consumer): a second delivery of the same event is a no-op.
 //! 4. The consumer's processor claims due inbox rows the same way, one at a time, and runs
 //!    its [`EventHandler`] inside a transaction of that row alone on the consumer's
-//!    database, which also marks the row done, so the handler's writes happen exactly once.
-//!    Whatever makes that transaction fail (the handler, a statement, the commit itself)
-//!    rolls it back and counts an attempt in another transaction.
+//!    database, which also marks the row handled, so the handler's writes happen exactly
+//!    once. Whatever makes that transaction fail (the handler, a statement, the commit
+//!    itself) rolls it back and counts an attempt in another transaction.
+//! 5. Once it committed, the handler's [`EventHandler::after_commit`] does what is not in the
+//!    database (sending the message the handler recorded), at least once; when it fails,
+//!    it alone is retried, parked, and replayed.
 //!
 //! Events of one aggregate are relayed and handled in order: a row is only claimed when no
-//! earlier row of the same aggregate is still pending or parked. A failing delivery or
-//! handler is retried with exponential backoff, then parked as `failed` with its error,
-//! listed by [`Bus::failed`], and holds back the later events of its aggregate (in its
-//! publisher's outbox, or for its consumer) until an operator replays it ([`Bus::retry`],
-//! [`Bus::retry_all`]) or gives it up ([`Bus::discard`]: stored as `discarded`, never
-//! delivered). Finished and discarded rows are purged after a retention period.
+//! earlier row of the same aggregate is unfinished (pending, handled with its effects still
+//! to run, or parked). A failing delivery, handler or effect is retried with exponential
+//! backoff, then parked as `failed` with its error, listed by [`Bus::failed`], and holds
+//! back the later events of its aggregate (in its publisher's outbox, or for its consumer)
+//! until an operator replays it ([`Bus::retry`], [`Bus::retry_all`]) or gives it up
+//! ([`Bus::discard`]: stored as `discarded`, never delivered). Finished and discarded rows
+//! are purged after a retention period.
 //!
 //! In process the relay calls `Consumer::accept` directly. When a context is extracted, the
 //! same two tables stay, and a broker sits between the relay and `accept`.

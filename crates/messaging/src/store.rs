@@ -5,7 +5,10 @@
 pub(crate) const PENDING: &str = "pending";
 /// Relayed to every subscribed consumer (outbox).
 pub(crate) const DISPATCHED: &str = "dispatched";
-/// Handled (inbox).
+/// Its handler's transaction committed; the effects after the commit are still to run
+/// (inbox).
+pub(crate) const HANDLED: &str = "handled";
+/// Handled, effects included (inbox).
 pub(crate) const DONE: &str = "done";
 /// Parked after its last allowed attempt, until an operator retries or discards it.
 pub(crate) const FAILED: &str = "failed";
@@ -15,8 +18,8 @@ pub(crate) const DISCARDED: &str = "discarded";
 /// The statuses of an outbox row that hold back the later rows of its aggregate: events of
 /// one aggregate leave in order, so a parked one stops the rest until it is retried.
 pub(crate) const OUTBOX_BLOCKING: [&str; 2] = [PENDING, FAILED];
-/// The same for a consumer's inbox rows.
-pub(crate) const INBOX_BLOCKING: [&str; 2] = [PENDING, FAILED];
+/// The same for a consumer's inbox rows, whose effects after the commit count too.
+pub(crate) const INBOX_BLOCKING: [&str; 3] = [PENDING, HANDLED, FAILED];
 
 pub(crate) mod outbox {
     use sea_orm::entity::prelude::*;
@@ -68,7 +71,10 @@ pub(crate) mod inbox {
         pub next_attempt_at: DateTimeUtc,
         pub last_error: Option<String>,
         pub received_at: DateTimeUtc,
-        /// When the row was finished with: handled, or discarded by an operator.
+        /// When the handler's transaction committed (`migration::v2`). Set, the row's
+        /// handler never runs again: a retry runs only its effects after the commit.
+        pub handled_at: Option<DateTimeUtc>,
+        /// When the row was finished with: done, or discarded by an operator.
         pub processed_at: Option<DateTimeUtc>,
     }
 

@@ -94,6 +94,7 @@ struct CreateConsumer;
 impl MigrationTrait for CreateConsumer {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         messaging::migration::v1::create_inbox(manager).await?;
+        messaging::migration::v2::alter_inbox(manager).await?;
         // Deliveries of the aggregates listed in `refused` fail: the inbox refuses them, as
         // an unreachable consumer would.
         manager
@@ -170,6 +171,15 @@ struct Recorder {
     poisoned: Mutex<HashSet<String>>,
     /// (thing, step) of every call that returned `Ok`, in order.
     handled: Mutex<Vec<(String, u32)>>,
+    /// `after_commit` fails its first `effect_failures` calls, and every call for a thing in
+    /// `failing_effects`; for a thing in `hanging_effects` it never returns (after telling
+    /// `reached`), as if the process died there.
+    effect_failures: AtomicUsize,
+    failing_effects: Mutex<HashSet<String>>,
+    hanging_effects: Mutex<HashSet<String>>,
+    reached: tokio::sync::Notify,
+    /// (thing, step, whether its effect row was committed) of every `after_commit` call.
+    effects_run: Mutex<Vec<(String, u32, bool)>>,
 }
 
 impl Recorder {
@@ -179,6 +189,10 @@ impl Recorder {
 
     fn handled(&self) -> Vec<(String, u32)> {
         self.handled.lock().expect("lock").clone()
+    }
+
+    fn effects_run(&self) -> Vec<(String, u32, bool)> {
+        self.effects_run.lock().expect("lock").clone()
     }
 
     fn refuse(&self, thing: &str) {
@@ -242,6 +256,60 @@ impl EventHandler for Recorder {
             .push((thing.thing, thing.step));
         Ok(())
     }
+
+    async fn after_commit(
+        &self,
+        event: &EventEnvelope,
+        db: &DatabaseConnection,
+    ) -> Result<(), HandlerError> {
+        let thing: ThingHappened = event
+            .decode()
+            .map_err(|error| HandlerError::new(error.to_string()))?;
+        // Read on the pool, outside any transaction: only a committed row is visible.
+        let backend = db.get_database_backend();
+        let sql = match backend {
+            DbBackend::Postgres => "SELECT COUNT(*) AS n FROM effects WHERE event_id = $1",
+            _ => "SELECT COUNT(*) AS n FROM effects WHERE event_id = ?",
+        };
+        let committed = db
+            .query_one_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [event.id.into()],
+            ))
+            .await
+            .map_err(|error| HandlerError::new(error.to_string()))?
+            .and_then(|row| row.try_get::<i64>("", "n").ok())
+            .is_some_and(|n| n == 1);
+        self.effects_run
+            .lock()
+            .expect("lock")
+            .push((thing.thing.clone(), thing.step, committed));
+        if self
+            .hanging_effects
+            .lock()
+            .expect("lock")
+            .contains(&thing.thing)
+        {
+            self.reached.notify_one();
+            std::future::pending::<()>().await;
+        }
+        if self
+            .effect_failures
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
+                left.checked_sub(1)
+            })
+            .is_ok()
+            || self
+                .failing_effects
+                .lock()
+                .expect("lock")
+                .contains(&thing.thing)
+        {
+            return Err(HandlerError::new("the mail relay is away"));
+        }
+        Ok(())
+    }
 }
 
 struct Fixture {
@@ -277,6 +345,11 @@ impl Fixture {
                 refused: Mutex::new(HashSet::new()),
                 poisoned: Mutex::new(HashSet::new()),
                 handled: Mutex::new(Vec::new()),
+                effect_failures: AtomicUsize::new(0),
+                failing_effects: Mutex::new(HashSet::new()),
+                hanging_effects: Mutex::new(HashSet::new()),
+                reached: tokio::sync::Notify::new(),
+                effects_run: Mutex::new(Vec::new()),
             }),
         }
     }
@@ -860,6 +933,142 @@ async fn a_transaction_that_cannot_commit_costs_an_attempt_and_parks(store: Test
     assert_eq!(fixture.effects().await, 2);
 }
 
+/// The effects after the commit run once the handler's transaction committed; a failure
+/// retries them alone, with backoff, without running the handler again.
+async fn effects_run_after_the_commit_and_are_retried_alone(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    fixture.recorder.effect_failures.store(1, Ordering::SeqCst);
+    let bus = fixture.bus();
+    fixture.publish("mail", 1).await;
+    fixture.publish("mail", 2).await;
+    assert_eq!(bus.run_until_idle().await.expect("run").handled, 1);
+    assert_eq!(
+        fixture.effects().await,
+        1,
+        "the handler's work is committed"
+    );
+    assert_eq!(
+        fixture
+            .scalar(
+                &fixture.consumer_db,
+                "SELECT COUNT(*) AS n FROM inbox WHERE status = 'handled' AND attempts = 1 AND handled_at IS NOT NULL AND last_error = 'the mail relay is away'"
+            )
+            .await,
+        1,
+        "the failed effects are recorded on the row"
+    );
+    assert!(
+        bus.run_until_idle().await.expect("run").is_idle(),
+        "backing off; `mail` 2 waits"
+    );
+
+    fixture.clock.advance(chrono::Duration::seconds(10));
+    assert_eq!(bus.run_until_idle().await.expect("run").handled, 2);
+    assert_eq!(
+        fixture.recorder.handled(),
+        [("mail".into(), 1), ("mail".into(), 2)],
+        "each handler ran once"
+    );
+    assert_eq!(
+        fixture.recorder.effects_run(),
+        [
+            ("mail".into(), 1, true),
+            ("mail".into(), 1, true),
+            ("mail".into(), 2, true)
+        ],
+        "effects ran after the commit, the failed ones again"
+    );
+    assert_eq!(fixture.effects().await, 2);
+    assert_eq!(bus.pending().await.expect("pending"), 0);
+}
+
+/// Effects that keep failing park their event at the `after_commit` stage, which holds back
+/// its aggregate like any parked event; a retry runs the effects only.
+async fn failing_effects_park_and_a_retry_runs_only_them(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    fixture
+        .recorder
+        .failing_effects
+        .lock()
+        .expect("lock")
+        .insert("mail".into());
+    let bus = fixture.bus();
+    fixture.publish("mail", 1).await;
+    fixture.run_until_parked(&bus).await;
+    fixture.publish("mail", 2).await;
+    bus.run_until_idle().await.expect("run");
+    let parked = bus.failed().await.expect("failed");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].stage, Stage::AfterCommit);
+    assert_eq!(parked[0].attempts, 3);
+    assert_eq!(fixture.recorder.handled(), [("mail".into(), 1)], "2 waits");
+
+    fixture
+        .recorder
+        .failing_effects
+        .lock()
+        .expect("lock")
+        .clear();
+    assert!(bus.retry(parked[0].id).await.expect("retry"));
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(
+        fixture.recorder.handled(),
+        [("mail".into(), 1), ("mail".into(), 2)],
+        "the retry did not run the first handler again"
+    );
+    let effects: Vec<_> = fixture
+        .recorder
+        .effects_run()
+        .into_iter()
+        .map(|(_, step, _)| step)
+        .collect();
+    assert_eq!(effects, [1, 1, 1, 1, 2]);
+    assert_eq!(fixture.effects().await, 2);
+    assert!(bus.failed().await.expect("failed").is_empty());
+}
+
+/// The process dies after the handler's transaction committed, before its effects were
+/// done (here: while they run). The next process runs the effects, and only them, once the
+/// dead one's claim on them lapses (`retry_max`).
+async fn effects_cut_short_by_a_crash_run_on_the_next_process(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    fixture
+        .recorder
+        .hanging_effects
+        .lock()
+        .expect("lock")
+        .insert("mail".into());
+    fixture.publish("mail", 1).await;
+    let dying = fixture.bus();
+    tokio::select! {
+        result = dying.run_until_idle() => panic!("the effects should never finish: {result:?}"),
+        () = fixture.recorder.reached.notified() => {}
+    }
+    drop(dying);
+    fixture
+        .recorder
+        .hanging_effects
+        .lock()
+        .expect("lock")
+        .clear();
+    assert_eq!(fixture.effects().await, 1, "the handler's work committed");
+
+    let restarted = fixture.bus();
+    assert!(
+        restarted.run_until_idle().await.expect("run").is_idle(),
+        "the dead process's claim has not lapsed yet"
+    );
+    fixture.clock.advance(chrono::Duration::seconds(60));
+    assert_eq!(restarted.run_until_idle().await.expect("run").handled, 1);
+    assert_eq!(fixture.recorder.handled(), [("mail".into(), 1)]);
+    assert_eq!(
+        fixture.recorder.effects_run(),
+        [("mail".into(), 1, true), ("mail".into(), 1, true)],
+        "at least once: the effects ran again"
+    );
+    assert_eq!(restarted.pending().await.expect("pending"), 0);
+}
+
 /// A process dies after committing an event but before relaying it; the next process
 /// (a new bus on the same stores) delivers it.
 async fn committed_events_survive_a_restart(store: TestStore) {
@@ -939,6 +1148,9 @@ testkit::backend_tests!(
     discarding_a_parked_event_lets_its_aggregate_go_on,
     retrying_in_bulk_requeues_what_the_filter_names,
     a_transaction_that_cannot_commit_costs_an_attempt_and_parks,
+    effects_run_after_the_commit_and_are_retried_alone,
+    failing_effects_park_and_a_retry_runs_only_them,
+    effects_cut_short_by_a_crash_run_on_the_next_process,
     committed_events_survive_a_restart,
     finished_rows_are_purged_after_the_retention,
     two_dispatchers_handle_each_event_once,
