@@ -76,8 +76,9 @@ fn kinds(notifications: &[Value]) -> Vec<&str> {
 }
 
 /// The mail directory cannot be created (a file sits where it should be), so the welcome
-/// message cannot be sent: the handler fails, the event is parked, the operator sees it,
-/// fixes the cause and replays it.
+/// message, recorded when the event was handled, cannot be sent: the event is parked after
+/// the commit (the customer sees the message as not sent), the operator sees it, fixes the
+/// cause and replays it, which sends the message.
 async fn failed_handlers_are_listed_and_replayed(store: TestStore) {
     let app = spawn_app_with(store, |settings| settings.messaging.max_attempts = 1).await;
     let admin = app.admin_token().await;
@@ -91,7 +92,11 @@ async fn failed_handlers_are_listed_and_replayed(store: TestStore) {
         .ok(StatusCode::CREATED);
     let customer = app.token("parked@example.com", "parked password").await;
     app.deliver_events().await;
-    assert!(app.notification_kinds(&customer).await.is_empty());
+    assert_eq!(app.notification_kinds(&customer).await, ["welcome"]);
+    assert!(
+        app.sent_notifications(&customer).await.is_empty(),
+        "not sent"
+    );
 
     app.get("/api/admin/events/failed", Some(&customer))
         .await
@@ -108,7 +113,7 @@ async fn failed_handlers_are_listed_and_replayed(store: TestStore) {
         .collect();
     assert_eq!(parked.len(), 2, "{failed:#?}");
     for event in &parked {
-        assert_eq!(event["stage"], "handling");
+        assert_eq!(event["stage"], "after_commit");
         assert_eq!(event["owner"], "notifications");
         assert_eq!(event["attempts"], 1);
         assert!(event["last_error"].as_str().is_some_and(|e| !e.is_empty()));
@@ -135,7 +140,7 @@ async fn failed_handlers_are_listed_and_replayed(store: TestStore) {
         assert_eq!(retried.ok(StatusCode::ACCEPTED)["status"], "pending");
     }
     app.deliver_events().await;
-    assert_eq!(app.notification_kinds(&customer).await, ["welcome"]);
+    assert_eq!(kinds(&app.sent_notifications(&customer).await), ["welcome"]);
     let failed = app.get("/api/admin/events/failed", Some(&admin)).await;
     assert_eq!(failed.ok(StatusCode::OK), &serde_json::json!([]));
 }
