@@ -58,6 +58,16 @@ impl TestApp {
         sent
     }
 
+    /// Asserts that `/metrics` has the line `sample` (name, labels and value).
+    async fn assert_metric(&self, sample: &str) {
+        let answer = self.send(self.client.get(self.url("/metrics"))).await;
+        let text = answer.body.as_str().expect("text");
+        assert!(
+            text.lines().any(|line| line == sample),
+            "no {sample} in\n{text}"
+        );
+    }
+
     async fn parked(&self, admin: &str, query: &str) -> Vec<Value> {
         self.get(&format!("/api/admin/events/failed{query}"), Some(admin))
             .await
@@ -235,6 +245,10 @@ async fn parked_events_are_discarded_or_retried_in_bulk(store: TestStore) {
         .parked(&admin, "?event_name=auth.user_registered.v1")
         .await;
     assert_eq!(parked.len(), 3, "{parked:#?}");
+    app.assert_metric(r#"shop_events_parked{owner="notifications"} 3"#)
+        .await;
+    app.assert_metric(r#"shop_events_parked{owner="auth"} 0"#)
+        .await;
 
     let some_id = parked[0]["id"].as_str().expect("id");
     for path in [
@@ -340,6 +354,8 @@ async fn parked_events_are_discarded_or_retried_in_bulk(store: TestStore) {
         "a discarded event is never handled"
     );
     assert!(app.parked(&admin, "").await.is_empty());
+    app.assert_metric(r#"shop_events_parked{owner="notifications"} 0"#)
+        .await;
 }
 
 async fn notifications_are_private(store: TestStore) {

@@ -510,6 +510,30 @@ impl Bus {
         Ok(purged)
     }
 
+    /// Sets the [`PARKED`](crate::PARKED) gauge of every publisher and consumer to its number
+    /// of parked events, as the database holds them now (so every process reports the same
+    /// value: aggregate with `max`, not `sum`). One count per owner, so it is cheap enough
+    /// to run on every scrape of `/metrics`.
+    pub async fn record_parked(&self) -> Result<(), DbErr> {
+        for publisher in &self.publishers {
+            let parked = outbox::Entity::find()
+                .filter(outbox::Column::Status.eq(FAILED))
+                .count(&publisher.db)
+                .await?;
+            metrics::gauge!(crate::PARKED, "owner" => publisher.context).set(parked as f64);
+        }
+        for consumer in &self.consumers {
+            let parked = inbox::Entity::find()
+                .filter(inbox::Column::Consumer.eq(consumer.name()))
+                .filter(inbox::Column::Status.eq(FAILED))
+                .count(consumer.db())
+                .await?;
+            metrics::gauge!(crate::PARKED, "owner" => consumer.name().to_owned())
+                .set(parked as f64);
+        }
+        Ok(())
+    }
+
     /// Rows not yet dispatched or done (effects after the commit included), parked ones
     /// excluded (for tests and metrics).
     pub async fn pending(&self) -> Result<u64, DbErr> {

@@ -36,6 +36,8 @@
 pub const RELAYED: &str = "shop_events_relayed_total";
 /// Events handled from a consumer's inbox, by consumer and outcome (`done`, `retry`, `parked`).
 pub const HANDLED: &str = "shop_events_handled_total";
+/// Events parked now, by owner (publisher or consumer): set by [`Bus::record_parked`].
+pub const PARKED: &str = "shop_events_parked";
 
 mod backoff;
 mod bus;
