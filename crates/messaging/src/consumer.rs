@@ -310,11 +310,16 @@ impl Consumer {
             .filter(inbox::Column::Id.eq(row.id))
             .filter(inbox::Column::Status.eq(row.status.clone()))
             .filter(inbox::Column::Attempts.eq(row.attempts));
+        let stage = if row.status == HANDLED {
+            "after_commit"
+        } else {
+            "handling"
+        };
         if parked {
-            tracing::error!(error = %error, attempts, "event handler failed; parked");
+            tracing::error!(error = %error, attempts, stage, "event handler failed; parked");
             update = update.col_expr(inbox::Column::Status, Expr::value(FAILED));
         } else {
-            tracing::warn!(error = %error, attempts, "event handler failed; will retry");
+            tracing::warn!(error = %error, attempts, stage, "event handler failed; will retry");
             update = update.col_expr(
                 inbox::Column::NextAttemptAt,
                 Expr::value(backoff::next_attempt(now, attempts, retry.base, retry.max)),
