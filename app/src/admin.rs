@@ -1,10 +1,10 @@
-//! Operator endpoints of the event machinery: parked events and their replay.
+//! Operator endpoints of the event machinery: parked events, their replay and their discard.
 
 use actix_web::{HttpResponse, web};
-use kernel::{ContextError, ErrorKind};
-use messaging::{Bus, FailedEvent, Stage};
-use serde::Serialize;
-use utoipa::ToSchema;
+use kernel::{ContextError, ErrorKind, FieldError, FieldErrors};
+use messaging::{Bus, EventFilter, FailedEvent, ParkedStatus, Stage};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 use web_kit::{AdminUser, ErrorBody, HttpError, resource};
 
 pub fn configure(bus: std::sync::Arc<Bus>) -> impl FnOnce(&mut web::ServiceConfig) {
@@ -13,7 +13,10 @@ pub fn configure(bus: std::sync::Arc<Bus>) -> impl FnOnce(&mut web::ServiceConfi
             web::scope("/api/admin/events")
                 .app_data(web::Data::from(bus))
                 .service(resource("/failed").get(failed))
-                .service(resource("/{id}/retry").post(retry)),
+                .service(resource("/discarded").get(discarded))
+                .service(resource("/retry").post(retry_all))
+                .service(resource("/{id}/retry").post(retry))
+                .service(resource("/{id}/discard").post(discard)),
         );
     }
 }
@@ -21,8 +24,9 @@ pub fn configure(bus: std::sync::Arc<Bus>) -> impl FnOnce(&mut web::ServiceConfi
 /// A parked event: its delivery or its handling failed every allowed attempt.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FailedEventView {
-    /// Pass it to `POST /api/admin/events/{id}/retry`.
+    /// Pass it to `POST /api/admin/events/{id}/retry` or `.../discard`.
     id: uuid::Uuid,
+    status: ParkedStatusView,
     stage: StageView,
     /// The publishing context or the consumer.
     owner: String,
@@ -38,6 +42,7 @@ impl From<FailedEvent> for FailedEventView {
     fn from(event: FailedEvent) -> Self {
         Self {
             id: event.id,
+            status: event.status.into(),
             stage: event.stage.into(),
             owner: event.owner,
             event_id: event.event_id,
@@ -50,6 +55,26 @@ impl From<FailedEvent> for FailedEventView {
     }
 }
 
+/// What became of an event that failed every allowed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ParkedStatusView {
+    /// Parked: it holds back the later events of its aggregate until it is retried or
+    /// discarded.
+    Failed,
+    /// Discarded by an administrator: never delivered or handled.
+    Discarded,
+}
+
+impl From<ParkedStatus> for ParkedStatusView {
+    fn from(status: ParkedStatus) -> Self {
+        match status {
+            ParkedStatus::Failed => Self::Failed,
+            ParkedStatus::Discarded => Self::Discarded,
+        }
+    }
+}
+
 /// Where a parked event is stuck.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -58,6 +83,9 @@ pub enum StageView {
     Delivery,
     /// In a consumer's inbox (its handler kept failing).
     Handling,
+    /// In a consumer's inbox, its handler's work committed; what follows the commit
+    /// (sending the message) kept failing. A retry runs only that.
+    AfterCommit,
 }
 
 impl From<Stage> for StageView {
@@ -65,7 +93,59 @@ impl From<Stage> for StageView {
         match stage {
             Stage::Delivery => Self::Delivery,
             Stage::Handling => Self::Handling,
+            Stage::AfterCommit => Self::AfterCommit,
         }
+    }
+}
+
+/// The rule for owners and event names in queries (written out again in the `#[param]`
+/// attributes below, which take no constants; the OpenAPI test holds them to this one).
+pub const NAME_PATTERN: &str = "^[a-z0-9_.-]{1,128}$";
+
+/// Which parked events: every one, or those of one owner, of one event name, or both.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct EventQuery {
+    /// A publishing context (`orders`) or a consumer (`notifications`).
+    #[param(pattern = "^[a-z0-9_.-]{1,128}$")]
+    owner: Option<String>,
+    /// An event's versioned name (`orders.order_confirmed.v1`).
+    #[param(pattern = "^[a-z0-9_.-]{1,128}$")]
+    event_name: Option<String>,
+}
+
+impl EventQuery {
+    /// The filter, or a 400 `invalid_query` naming each malformed parameter.
+    fn filter(self) -> Result<EventFilter, HttpError> {
+        let mut errors = FieldErrors::new();
+        let owner = self
+            .owner
+            .and_then(|owner| errors.check(name("owner", owner)));
+        let event_name = self
+            .event_name
+            .and_then(|event_name| errors.check(name("event_name", event_name)));
+        if !errors.is_empty() {
+            return Err(HttpError::invalid_query(errors.into_vec()));
+        }
+        Ok(EventFilter { owner, event_name })
+    }
+}
+
+/// Owners and event names: [`NAME_PATTERN`], 1 to 128 lower-case letters, digits, `_`, `.`
+/// and `-`.
+fn name(field: &str, value: String) -> Result<String, FieldError> {
+    let valid = (1..=128).contains(&value.len())
+        && value
+            .bytes()
+            .all(|byte| matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'.' | b'-'));
+    if valid {
+        Ok(value)
+    } else {
+        Err(FieldError::new(
+            field,
+            "invalid_name",
+            "1 to 128 lower-case letters, digits, `_`, `.` or `-`",
+        ))
     }
 }
 
@@ -80,6 +160,25 @@ pub enum RetriedStatus {
 pub struct Retried {
     id: uuid::Uuid,
     status: RetriedStatus,
+}
+
+/// How many parked events a bulk retry put back in line.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RetriedAll {
+    retried: u64,
+}
+
+/// Where a discarded event stands: given up, never delivered or handled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DiscardedStatus {
+    Discarded,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Discarded {
+    id: uuid::Uuid,
+    status: DiscardedStatus,
 }
 
 /// What the admin endpoints can answer besides success.
@@ -110,20 +209,58 @@ impl ContextError for AdminError {
     }
 }
 
+async fn list(
+    bus: &Bus,
+    status: ParkedStatus,
+    query: EventQuery,
+) -> Result<HttpResponse, HttpError> {
+    let filter = query.filter()?;
+    let listed = bus
+        .list(status, &filter)
+        .await
+        .map_err(db_kit::internal::<AdminError>)?;
+    let listed: Vec<FailedEventView> = listed.into_iter().map(Into::into).collect();
+    Ok(HttpResponse::Ok().json(listed))
+}
+
 /// Events whose delivery or handling failed every attempt (administrators).
 #[utoipa::path(
     get, path = "/api/admin/events/failed", tag = "admin",
     security(("bearer" = [])),
+    params(EventQuery),
     responses(
         (status = 200, description = "Parked events, oldest first", body = Vec<FailedEventView>),
+        (status = 400, description = "`invalid_query`: a malformed owner or event name", body = ErrorBody),
         (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
         (status = 403, description = "`forbidden`", body = ErrorBody),
     )
 )]
-pub async fn failed(_admin: AdminUser, bus: web::Data<Bus>) -> Result<HttpResponse, HttpError> {
-    let failed = bus.failed().await.map_err(db_kit::internal::<AdminError>)?;
-    let failed: Vec<FailedEventView> = failed.into_iter().map(Into::into).collect();
-    Ok(HttpResponse::Ok().json(failed))
+pub async fn failed(
+    _admin: AdminUser,
+    bus: web::Data<Bus>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, HttpError> {
+    list(&bus, ParkedStatus::Failed, query.into_inner()).await
+}
+
+/// Parked events an administrator discarded, until they are purged (administrators).
+#[utoipa::path(
+    get, path = "/api/admin/events/discarded", tag = "admin",
+    security(("bearer" = [])),
+    params(EventQuery),
+    responses(
+        (status = 200, description = "Discarded events, oldest first", body = Vec<FailedEventView>),
+        (status = 400, description = "`invalid_query`: a malformed owner or event name", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+    )
+)]
+pub async fn discarded(
+    _admin: AdminUser,
+    bus: web::Data<Bus>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, HttpError> {
+    list(&bus, ParkedStatus::Discarded, query.into_inner()).await
 }
 
 /// Put a parked event back in line (administrators).
@@ -156,5 +293,98 @@ pub async fn retry(
         }))
     } else {
         Err(AdminError::EventNotFound.into())
+    }
+}
+
+/// Put every parked event back in line, or those of one owner, of one event name, or both
+/// (administrators).
+#[utoipa::path(
+    post, path = "/api/admin/events/retry", tag = "admin",
+    security(("bearer" = [])),
+    params(EventQuery),
+    responses(
+        (status = 202, description = "How many parked events were queued for another round of attempts", body = RetriedAll),
+        (status = 400, description = "`invalid_query`: a malformed owner or event name", body = ErrorBody),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+    )
+)]
+pub async fn retry_all(
+    _admin: AdminUser,
+    bus: web::Data<Bus>,
+    query: web::Query<EventQuery>,
+) -> Result<HttpResponse, HttpError> {
+    let filter = query.into_inner().filter()?;
+    let retried = bus
+        .retry_all(&filter)
+        .await
+        .map_err(db_kit::internal::<AdminError>)?;
+    tracing::info!(
+        retried,
+        owner = filter.owner.as_deref(),
+        event_name = filter.event_name.as_deref(),
+        "parked events queued again"
+    );
+    Ok(HttpResponse::Accepted().json(RetriedAll { retried }))
+}
+
+/// Give up on a parked event: it is never delivered or handled, and the later events of its
+/// aggregate go on (administrators).
+#[utoipa::path(
+    post, path = "/api/admin/events/{id}/discard", tag = "admin",
+    security(("bearer" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The parked event's id from the failed list")),
+    responses(
+        (status = 200, description = "Discarded; listed under `/api/admin/events/discarded` until purged", body = Discarded),
+        (status = 401, description = "`missing_token`, `invalid_token`, `token_expired`", body = ErrorBody),
+        (status = 403, description = "`forbidden`", body = ErrorBody),
+        (status = 404, description = "`event_not_found`: no parked event has this id", body = ErrorBody),
+    )
+)]
+pub async fn discard(
+    admin: AdminUser,
+    bus: web::Data<Bus>,
+    id: web::Path<uuid::Uuid>,
+) -> Result<HttpResponse, HttpError> {
+    let id = id.into_inner();
+    if bus
+        .discard(id)
+        .await
+        .map_err(db_kit::internal::<AdminError>)?
+    {
+        tracing::warn!(event = %id, admin_id = %admin.0.user_id, "parked event discarded");
+        Ok(HttpResponse::Ok().json(Discarded {
+            id,
+            status: DiscardedStatus::Discarded,
+        }))
+    } else {
+        Err(AdminError::EventNotFound.into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_documented_pattern() {
+        let long = "a".repeat(128);
+        for good in [
+            "orders",
+            "notifications",
+            "orders.order_confirmed.v1",
+            "a-b",
+            &long,
+        ] {
+            assert!(name("owner", good.to_owned()).is_ok(), "{good:?}");
+        }
+        let too_long = "a".repeat(129);
+        for bad in ["", "Orders", "with space", "nul\0", "é", &too_long] {
+            let error = name("owner", bad.to_owned()).expect_err(bad);
+            assert_eq!(
+                (error.field.as_str(), error.code.as_str()),
+                ("owner", "invalid_name")
+            );
+        }
     }
 }

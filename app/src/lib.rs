@@ -8,7 +8,7 @@
 //!   names implementation crates);
 //! - `startup`: the HTTP server and the background work; `ops`: health and readiness;
 //!   `metrics`: `/metrics` for Prometheus;
-//!   `admin`: parked events and their replay; `openapi`: the merged document;
+//!   `admin`: parked events, their replay and their discard; `openapi`: the merged document;
 //! - `cli`: `serve`, `migrate`, `admin create`.
 
 pub mod admin;

@@ -1,12 +1,14 @@
 //! `/metrics` in the Prometheus text format.
 //!
 //! Crates record through the `metrics` facade (`web-kit`: requests; `orders`: checkout
-//! outcomes; `messaging`: event delivery); this module installs the one recorder the process
-//! has and renders it. Metric names start with `shop_`.
+//! outcomes; `messaging`: event delivery, and the parked events, counted on each scrape);
+//! this module installs the one recorder the process has and renders it. Metric names start
+//! with `shop_`.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use actix_web::{HttpResponse, web};
+use messaging::Bus;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Request latency buckets, in seconds: fine below 100 ms, where checkouts live.
@@ -36,17 +38,24 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
-pub fn configure(handle: PrometheusHandle) -> impl FnOnce(&mut web::ServiceConfig) {
+pub fn configure(handle: PrometheusHandle, bus: Arc<Bus>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(handle))
+            .app_data(web::Data::from(bus))
             .service(web_kit::resource("/metrics").get(render));
     }
 }
 
-/// Counters and histograms of requests, checkouts and events, in the Prometheus text format.
+/// Counters and histograms of requests, checkouts and events, and the events parked now, in
+/// the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-pub async fn render(handle: web::Data<PrometheusHandle>) -> HttpResponse {
+pub async fn render(handle: web::Data<PrometheusHandle>, bus: web::Data<Bus>) -> HttpResponse {
+    // Parked events are state in the database, not something this process counts: read
+    // them at scrape time. Without the database the rest is still worth rendering.
+    if let Err(error) = bus.record_parked().await {
+        tracing::warn!(error = %error, "counting parked events failed");
+    }
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(handle.render())

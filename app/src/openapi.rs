@@ -14,12 +14,21 @@ use crate::{admin, metrics, ops};
                        in one binary. Every error body is `{\"error\": {\"code\", \"message\", ...}}` \
                        with a stable snake_case code."
     ),
-    paths(ops::healthz, ops::readyz, metrics::render, admin::failed, admin::retry),
+    paths(
+        ops::healthz,
+        ops::readyz,
+        metrics::render,
+        admin::failed,
+        admin::discarded,
+        admin::retry,
+        admin::retry_all,
+        admin::discard,
+    ),
     components(schemas(ErrorBody, ErrorDetail, FieldError)),
     modifiers(&BearerSecurity),
     tags(
         (name = "operations", description = "Health and readiness"),
-        (name = "admin", description = "Parked integration events and their replay"),
+        (name = "admin", description = "Parked integration events: their replay and their discard"),
     )
 )]
 struct ShopDoc;

@@ -155,7 +155,7 @@ fn http_server(
             .configure(notifications::configure(notifications.clone()))
             .configure(admin::configure(bus.clone()))
             .configure(ops::configure(readiness.clone()))
-            .configure(crate::metrics::configure(metrics.clone()))
+            .configure(crate::metrics::configure(metrics.clone(), bus.clone()))
             .service(web::redirect("/docs", "/docs/"))
             .service(SwaggerUi::new("/docs/{_:.*}").url("/api-docs/openapi.json", document.clone()))
             .default_service(web::to(web_kit::route_not_found))

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use catalog_api::{CatalogApi, NewProduct};
+use catalog_api::NewProduct;
 use chrono::Utc;
 use futures::future::join_all;
 use kernel::{
@@ -25,9 +25,7 @@ use kernel::{
 };
 use orders::{CheckoutHook, Moment, Step};
 use orders_api::{LineRequest, Order, OrderStatus, PlaceOrder, ShippingAddress, Viewer};
-use payments::{
-    FakeProvider, LookupOutcome, PaymentProvider, ProviderError, ProviderOutcome,
-};
+use payments::{FakeProvider, LookupOutcome, PaymentProvider, ProviderError, ProviderOutcome};
 use payments_api::{PaymentStatus, PaymentsError};
 use shop::{Contexts, Options};
 use testkit::TestStore;
@@ -50,7 +48,10 @@ impl Dice {
 
     /// A number in `0..n`.
     fn roll(&self, n: u64) -> u64 {
-        let mut state = self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self
+            .0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         *state ^= *state >> 12;
         *state ^= *state << 25;
         *state ^= *state >> 27;
@@ -232,7 +233,8 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
     for wave in 0..ORDERS.div_ceil(AT_ONCE) {
         let attempts = (0..AT_ONCE).map(|i| {
             let n = wave * AT_ONCE + i;
-            let (product_id, _) = products[usize::try_from(dice.roll(PRODUCTS as u64)).expect("small")];
+            let (product_id, _) =
+                products[usize::try_from(dice.roll(PRODUCTS as u64)).expect("small")];
             let token = tokens[usize::try_from(dice.roll(tokens.len() as u64)).expect("small")];
             let quantity = u32::try_from(dice.roll(3) + 1).expect("small");
             let orders = crashing.orders_api();
@@ -276,7 +278,10 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
     // its sweeps until nothing is left to do. Time moves on between rounds, past backoffs.
     provider.faulty.store(false, Ordering::SeqCst);
     let clock = Arc::new(ManualClock::new(
-        started + chrono::Duration::seconds(i64::try_from(settings.orders.lease_secs).expect("small") + 1),
+        started
+            + chrono::Duration::seconds(
+                i64::try_from(settings.orders.lease_secs).expect("small") + 1,
+            ),
     ));
     let restarted = Contexts::open_with(
         &settings,
@@ -312,7 +317,10 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
     for page in 1.. {
         let listed = restarted
             .orders_api()
-            .list_orders(admin, PageRequest::new(Some(page), Some(100)).expect("page"))
+            .list_orders(
+                admin,
+                PageRequest::new(Some(page), Some(100)).expect("page"),
+            )
             .await
             .expect("list");
         let done = listed.items.len() < 100;
@@ -336,7 +344,11 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
         );
         let books = match restarted.payments_api().get_payment(order.id).await {
             Ok(payment) => {
-                assert_ne!(payment.status, PaymentStatus::Pending, "{case}: outcome unknown");
+                assert_ne!(
+                    payment.status,
+                    PaymentStatus::Pending,
+                    "{case}: outcome unknown"
+                );
                 payment.captured.amount_minor() - payment.refunded.amount_minor()
             }
             Err(PaymentsError::PaymentNotFound { .. }) => 0,
@@ -350,8 +362,14 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
                 *sold.entry(line.product_id).or_default() += line.quantity;
             }
         } else {
-            assert_eq!(books, 0, "{case}: money kept without a confirmed order (books)");
-            assert_eq!(at_provider, 0, "{case}: money kept without a confirmed order (provider)");
+            assert_eq!(
+                books, 0,
+                "{case}: money kept without a confirmed order (books)"
+            );
+            assert_eq!(
+                at_provider, 0,
+                "{case}: money kept without a confirmed order (provider)"
+            );
         }
     }
     let levels = restarted
@@ -361,7 +379,11 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
         .expect("products");
     for product in levels {
         let sold = sold.get(&product.id).copied().unwrap_or(0);
-        assert_eq!(product.stock.reserved, 0, "{}: reserved after recovery (seed {seed})", product.sku);
+        assert_eq!(
+            product.stock.reserved, 0,
+            "{}: reserved after recovery (seed {seed})",
+            product.sku
+        );
         assert_eq!(
             product.stock.available,
             STOCK - sold,
@@ -380,7 +402,10 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
         OrderStatus::Rejected,
         OrderStatus::PaymentFailed,
     ] {
-        assert!(by_status.get(&status).copied().unwrap_or(0) > 0, "{by_status:?}");
+        assert!(
+            by_status.get(&status).copied().unwrap_or(0) > 0,
+            "{by_status:?}"
+        );
     }
 }
 

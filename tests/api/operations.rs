@@ -128,9 +128,12 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
         "POST /api/orders/{id}/cancel",
         "GET /api/notifications",
         "GET /api/admin/events/failed",
+        "GET /api/admin/events/discarded",
+        "POST /api/admin/events/retry",
         "POST /api/admin/events/{id}/retry",
         "GET /api/admin/orders/parked",
         "POST /api/admin/orders/{id}/retry",
+        "POST /api/admin/events/{id}/discard",
     ]
     .into_iter()
     .map(String::from)
@@ -166,6 +169,7 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
         kernel::text::NO_CONTROL_PATTERN,
         kernel::idempotency::IDEMPOTENCY_KEY_PATTERN,
         payments_api::PAYMENT_TOKEN_PATTERN,
+        shop::admin::NAME_PATTERN,
         "^[A-Za-z0-9._-]{1,64}$",
         "^[A-Za-z0-9-]{1,64}$",
         "^[A-Za-z]{2}$",

@@ -20,7 +20,9 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff;
 use crate::consumer::{Consumer, Retry};
 use crate::outbox::Outbox;
-use crate::store::{self, DISPATCHED, DONE, FAILED, PENDING, inbox, outbox};
+use crate::store::{
+    self, DISCARDED, DISPATCHED, DONE, FAILED, HANDLED, OUTBOX_BLOCKING, PENDING, inbox, outbox,
+};
 
 #[derive(Debug, Clone)]
 pub struct BusConfig {
@@ -115,13 +117,37 @@ pub enum Stage {
     Delivery,
     /// In a consumer's inbox (its handler kept failing).
     Handling,
+    /// In a consumer's inbox, its handler's work committed; the effects after the commit
+    /// (sending a message) kept failing. A retry runs only those.
+    AfterCommit,
 }
 
-/// A parked event, as the admin endpoints show it.
+/// What became of an event that failed every allowed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ParkedStatus {
+    /// Parked: it holds back the later events of its aggregate until an operator retries or
+    /// discards it.
+    Failed,
+    /// Given up by an operator: never delivered or handled; kept until purged.
+    Discarded,
+}
+
+impl ParkedStatus {
+    fn stored(self) -> &'static str {
+        match self {
+            Self::Failed => FAILED,
+            Self::Discarded => DISCARDED,
+        }
+    }
+}
+
+/// A parked or discarded event, as the admin endpoints show it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FailedEvent {
-    /// The id to pass to [`Bus::retry`].
+    /// The id to pass to [`Bus::retry`] or [`Bus::discard`].
     pub id: uuid::Uuid,
+    pub status: ParkedStatus,
     pub stage: Stage,
     /// The publishing context (delivery) or the consumer (handling).
     pub owner: String,
@@ -131,6 +157,20 @@ pub struct FailedEvent {
     pub attempts: i32,
     pub last_error: Option<String>,
     pub occurred_at: DateTime<Utc>,
+}
+
+/// Which parked events an operator means: every one, or those of one owner (a publishing
+/// context or a consumer), of one event name, or both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventFilter {
+    pub owner: Option<String>,
+    pub event_name: Option<String>,
+}
+
+impl EventFilter {
+    fn owns(&self, owner: &str) -> bool {
+        self.owner.as_deref().is_none_or(|wanted| wanted == owner)
+    }
 }
 
 /// Delivery of integration events between the contexts of this process.
@@ -276,15 +316,28 @@ impl Bus {
 
     /// Parked events of every publisher and consumer, oldest first.
     pub async fn failed(&self) -> Result<Vec<FailedEvent>, DbErr> {
-        let mut failed = Vec::new();
-        for publisher in &self.publishers {
-            let rows = outbox::Entity::find()
-                .filter(outbox::Column::Status.eq(FAILED))
-                .order_by_asc(outbox::Column::Seq)
-                .all(&publisher.db)
-                .await?;
-            failed.extend(rows.into_iter().map(|row| FailedEvent {
+        self.list(ParkedStatus::Failed, &EventFilter::default())
+            .await
+    }
+
+    /// Parked (or discarded) events that `filter` names, oldest first.
+    pub async fn list(
+        &self,
+        status: ParkedStatus,
+        filter: &EventFilter,
+    ) -> Result<Vec<FailedEvent>, DbErr> {
+        let mut listed = Vec::new();
+        for publisher in self.publishers_of(filter) {
+            let mut select = outbox::Entity::find()
+                .filter(outbox::Column::Status.eq(status.stored()))
+                .order_by_asc(outbox::Column::Seq);
+            if let Some(name) = &filter.event_name {
+                select = select.filter(outbox::Column::Name.eq(name));
+            }
+            let rows = select.all(&publisher.db).await?;
+            listed.extend(rows.into_iter().map(|row| FailedEvent {
                 id: row.id,
+                status,
                 stage: Stage::Delivery,
                 owner: publisher.context.to_owned(),
                 event_id: row.id,
@@ -295,16 +348,23 @@ impl Bus {
                 occurred_at: row.occurred_at,
             }));
         }
-        for consumer in &self.consumers {
-            let rows = inbox::Entity::find()
+        for consumer in self.consumers_of(filter) {
+            let mut select = inbox::Entity::find()
                 .filter(inbox::Column::Consumer.eq(consumer.name()))
-                .filter(inbox::Column::Status.eq(FAILED))
-                .order_by_asc(inbox::Column::Seq)
-                .all(consumer.db())
-                .await?;
-            failed.extend(rows.into_iter().map(|row| FailedEvent {
+                .filter(inbox::Column::Status.eq(status.stored()))
+                .order_by_asc(inbox::Column::Seq);
+            if let Some(name) = &filter.event_name {
+                select = select.filter(inbox::Column::Name.eq(name));
+            }
+            let rows = select.all(consumer.db()).await?;
+            listed.extend(rows.into_iter().map(|row| FailedEvent {
                 id: row.id,
-                stage: Stage::Handling,
+                status,
+                stage: if row.handled_at.is_some() {
+                    Stage::AfterCommit
+                } else {
+                    Stage::Handling
+                },
                 owner: row.consumer,
                 event_id: row.event_id,
                 event_name: row.name,
@@ -314,8 +374,20 @@ impl Bus {
                 occurred_at: row.occurred_at,
             }));
         }
-        failed.sort_by_key(|event| event.occurred_at);
-        Ok(failed)
+        listed.sort_by_key(|event| event.occurred_at);
+        Ok(listed)
+    }
+
+    fn publishers_of<'a>(&'a self, filter: &'a EventFilter) -> impl Iterator<Item = &'a Publisher> {
+        self.publishers
+            .iter()
+            .filter(|publisher| filter.owns(publisher.context))
+    }
+
+    fn consumers_of<'a>(&'a self, filter: &'a EventFilter) -> impl Iterator<Item = &'a Consumer> {
+        self.consumers
+            .iter()
+            .filter(|consumer| filter.owns(consumer.name()))
     }
 
     /// Puts a parked event back in line with a fresh set of attempts. Returns false when no
@@ -323,12 +395,8 @@ impl Bus {
     pub async fn retry(&self, id: uuid::Uuid) -> Result<bool, DbErr> {
         let now = self.clock.now();
         for publisher in &self.publishers {
-            let reset = outbox::Entity::update_many()
-                .col_expr(outbox::Column::Status, Expr::value(PENDING))
-                .col_expr(outbox::Column::Attempts, Expr::value(0))
-                .col_expr(outbox::Column::NextAttemptAt, Expr::value(now))
+            let reset = requeue_outbox(now)
                 .filter(outbox::Column::Id.eq(id))
-                .filter(outbox::Column::Status.eq(FAILED))
                 .exec(&publisher.db)
                 .await?;
             if reset.rows_affected > 0 {
@@ -337,15 +405,11 @@ impl Bus {
             }
         }
         for consumer in &self.consumers {
-            let reset = inbox::Entity::update_many()
-                .col_expr(inbox::Column::Status, Expr::value(PENDING))
-                .col_expr(inbox::Column::Attempts, Expr::value(0))
-                .col_expr(inbox::Column::NextAttemptAt, Expr::value(now))
-                .filter(inbox::Column::Id.eq(id))
-                .filter(inbox::Column::Status.eq(FAILED))
-                .exec(consumer.db())
-                .await?;
-            if reset.rows_affected > 0 {
+            let reset = requeue_inbox(consumer, now, |update| {
+                update.filter(inbox::Column::Id.eq(id))
+            })
+            .await?;
+            if reset > 0 {
                 self.handled.notify_waiters();
                 return Ok(true);
             }
@@ -353,7 +417,71 @@ impl Bus {
         Ok(false)
     }
 
-    /// Deletes dispatched outbox rows and handled inbox rows older than the retention.
+    /// Puts every parked event `filter` names back in line with a fresh set of attempts;
+    /// returns how many.
+    pub async fn retry_all(&self, filter: &EventFilter) -> Result<u64, DbErr> {
+        let now = self.clock.now();
+        let mut retried = 0;
+        for publisher in self.publishers_of(filter) {
+            let mut update = requeue_outbox(now);
+            if let Some(name) = &filter.event_name {
+                update = update.filter(outbox::Column::Name.eq(name));
+            }
+            let reset = update.exec(&publisher.db).await?.rows_affected;
+            if reset > 0 {
+                publisher.wake.notify_one();
+            }
+            retried += reset;
+        }
+        for consumer in self.consumers_of(filter) {
+            retried += requeue_inbox(consumer, now, |update| match &filter.event_name {
+                Some(name) => update.filter(inbox::Column::Name.eq(name)),
+                None => update,
+            })
+            .await?;
+        }
+        if retried > 0 {
+            self.handled.notify_waiters();
+        }
+        Ok(retried)
+    }
+
+    /// Gives up on a parked event: it is marked discarded, is never delivered or handled,
+    /// and no longer holds back the later events of its aggregate. Returns false when no
+    /// parked event has that id.
+    pub async fn discard(&self, id: uuid::Uuid) -> Result<bool, DbErr> {
+        let now = self.clock.now();
+        for publisher in &self.publishers {
+            let discarded = outbox::Entity::update_many()
+                .col_expr(outbox::Column::Status, Expr::value(DISCARDED))
+                .col_expr(outbox::Column::DispatchedAt, Expr::value(now))
+                .filter(outbox::Column::Id.eq(id))
+                .filter(outbox::Column::Status.eq(FAILED))
+                .exec(&publisher.db)
+                .await?;
+            if discarded.rows_affected > 0 {
+                publisher.wake.notify_one();
+                return Ok(true);
+            }
+        }
+        for consumer in &self.consumers {
+            let discarded = inbox::Entity::update_many()
+                .col_expr(inbox::Column::Status, Expr::value(DISCARDED))
+                .col_expr(inbox::Column::ProcessedAt, Expr::value(now))
+                .filter(inbox::Column::Id.eq(id))
+                .filter(inbox::Column::Consumer.eq(consumer.name()))
+                .filter(inbox::Column::Status.eq(FAILED))
+                .exec(consumer.db())
+                .await?;
+            if discarded.rows_affected > 0 {
+                self.handled.notify_waiters();
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// Deletes dispatched, handled and discarded rows older than the retention.
     pub async fn purge(&self) -> Result<u64, DbErr> {
         let retention =
             chrono::Duration::from_std(self.config.retention).unwrap_or(chrono::Duration::MAX);
@@ -361,7 +489,7 @@ impl Bus {
         let mut purged = 0;
         for publisher in &self.publishers {
             purged += outbox::Entity::delete_many()
-                .filter(outbox::Column::Status.eq(DISPATCHED))
+                .filter(outbox::Column::Status.is_in([DISPATCHED, DISCARDED]))
                 .filter(outbox::Column::DispatchedAt.lt(cutoff))
                 .exec(&publisher.db)
                 .await?
@@ -370,7 +498,7 @@ impl Bus {
         for consumer in &self.consumers {
             purged += inbox::Entity::delete_many()
                 .filter(inbox::Column::Consumer.eq(consumer.name()))
-                .filter(inbox::Column::Status.eq(DONE))
+                .filter(inbox::Column::Status.is_in([DONE, DISCARDED]))
                 .filter(inbox::Column::ProcessedAt.lt(cutoff))
                 .exec(consumer.db())
                 .await?
@@ -382,7 +510,32 @@ impl Bus {
         Ok(purged)
     }
 
-    /// Rows not yet dispatched or handled, parked ones excluded (for tests and metrics).
+    /// Sets the [`PARKED`](crate::PARKED) gauge of every publisher and consumer to its number
+    /// of parked events, as the database holds them now (so every process reports the same
+    /// value: aggregate with `max`, not `sum`). One count per owner, so it is cheap enough
+    /// to run on every scrape of `/metrics`.
+    pub async fn record_parked(&self) -> Result<(), DbErr> {
+        for publisher in &self.publishers {
+            let parked = outbox::Entity::find()
+                .filter(outbox::Column::Status.eq(FAILED))
+                .count(&publisher.db)
+                .await?;
+            metrics::gauge!(crate::PARKED, "owner" => publisher.context).set(parked as f64);
+        }
+        for consumer in &self.consumers {
+            let parked = inbox::Entity::find()
+                .filter(inbox::Column::Consumer.eq(consumer.name()))
+                .filter(inbox::Column::Status.eq(FAILED))
+                .count(consumer.db())
+                .await?;
+            metrics::gauge!(crate::PARKED, "owner" => consumer.name().to_owned())
+                .set(parked as f64);
+        }
+        Ok(())
+    }
+
+    /// Rows not yet dispatched or done (effects after the commit included), parked ones
+    /// excluded (for tests and metrics).
     pub async fn pending(&self) -> Result<u64, DbErr> {
         let mut pending = 0;
         for publisher in &self.publishers {
@@ -394,7 +547,7 @@ impl Bus {
         for consumer in &self.consumers {
             pending += inbox::Entity::find()
                 .filter(inbox::Column::Consumer.eq(consumer.name()))
-                .filter(inbox::Column::Status.eq(PENDING))
+                .filter(inbox::Column::Status.is_in([PENDING, HANDLED]))
                 .count(consumer.db())
                 .await?;
         }
@@ -430,8 +583,44 @@ impl Bus {
     }
 }
 
-/// Due pending outbox rows, oldest first, skipping rows with an earlier pending row of the
-/// same aggregate, and on Postgres rows another relay holds.
+/// Puts parked outbox rows back in line; the caller narrows it down.
+fn requeue_outbox(now: DateTime<Utc>) -> sea_orm::UpdateMany<outbox::Entity> {
+    outbox::Entity::update_many()
+        .col_expr(outbox::Column::Status, Expr::value(PENDING))
+        .col_expr(outbox::Column::Attempts, Expr::value(0))
+        .col_expr(outbox::Column::NextAttemptAt, Expr::value(now))
+        .filter(outbox::Column::Status.eq(FAILED))
+}
+
+/// Puts `consumer`'s parked inbox rows that `narrow` selects back in line, where they were
+/// parked: before their handler (`pending`), or with their handler's work committed and
+/// only the effects after the commit to run again (`handled`). Returns how many.
+async fn requeue_inbox(
+    consumer: &Consumer,
+    now: DateTime<Utc>,
+    narrow: impl Fn(sea_orm::UpdateMany<inbox::Entity>) -> sea_orm::UpdateMany<inbox::Entity>,
+) -> Result<u64, DbErr> {
+    let mut requeued = 0;
+    for (status, handled) in [(PENDING, false), (HANDLED, true)] {
+        let handled_at = if handled {
+            inbox::Column::HandledAt.is_not_null()
+        } else {
+            inbox::Column::HandledAt.is_null()
+        };
+        let update = inbox::Entity::update_many()
+            .col_expr(inbox::Column::Status, Expr::value(status))
+            .col_expr(inbox::Column::Attempts, Expr::value(0))
+            .col_expr(inbox::Column::NextAttemptAt, Expr::value(now))
+            .filter(inbox::Column::Consumer.eq(consumer.name()))
+            .filter(inbox::Column::Status.eq(FAILED))
+            .filter(handled_at);
+        requeued += narrow(update).exec(consumer.db()).await?.rows_affected;
+    }
+    Ok(requeued)
+}
+
+/// Due pending outbox rows, oldest first, skipping rows with an earlier pending or parked row
+/// of the same aggregate, and on Postgres rows another relay holds.
 async fn claim_outbox<C: ConnectionTrait>(
     db: &C,
     now: DateTime<Utc>,
@@ -449,7 +638,7 @@ async fn claim_outbox<C: ConnectionTrait>(
             Expr::col((earlier.clone(), outbox::Column::Seq))
                 .lt(Expr::col((outbox::Entity, outbox::Column::Seq))),
         )
-        .and_where(Expr::col((earlier, outbox::Column::Status)).eq(PENDING))
+        .and_where(Expr::col((earlier, outbox::Column::Status)).is_in(OUTBOX_BLOCKING))
         .to_owned();
     let mut select = outbox::Entity::find()
         .filter(outbox::Column::Status.eq(PENDING))

@@ -10,15 +10,23 @@
 //!    [`Consumer`] subscribed to its name, and marks it dispatched.
 //! 3. [`Consumer::accept`] stores the event in the **consumer's own** `inbox`, keyed by
 //!    (event id, consumer): a second delivery of the same event is a no-op.
-//! 4. The consumer's processor claims due inbox rows the same way and runs its
-//!    [`EventHandler`] inside a transaction on the consumer's database that also marks the
-//!    row done, so the handler's writes happen exactly once.
+//! 4. The consumer's processor claims due inbox rows the same way, one at a time, and runs
+//!    its [`EventHandler`] inside a transaction of that row alone on the consumer's
+//!    database, which also marks the row handled, so the handler's writes happen exactly
+//!    once. Whatever makes that transaction fail (the handler, a statement, the commit
+//!    itself) rolls it back and counts an attempt in another transaction.
+//! 5. Once it committed, the handler's [`EventHandler::after_commit`] does what is not in the
+//!    database (sending the message the handler recorded), at least once; when it fails,
+//!    it alone is retried, parked, and replayed.
 //!
 //! Events of one aggregate are relayed and handled in order: a row is only claimed when no
-//! earlier row of the same aggregate is still pending. A failing delivery or handler is
-//! retried with exponential backoff, then parked as `failed` with its error, listed by
-//! [`Bus::failed`] and replayed by [`Bus::retry`]. Finished rows are purged after a
-//! retention period.
+//! earlier row of the same aggregate is unfinished (pending, handled with its effects still
+//! to run, or parked). A failing delivery, handler or effect is retried with exponential
+//! backoff, then parked as `failed` with its error, listed by [`Bus::failed`], and holds
+//! back the later events of its aggregate (in its publisher's outbox, or for its consumer)
+//! until an operator replays it ([`Bus::retry`], [`Bus::retry_all`]) or gives it up
+//! ([`Bus::discard`]: stored as `discarded`, never delivered). Finished and discarded rows
+//! are purged after a retention period.
 //!
 //! In process the relay calls `Consumer::accept` directly. When a context is extracted, the
 //! same two tables stay, and a broker sits between the relay and `accept`.
@@ -28,6 +36,8 @@
 pub const RELAYED: &str = "shop_events_relayed_total";
 /// Events handled from a consumer's inbox, by consumer and outcome (`done`, `retry`, `parked`).
 pub const HANDLED: &str = "shop_events_handled_total";
+/// Events parked now, by owner (publisher or consumer): set by [`Bus::record_parked`].
+pub const PARKED: &str = "shop_events_parked";
 
 mod backoff;
 mod bus;
@@ -36,6 +46,8 @@ pub mod migration;
 mod outbox;
 mod store;
 
-pub use bus::{Bus, BusBuilder, BusConfig, FailedEvent, Progress, Stage};
+pub use bus::{
+    Bus, BusBuilder, BusConfig, EventFilter, FailedEvent, ParkedStatus, Progress, Stage,
+};
 pub use consumer::{Consumer, EventHandler, HandlerError};
 pub use outbox::Outbox;

@@ -1,10 +1,25 @@
 //! The `outbox` and `inbox` tables. Every context that publishes has an `outbox`, every
 //! context that consumes has an `inbox`, each in the context's own schema.
 
+/// Waiting to be relayed (outbox) or handled (inbox), possibly after a failed attempt.
 pub(crate) const PENDING: &str = "pending";
+/// Relayed to every subscribed consumer (outbox).
 pub(crate) const DISPATCHED: &str = "dispatched";
+/// Its handler's transaction committed; the effects after the commit are still to run
+/// (inbox).
+pub(crate) const HANDLED: &str = "handled";
+/// Handled, effects included (inbox).
 pub(crate) const DONE: &str = "done";
+/// Parked after its last allowed attempt, until an operator retries or discards it.
 pub(crate) const FAILED: &str = "failed";
+/// Given up by an operator: never delivered or handled, kept (and listed) until purged.
+pub(crate) const DISCARDED: &str = "discarded";
+
+/// The statuses of an outbox row that hold back the later rows of its aggregate: events of
+/// one aggregate leave in order, so a parked one stops the rest until it is retried.
+pub(crate) const OUTBOX_BLOCKING: [&str; 2] = [PENDING, FAILED];
+/// The same for a consumer's inbox rows, whose effects after the commit count too.
+pub(crate) const INBOX_BLOCKING: [&str; 3] = [PENDING, HANDLED, FAILED];
 
 pub(crate) mod outbox {
     use sea_orm::entity::prelude::*;
@@ -24,6 +39,7 @@ pub(crate) mod outbox {
         pub attempts: i32,
         pub next_attempt_at: DateTimeUtc,
         pub last_error: Option<String>,
+        /// When the row left the outbox: dispatched, or discarded by an operator.
         pub dispatched_at: Option<DateTimeUtc>,
     }
 
@@ -55,6 +71,10 @@ pub(crate) mod inbox {
         pub next_attempt_at: DateTimeUtc,
         pub last_error: Option<String>,
         pub received_at: DateTimeUtc,
+        /// When the handler's transaction committed (`migration::v2`). Set, the row's
+        /// handler never runs again: a retry runs only its effects after the commit.
+        pub handled_at: Option<DateTimeUtc>,
+        /// When the row was finished with: done, or discarded by an operator.
         pub processed_at: Option<DateTimeUtc>,
     }
 

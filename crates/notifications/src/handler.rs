@@ -1,11 +1,19 @@
-//! The reaction to other contexts' events: keep the recipients up to date, and send and
-//! record one message per (event, recipient).
+//! The reaction to other contexts' events: keep the recipients up to date, and record, then
+//! send, one message per (event, recipient).
 //!
-//! Everything runs on the transaction the bus hands over, which also marks the inbox row
-//! done: the recipient, the check for an earlier message and the new row commit together, or
-//! not at all and the event is retried. The message is sent before its row is written, so a
-//! stored notification has always been sent; a send that succeeded in an attempt that then
-//! rolled back is repeated under the same id, which senders treat as the same message.
+//! `handle` runs on the transaction the bus hands over, which also marks the inbox row
+//! handled: the recipient, the check for an earlier message and the new notification,
+//! rendered and stored but not sent (`sent_at` empty), commit together, or not at all and
+//! the event is retried. Nothing leaves the shop from there, since that transaction can still
+//! fail to commit.
+//!
+//! `after_commit` then sends the event's notifications that are not sent yet, exactly as
+//! they were stored (so every attempt sends the same message under the same id), and marks
+//! each sent. A failed send is retried by the bus, with backoff and then parked at the
+//! `after_commit` stage, without handling the event again. A process that dies between a
+//! send and its mark sends that message again on the next attempt: at least once, never a
+//! different message, and a sender treats a repeated id as the same message (the file sender
+//! overwrites its file).
 
 use std::sync::Arc;
 
@@ -15,11 +23,11 @@ use kernel::{Clock, EventEnvelope, IntegrationEvent, UserId};
 use messaging::{EventHandler, HandlerError};
 use notifications_api::Channel;
 use orders_api::{OrderCancelled, OrderConfirmed, OrderPaymentFailed};
-use sea_orm::{DatabaseTransaction, DbErr};
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
 use crate::domain::{self, Message, Recipient};
-use crate::sender::{OutgoingMessage, Sender};
-use crate::store::{self, SentMessage};
+use crate::sender::Sender;
+use crate::store::{self, NewNotification};
 use crate::templates::Templates;
 
 #[derive(Debug)]
@@ -86,7 +94,7 @@ impl NotificationHandler {
         self.notify(event, &recipient, &message, txn).await
     }
 
-    /// Renders, sends and records `message` to `recipient`, once per event.
+    /// Renders and records `message` to `recipient`, once per event; `after_commit` sends it.
     async fn notify(
         &self,
         event: &EventEnvelope,
@@ -97,39 +105,29 @@ impl NotificationHandler {
         let kind = message.kind();
         let id = domain::notification_id(event.id, kind, recipient.user_id);
         // The inbox normally stops a second delivery, but its rows are purged after a
-        // while; this check keeps a late redelivery from sending the message again.
+        // while; this check keeps a late redelivery from recording the message again.
         if store::notification_exists(txn, event.id, recipient.user_id)
             .await
             .map_err(database)?
         {
-            tracing::debug!(notification_id = %id, "notification already sent");
+            tracing::debug!(notification_id = %id, "notification already recorded");
             return Ok(());
         }
         let rendered = self
             .templates
             .render(recipient, message)
             .map_err(|error| HandlerError::new(error.to_string()))?;
-        let outgoing = OutgoingMessage {
-            id,
-            to: recipient.email.clone(),
-            subject: rendered.subject,
-            body: rendered.body,
-        };
-        self.sender
-            .send(&outgoing)
-            .await
-            .map_err(|error| HandlerError::new(format!("sending failed: {error}")))?;
         let inserted = store::insert_notification(
             txn,
-            SentMessage {
+            NewNotification {
                 id,
                 event_id: event.id,
                 recipient_id: recipient.user_id,
                 kind,
                 channel: Channel::Email,
-                address: outgoing.to,
-                subject: outgoing.subject,
-                body: outgoing.body,
+                address: recipient.email.clone(),
+                subject: rendered.subject,
+                body: rendered.body,
             },
             self.clock.now(),
         )
@@ -137,11 +135,33 @@ impl NotificationHandler {
         .map_err(database)?;
         if inserted {
             let kind: &'static str = kind.into();
-            tracing::info!(notification_id = %id, kind, recipient_id = %recipient.user_id, "notification sent");
+            tracing::info!(notification_id = %id, kind, recipient_id = %recipient.user_id, "notification recorded");
         } else {
             // Another attempt stored it between the check and the insert: same id, same
-            // message, and the sender overwrote rather than duplicated it.
+            // message, sent once by whichever attempt committed.
             tracing::debug!(notification_id = %id, "notification stored concurrently");
+        }
+        Ok(())
+    }
+
+    /// Sends `event`'s recorded notifications that are not sent yet, marking each sent.
+    async fn send_unsent(
+        &self,
+        event: &EventEnvelope,
+        db: &DatabaseConnection,
+    ) -> Result<(), HandlerError> {
+        for message in store::unsent_messages(db, event.id)
+            .await
+            .map_err(database)?
+        {
+            self.sender
+                .send(&message)
+                .await
+                .map_err(|error| HandlerError::new(format!("sending failed: {error}")))?;
+            store::mark_sent(db, message.id, self.clock.now())
+                .await
+                .map_err(database)?;
+            tracing::info!(notification_id = %message.id, "notification sent");
         }
         Ok(())
     }
@@ -191,5 +211,13 @@ impl EventHandler for NotificationHandler {
                 event.name
             )))
         }
+    }
+
+    async fn after_commit(
+        &self,
+        event: &EventEnvelope,
+        db: &DatabaseConnection,
+    ) -> Result<(), HandlerError> {
+        self.send_unsent(event, db).await
     }
 }

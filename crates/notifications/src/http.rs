@@ -30,7 +30,7 @@ pub fn configure(service: Arc<NotificationsService>) -> impl FnOnce(&mut web::Se
 )]
 pub struct NotificationsDoc;
 
-/// The messages sent to the caller, newest first.
+/// The caller's messages, newest first (`sent_at` is empty until the message has left).
 #[utoipa::path(
     get, path = "/api/notifications", tag = "notifications",
     security(("bearer" = [])),

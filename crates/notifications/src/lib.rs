@@ -15,8 +15,9 @@
 //!
 //! Architecture invariants: one message per (event, recipient), however often an event is
 //! delivered (the inbox, a unique key, and deterministic notification ids that make a
-//! repeated send overwrite rather than add); notifications never asks auth or orders for
-//! anything: what it needs arrives in their events.
+//! repeated send overwrite rather than add); a message is recorded in the inbox row's
+//! transaction and sent only after it committed; notifications never asks auth or orders
+//! for anything: what it needs arrives in their events.
 
 mod domain;
 mod handler;

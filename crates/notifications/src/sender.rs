@@ -1,9 +1,9 @@
 //! Delivery of rendered messages: the [`Sender`] port and the two senders the shop ships.
 //!
-//! A sender may be called more than once for the same message (the handler's transaction can
-//! roll back after a successful send, and is then retried), so every sender must make a
-//! repeat harmless. Both senders here are keyed by the notification id, which is the same on
-//! every attempt.
+//! A sender is only called for a notification that is committed, and may be called more
+//! than once for the same message (the process died after a send, before marking it sent),
+//! so every sender must make a repeat harmless. Both senders here are keyed by the
+//! notification id, which, like the message itself, is the same on every attempt.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,8 +35,10 @@ pub enum SendError {
     Other(String),
 }
 
-/// Delivers messages. The handler calls it inside its transaction and stores the
-/// notification only once `send` succeeded; an `Err` rolls the attempt back to be retried.
+/// Delivers messages. Called after the notification was committed, outside any
+/// transaction; once `send` succeeded the notification is marked sent, and an `Err` leaves it
+/// unsent, to be retried (with backoff, then parked) without handling the event again. The
+/// same message may come again under the same id: treat it as the same message.
 #[async_trait]
 pub trait Sender: Send + Sync + std::fmt::Debug + 'static {
     async fn send(&self, message: &OutgoingMessage) -> Result<(), SendError>;

@@ -8,10 +8,11 @@ use chrono::{DateTime, Utc};
 use kernel::{Page, PageRequest, UserId};
 use notifications_api::{Channel, Notification, NotificationKind};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Expr, OnConflict};
 use sea_orm::{ActiveValue::Set, QueryOrder};
 
 use crate::domain::Recipient;
+use crate::sender::OutgoingMessage;
 
 pub mod recipients {
     use sea_orm::entity::prelude::*;
@@ -35,7 +36,8 @@ pub mod recipients {
 pub mod notifications {
     use sea_orm::entity::prelude::*;
 
-    /// One message to one recipient. `(event_id, recipient_id)` is unique.
+    /// One message to one recipient. `(event_id, recipient_id)` is unique. Recorded when the
+    /// event is handled, `sent_at` empty; `sent_at` is set once the message left.
     #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
     #[sea_orm(table_name = "notifications")]
     pub struct Model {
@@ -112,9 +114,9 @@ pub async fn notification_exists<C: ConnectionTrait>(
     Ok(found > 0)
 }
 
-/// A message that was sent, to be recorded.
+/// A rendered message, to be recorded before it is sent.
 #[derive(Debug)]
-pub struct SentMessage {
+pub struct NewNotification {
     pub id: Uuid,
     pub event_id: Uuid,
     pub recipient_id: UserId,
@@ -125,14 +127,14 @@ pub struct SentMessage {
     pub body: String,
 }
 
-/// Stores a sent message; returns false when (event, recipient) already had one.
+/// Stores a message, not sent yet; returns false when (event, recipient) already had one.
 ///
 /// `ON CONFLICT DO NOTHING` rather than catching the unique violation: on Postgres a failed
 /// statement aborts the whole transaction, and the handler's transaction must still commit
-/// (with the inbox row marked done) when the message turns out to exist already.
+/// (with the inbox row marked handled) when the message turns out to exist already.
 pub async fn insert_notification<C: ConnectionTrait>(
     db: &C,
-    message: SentMessage,
+    message: NewNotification,
     now: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let kind: &'static str = message.kind.into();
@@ -147,7 +149,7 @@ pub async fn insert_notification<C: ConnectionTrait>(
         subject: Set(message.subject),
         body: Set(message.body),
         created_at: Set(now),
-        sent_at: Set(Some(now)),
+        sent_at: Set(None),
     };
     let inserted = notifications::Entity::insert(row)
         .on_conflict(OnConflict::new().do_nothing().to_owned())
@@ -155,6 +157,44 @@ pub async fn insert_notification<C: ConnectionTrait>(
         .exec_without_returning(db)
         .await?;
     Ok(matches!(inserted, sea_orm::TryInsertResult::Inserted(rows) if rows > 0))
+}
+
+/// `event`'s notifications that are recorded but not sent yet, as they are to be sent:
+/// exactly as stored, so that every attempt sends the same message.
+pub async fn unsent_messages<C: ConnectionTrait>(
+    db: &C,
+    event_id: Uuid,
+) -> Result<Vec<OutgoingMessage>, DbErr> {
+    Ok(notifications::Entity::find()
+        .filter(notifications::Column::EventId.eq(event_id))
+        .filter(notifications::Column::SentAt.is_null())
+        .order_by_asc(notifications::Column::CreatedAt)
+        .order_by_asc(notifications::Column::Id)
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|row| OutgoingMessage {
+            id: row.id,
+            to: row.address,
+            subject: row.subject,
+            body: row.body,
+        })
+        .collect())
+}
+
+/// Notes that the message `id` was sent (the first time, if it was sent again).
+pub async fn mark_sent<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    now: DateTime<Utc>,
+) -> Result<(), DbErr> {
+    notifications::Entity::update_many()
+        .col_expr(notifications::Column::SentAt, Expr::value(now))
+        .filter(notifications::Column::Id.eq(id))
+        .filter(notifications::Column::SentAt.is_null())
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 pub fn to_notification(row: notifications::Model) -> Result<Notification, DbErr> {

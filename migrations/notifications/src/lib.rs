@@ -5,12 +5,16 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_create_notifications;
+mod m0002_inbox_handled_at;
 
 #[derive(Debug)]
 pub struct Migrator;
 
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_create_notifications::Migration)]
+        vec![
+            Box::new(m0001_create_notifications::Migration),
+            Box::new(m0002_inbox_handled_at::Migration),
+        ]
     }
 }

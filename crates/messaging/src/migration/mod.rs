@@ -1,8 +1,9 @@
 //! Table definitions for the contexts' own migrations: `v1::create_outbox` in every publishing
-//! context, `v1::create_inbox` in every consuming context.
+//! context, `v1::create_inbox` then `v2::alter_inbox` in every consuming context.
 //!
 //! Versioned, because a migration that ran once must do the same thing forever: a migration
-//! calls a frozen version (`v1`), never "the current" tables. A change to the tables adds a
-//! version with just that change, and a new migration in each context calls it.
+//! calls a frozen version (`v1`, `v2`), never "the current" tables. A change to the tables
+//! adds a version with just that change, and a new migration in each context calls it.
 
 pub mod v1;
+pub mod v2;

@@ -3,13 +3,13 @@
 use std::sync::Arc;
 
 use kernel::{Clock, EventEnvelope, ManualClock, OrderId};
-use messaging::{Bus, BusConfig};
+use messaging::{Bus, BusConfig, Stage};
 use notifications::{NotificationsConfig, NotificationsModule, SenderConfig};
 use notifications_api::{Channel, NotificationKind};
 use orders_api::{OrderCancelled, OrderConfirmed, OrderFailure, OrderPaymentFailed};
 use testkit::TestStore;
 
-use crate::{Fixture, RETENTION, RETRY_BASE, eur, registered};
+use crate::{Fixture, Hang, MAX_ATTEMPTS, RETENTION, RETRY_BASE, RETRY_MAX, eur, registered};
 
 fn confirmed(customer: &auth_api::UserRegistered, order_id: OrderId, cents: i64) -> OrderConfirmed {
     OrderConfirmed {
@@ -230,6 +230,13 @@ async fn repeated_deliveries_send_one_message(store: TestStore) {
     assert_eq!(fixture.mail_files().len(), 2);
     assert_eq!(fixture.sender.sent(), sent, "nothing sent again");
     assert!(fixture.bus.failed().await.expect("failed").is_empty());
+    assert!(
+        fixture
+            .sender
+            .calls()
+            .iter()
+            .all(|(_, committed)| *committed)
+    );
 }
 
 /// The order event overtakes the registration (they are different aggregates): it fails,
@@ -277,19 +284,17 @@ async fn order_events_wait_for_their_recipient(store: TestStore) {
     assert_eq!(fixture.bus.pending().await.expect("pending"), 0);
 }
 
-/// A send that fails rolls the attempt back (no row, no recipient change is lost either:
-/// it is redone), and the retry sends the message once.
-async fn failed_sends_are_retried(store: TestStore) {
+/// A send that fails is retried after the backoff, on its own: the notification and the
+/// recipient were committed before the send and stay; the event is not handled again.
+async fn failed_sends_are_retried_without_handling_the_event_again(store: TestStore) {
     let fixture = Fixture::with_failing_sends(store, 1).await;
     let ada = registered("Ada");
+    let registered_at = fixture.clock.now();
     fixture.publish(&ada).await;
     assert_eq!(fixture.run().await.handled, 1);
-    assert_eq!(fixture.notification_rows().await, 0);
-    assert_eq!(
-        fixture.count("SELECT COUNT(*) AS n FROM recipients").await,
-        0,
-        "rolled back"
-    );
+    let recorded = fixture.all(ada.user_id).await;
+    assert_eq!(recorded.len(), 1, "recorded before the send");
+    assert_eq!(recorded[0].sent_at, None, "not sent");
     assert!(fixture.mail_files().is_empty());
     assert!(fixture.sender.sent().is_empty());
 
@@ -298,12 +303,179 @@ async fn failed_sends_are_retried(store: TestStore) {
     assert_eq!(fixture.run().await.handled, 1);
     let sent = fixture.all(ada.user_id).await;
     assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].id, recorded[0].id);
+    assert_eq!(
+        sent[0].created_at, registered_at,
+        "the handler did not run again"
+    );
+    assert_eq!(sent[0].sent_at, Some(fixture.clock.now()));
     assert_eq!(fixture.sender.sent(), [sent[0].id]);
     assert_eq!(fixture.mail_files(), [format!("{}.txt", sent[0].id)]);
     assert_eq!(
-        fixture.count("SELECT COUNT(*) AS n FROM recipients").await,
-        1
+        fixture.recipient_updated_at().await,
+        [registered_at],
+        "the recipient was written once, by the first attempt"
     );
+}
+
+/// Messages leave only once their notification is committed: the sender, looking from a
+/// connection of its own, always finds the row it is asked to send.
+async fn messages_are_sent_only_after_their_notification_is_committed(store: TestStore) {
+    let fixture = Fixture::new(store).await;
+    let ada = registered("Ada");
+    fixture.publish(&ada).await;
+    fixture.run().await;
+    fixture.advance(chrono::TimeDelta::seconds(1));
+    fixture
+        .publish(&confirmed(&ada, OrderId::new(), 1999))
+        .await;
+    fixture.run().await;
+
+    let calls = fixture.sender.calls();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    assert!(
+        calls.iter().all(|(_, committed)| *committed),
+        "a message was sent before its notification committed: {calls:?}"
+    );
+    let sent = fixture.all(ada.user_id).await;
+    assert!(
+        sent.iter()
+            .all(|notification| notification.sent_at.is_some())
+    );
+}
+
+/// A database error in one event's transaction (here its commit fails on a deferred
+/// foreign key) costs that event an attempt and, after the allowed attempts, parks it; the
+/// other events of the same pass are sent once, never again, and the poisoned one never.
+async fn a_database_error_parks_its_event_without_resending_other_mail(store: TestStore) {
+    let fixture = Fixture::new(store).await;
+    fixture.poison("poison@example.com").await;
+    let ada = registered("Ada");
+    let poison = registered("Poison");
+    let bob = registered("Bob");
+    for user in [&ada, &poison, &bob] {
+        fixture.publish(user).await;
+    }
+    assert_eq!(fixture.run().await.handled, 3);
+    assert_eq!(fixture.sender.sent().len(), 2);
+    assert_eq!(
+        fixture
+            .count("SELECT COUNT(*) AS n FROM inbox WHERE status = 'pending' AND attempts = 1")
+            .await,
+        1,
+        "the attempt is counted"
+    );
+
+    fixture.run_attempts(MAX_ATTEMPTS).await;
+    let parked = fixture.bus.failed().await.expect("failed");
+    assert_eq!(parked.len(), 1, "{parked:#?}");
+    assert_eq!(parked[0].aggregate_id, poison.user_id.to_string());
+    assert_eq!(parked[0].stage, Stage::Handling);
+    assert_eq!(parked[0].attempts, 5);
+    assert!(
+        parked[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|error| error.to_lowercase().contains("foreign key")),
+        "{:?}",
+        parked[0].last_error
+    );
+    let mut sent = fixture.sender.sent();
+    sent.sort();
+    let mut expected = Vec::new();
+    for user in [&ada, &bob] {
+        expected.push(fixture.all(user.user_id).await[0].id);
+    }
+    expected.sort();
+    assert_eq!(sent, expected, "Ada's and Bob's welcomes, once each");
+    assert!(fixture.all(poison.user_id).await.is_empty());
+    assert_eq!(fixture.mail_files().len(), 2);
+}
+
+/// Sends that keep failing park the event at the `after_commit` stage, where the unsent
+/// notification shows (`sent_at` empty); the operator's retry sends it, once.
+async fn sends_that_keep_failing_park_and_a_retry_sends_once(store: TestStore) {
+    let fixture = Fixture::with_failing_sends(store, MAX_ATTEMPTS).await;
+    let ada = registered("Ada");
+    fixture.publish(&ada).await;
+    fixture.run_attempts(MAX_ATTEMPTS).await;
+    let parked = fixture.bus.failed().await.expect("failed");
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].stage, Stage::AfterCommit);
+    assert!(
+        parked[0]
+            .last_error
+            .as_deref()
+            .is_some_and(|error| error.contains("mail relay unavailable")),
+        "{:?}",
+        parked[0].last_error
+    );
+    let unsent = fixture.all(ada.user_id).await;
+    assert_eq!(unsent.len(), 1);
+    assert_eq!(unsent[0].sent_at, None);
+    assert_eq!(fixture.sender.calls().len(), MAX_ATTEMPTS);
+    assert!(fixture.sender.sent().is_empty());
+
+    assert!(fixture.bus.retry(parked[0].id).await.expect("retry"));
+    fixture.run().await;
+    assert_eq!(fixture.sender.sent(), [unsent[0].id]);
+    assert!(fixture.all(ada.user_id).await[0].sent_at.is_some());
+    fixture.advance(RETRY_MAX);
+    fixture.run().await;
+    assert_eq!(fixture.sender.sent(), [unsent[0].id], "sent once");
+}
+
+/// The process dies after the notification committed, before the message left. The next
+/// process sends it, once the dead one's claim lapses (`retry_max`).
+async fn a_crash_before_the_send_sends_on_the_next_process(store: TestStore) {
+    let fixture = Fixture::new(store).await;
+    fixture.sender.hang(Some(Hang::BeforeSending));
+    let ada = registered("Ada");
+    fixture.publish(&ada).await;
+    fixture.run_until_the_sender_hangs().await;
+    fixture.sender.hang(None);
+    let recorded = fixture.all(ada.user_id).await;
+    assert_eq!(recorded.len(), 1);
+    assert_eq!(recorded[0].sent_at, None);
+    assert!(fixture.mail_files().is_empty());
+
+    assert!(
+        fixture.run().await.is_idle(),
+        "the dead process's claim holds"
+    );
+    fixture.advance(RETRY_MAX);
+    assert_eq!(fixture.run().await.handled, 1);
+    assert_eq!(fixture.sender.sent(), [recorded[0].id]);
+    assert!(fixture.all(ada.user_id).await[0].sent_at.is_some());
+    assert_eq!(fixture.notification_rows().await, 1);
+}
+
+/// The process dies after the message left, before it was marked sent. The next process
+/// sends it again: the same message under the same id (the file is overwritten), never a
+/// second, different one. This is the at-least-once of sending.
+async fn a_crash_after_the_send_repeats_the_same_message(store: TestStore) {
+    let fixture = Fixture::new(store).await;
+    fixture.sender.hang(Some(Hang::AfterSending));
+    let ada = registered("Ada");
+    fixture.publish(&ada).await;
+    fixture.run_until_the_sender_hangs().await;
+    fixture.sender.hang(None);
+    let first = fixture.sender.messages();
+    assert_eq!(first.len(), 1);
+    let mail = fixture.mail(first[0].id);
+
+    fixture.advance(RETRY_MAX);
+    fixture.run().await;
+    let messages = fixture.sender.messages();
+    assert_eq!(
+        messages,
+        [first[0].clone(), first[0].clone()],
+        "the same message, twice"
+    );
+    assert_eq!(fixture.mail_files(), [format!("{}.txt", first[0].id)]);
+    assert_eq!(fixture.mail(first[0].id), mail);
+    assert_eq!(fixture.notification_rows().await, 1);
+    assert!(fixture.all(ada.user_id).await[0].sent_at.is_some());
 }
 
 testkit::backend_tests!(
@@ -312,5 +484,10 @@ testkit::backend_tests!(
     order_messages_show_amounts_and_reasons,
     repeated_deliveries_send_one_message,
     order_events_wait_for_their_recipient,
-    failed_sends_are_retried,
+    failed_sends_are_retried_without_handling_the_event_again,
+    messages_are_sent_only_after_their_notification_is_committed,
+    a_database_error_parks_its_event_without_resending_other_mail,
+    sends_that_keep_failing_park_and_a_retry_sends_once,
+    a_crash_before_the_send_sends_on_the_next_process,
+    a_crash_after_the_send_repeats_the_same_message,
 );

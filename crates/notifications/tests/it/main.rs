@@ -11,7 +11,6 @@ mod listing;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use auth_api::UserRegistered;
@@ -45,13 +44,31 @@ impl MigrationTrait for CreateOutbox {
     }
 }
 
+/// Where a [`TestSender`] stops forever, as if the process died there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hang {
+    /// Before anything is written.
+    BeforeSending,
+    /// After the message is written, before `send` returns.
+    AfterSending,
+}
+
 /// Writes messages to a mailbox directory like the shop's file sender, records every
-/// successful send, and refuses the first `failures` sends.
+/// successful send, and refuses the first `failures` sends. It also notes, on a connection
+/// of its own, whether the notification it is asked to send was already committed, and it
+/// can be told to hang (see [`Hang`]).
 #[derive(Debug)]
 pub struct TestSender {
     files: FileSender,
     failures: AtomicUsize,
     sent: Mutex<Vec<OutgoingMessage>>,
+    /// Another connection to notifications' store: it sees committed rows only.
+    observer: DatabaseConnection,
+    /// (notification id, whether its row was committed) of every call.
+    calls: Mutex<Vec<(uuid::Uuid, bool)>>,
+    hang: Mutex<Option<Hang>>,
+    /// Told when the sender starts hanging.
+    pub hanging: tokio::sync::Notify,
 }
 
 impl TestSender {
@@ -64,11 +81,57 @@ impl TestSender {
             .map(|message| message.id)
             .collect()
     }
+
+    /// The messages sent, in order, repeats included.
+    pub fn messages(&self) -> Vec<OutgoingMessage> {
+        self.sent.lock().expect("lock").clone()
+    }
+
+    /// (notification id, whether its row was committed) of every call, failed ones too.
+    pub fn calls(&self) -> Vec<(uuid::Uuid, bool)> {
+        self.calls.lock().expect("lock").clone()
+    }
+
+    pub fn fail_next(&self, sends: usize) {
+        self.failures.store(sends, Ordering::SeqCst);
+    }
+
+    pub fn hang(&self, at: Option<Hang>) {
+        *self.hang.lock().expect("lock") = at;
+    }
+
+    async fn committed(&self, id: uuid::Uuid) -> bool {
+        let backend = self.observer.get_database_backend();
+        let sql = match backend {
+            sea_orm::DbBackend::Postgres => "SELECT COUNT(*) AS n FROM notifications WHERE id = $1",
+            _ => "SELECT COUNT(*) AS n FROM notifications WHERE id = ?",
+        };
+        let row = self
+            .observer
+            .query_one_raw(Statement::from_sql_and_values(backend, sql, [id.into()]))
+            .await
+            .expect("query")
+            .expect("row");
+        row.try_get::<i64>("", "n").expect("count") == 1
+    }
+
+    async fn hang_if(&self, at: Hang) {
+        if *self.hang.lock().expect("lock") == Some(at) {
+            self.hanging.notify_one();
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 #[async_trait]
 impl Sender for TestSender {
     async fn send(&self, message: &OutgoingMessage) -> Result<(), SendError> {
+        let committed = self.committed(message.id).await;
+        self.calls
+            .lock()
+            .expect("lock")
+            .push((message.id, committed));
+        self.hang_if(Hang::BeforeSending).await;
         if self
             .failures
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |left| {
@@ -80,6 +143,7 @@ impl Sender for TestSender {
         }
         self.files.send(message).await?;
         self.sent.lock().expect("lock").push(message.clone());
+        self.hang_if(Hang::AfterSending).await;
         Ok(())
     }
 }
@@ -99,6 +163,10 @@ pub struct Fixture {
 
 /// Backoff of the test bus: 10 s, then 20 s, ...
 pub const RETRY_BASE: chrono::TimeDelta = chrono::TimeDelta::seconds(10);
+/// ... up to 60 s; also how long a crashed process's claim on a send lasts.
+pub const RETRY_MAX: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+/// Attempts of the test bus before an event is parked.
+pub const MAX_ATTEMPTS: usize = 5;
 /// How long the test bus keeps finished rows.
 pub const RETENTION: chrono::TimeDelta = chrono::TimeDelta::hours(1);
 
@@ -122,6 +190,10 @@ impl Fixture {
             files: FileSender::new(store.dir.path().join("mail")),
             failures: AtomicUsize::new(failures),
             sent: Mutex::new(Vec::new()),
+            observer: store.connect(notifications::CONTEXT).await,
+            calls: Mutex::new(Vec::new()),
+            hang: Mutex::new(None),
+            hanging: tokio::sync::Notify::new(),
         });
         let module = NotificationsModule::with_sender(db.clone(), clock.clone(), sender.clone());
         let outbox = Outbox::new("publisher");
@@ -188,8 +260,79 @@ impl Fixture {
         row.try_get::<i64>("", "n").expect("count")
     }
 
+    /// When each recipient was last written, as stored.
+    pub async fn recipient_updated_at(&self) -> Vec<chrono::DateTime<Utc>> {
+        self.db
+            .query_all_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT updated_at FROM recipients ORDER BY user_id",
+            ))
+            .await
+            .expect("query")
+            .iter()
+            .map(|row| row.try_get("", "updated_at").expect("updated_at"))
+            .collect()
+    }
+
     pub async fn notification_rows(&self) -> i64 {
         self.count("SELECT COUNT(*) AS n FROM notifications").await
+    }
+
+    /// Runs the bus until the sender hangs, then drops the bus: the process died there.
+    pub async fn run_until_the_sender_hangs(&self) {
+        let dying = self.second_bus();
+        tokio::select! {
+            result = dying.run_until_idle() => panic!("the sender should hang: {result:?}"),
+            () = self.sender.hanging.notified() => {}
+        }
+    }
+
+    /// Runs the bus `attempts` times, waiting out the longest backoff in between: what keeps
+    /// failing is parked after the fifth attempt.
+    pub async fn run_attempts(&self, attempts: usize) {
+        for _ in 0..attempts {
+            self.run().await;
+            self.advance(RETRY_MAX);
+        }
+    }
+
+    /// Makes the transaction that records a notification to `address` fail at `COMMIT`: a
+    /// trigger adds a row whose deferred foreign key names nothing.
+    pub async fn poison(&self, address: &str) {
+        let backend = self.db.get_database_backend();
+        let mut statements = vec![
+            "CREATE TABLE parents (id INTEGER PRIMARY KEY)".to_owned(),
+            "CREATE TABLE orphans (parent INTEGER NOT NULL \
+             REFERENCES parents (id) DEFERRABLE INITIALLY DEFERRED)"
+                .to_owned(),
+        ];
+        match backend {
+            sea_orm::DbBackend::Postgres => statements.extend([
+                format!(
+                    "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ \
+                     BEGIN \
+                       IF NEW.address = '{address}' THEN \
+                         INSERT INTO orphans (parent) VALUES (42); \
+                       END IF; \
+                       RETURN NEW; \
+                     END $$"
+                ),
+                "CREATE TRIGGER poison AFTER INSERT ON notifications \
+                 FOR EACH ROW EXECUTE FUNCTION poison()"
+                    .to_owned(),
+            ]),
+            _ => statements.push(format!(
+                "CREATE TRIGGER poison AFTER INSERT ON notifications \
+                 WHEN NEW.address = '{address}' \
+                 BEGIN INSERT INTO orphans (parent) VALUES (42); END"
+            )),
+        }
+        for statement in statements {
+            self.db
+                .execute_unprepared(&statement)
+                .await
+                .expect("poison");
+        }
     }
 
     pub fn mail_dir(&self) -> PathBuf {
@@ -228,9 +371,9 @@ fn bus(
     module: &NotificationsModule,
 ) -> Bus {
     let config = BusConfig {
-        max_attempts: 5,
+        max_attempts: <i32 as TryFrom<usize>>::try_from(MAX_ATTEMPTS).expect("small"),
         retry_base: RETRY_BASE.to_std().expect("positive"),
-        retry_max: Duration::from_secs(60),
+        retry_max: RETRY_MAX.to_std().expect("positive"),
         retention: RETENTION.to_std().expect("positive"),
         ..BusConfig::default()
     };
