@@ -165,7 +165,7 @@ fn seed() -> u64 {
     std::env::var("SHOP_INVARIANT_SEED")
         .ok()
         .and_then(|seed| seed.parse().ok())
-        .unwrap_or(0x5EED_0F_C4EC)
+        .unwrap_or(0x005E_ED0F_C4EC)
 }
 
 async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
