@@ -207,6 +207,12 @@ impl ContextError for AdminError {
     fn internal() -> Self {
         Self::Internal
     }
+
+    /// The admin endpoints read this process's own stores; nothing they call can be away.
+    fn unavailable(reason: String) -> Self {
+        tracing::error!(reason, "an admin endpoint met an unavailable dependency");
+        Self::Internal
+    }
 }
 
 async fn list(

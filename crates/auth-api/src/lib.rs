@@ -232,6 +232,10 @@ impl ContextError for AuthError {
     fn internal() -> Self {
         Self::Internal
     }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable { reason }
+    }
 }
 
 #[cfg(test)]

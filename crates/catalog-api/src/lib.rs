@@ -281,6 +281,10 @@ impl ContextError for CatalogError {
     fn internal() -> Self {
         Self::Internal
     }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable { reason }
+    }
 }
 
 #[cfg(test)]

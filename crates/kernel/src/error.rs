@@ -45,6 +45,13 @@ pub trait ContextError: std::error::Error + Serialize + Send + Sync + 'static {
     fn internal() -> Self
     where
         Self: Sized;
+
+    /// The variant that stands for "the context did not answer": a remote call that timed
+    /// out, could not connect, or met an open circuit breaker. Callers already handle it, so
+    /// moving a context to another process changes no caller.
+    fn unavailable(reason: String) -> Self
+    where
+        Self: Sized;
 }
 
 /// One invalid field of a request, reported with a 422.

@@ -128,6 +128,10 @@ impl ContextError for NotificationsError {
     fn internal() -> Self {
         Self::Internal
     }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable { reason }
+    }
 }
 
 #[cfg(test)]

@@ -488,6 +488,10 @@ impl ContextError for OrdersError {
     fn internal() -> Self {
         Self::Internal
     }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable { reason }
+    }
 }
 
 #[cfg(test)]

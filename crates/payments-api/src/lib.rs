@@ -338,6 +338,10 @@ impl ContextError for PaymentsError {
     fn internal() -> Self {
         Self::Internal
     }
+
+    fn unavailable(reason: String) -> Self {
+        Self::Unavailable { reason }
+    }
 }
 
 #[cfg(test)]

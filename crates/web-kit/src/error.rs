@@ -156,8 +156,9 @@ impl HttpError {
     }
 
     /// Errors of the HTTP transport itself (size limits, media types, routing), which have
-    /// no counterpart in a context's error enum.
-    pub(crate) fn transport(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+    /// no counterpart in a context's error enum (and of the internal routes: no credential,
+    /// no such port).
+    pub fn transport(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
         let mut detail = Map::new();
         detail.insert("code".into(), Value::from(code));
         detail.insert("message".into(), Value::from(message.into()));
@@ -313,6 +314,9 @@ mod tests {
                 Self::Busy {
                     retry_after_secs: 0,
                 }
+            }
+            fn unavailable(_: String) -> Self {
+                Self::internal()
             }
         }
         let response = HttpError::from(Busy::Busy {

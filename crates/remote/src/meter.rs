@@ -1,0 +1,166 @@
+//! A span and metrics for every call across a context boundary, in process or not.
+//!
+//! Every port call goes through a [`Meter`]: the generated in-process adapter wraps the
+//! context's service with one, the generated client wraps the network. So the same four
+//! labels describe every boundary call, wherever the callee runs, and the same dashboards
+//! work before and after a context is extracted.
+
+use std::future::Future;
+use std::time::Instant;
+
+use kernel::{ContextError, ErrorKind};
+use tracing::Instrument;
+
+/// Calls across a boundary, by caller, callee, method, placement and outcome.
+pub const CALLS: &str = "shop_boundary_calls_total";
+/// How long they took (a histogram, in seconds), by the same labels.
+pub const DURATION: &str = "shop_boundary_call_duration_seconds";
+/// Attempts made again after a failed one (idempotent methods only), by caller, callee,
+/// method.
+pub const RETRIES: &str = "shop_boundary_retries_total";
+/// Each circuit breaker, by caller and callee: 0 closed, 1 half-open, 2 open.
+pub const BREAKER: &str = "shop_circuit_breaker_state";
+
+/// Sets a breaker's gauge. `breaker` is the breaker's name, `<caller>:<callee>`.
+pub fn set_breaker_state(breaker: &str, state: &str) {
+    let value = match state {
+        "closed" | "Closed" => 0.0,
+        "half_open" | "HalfOpen" => 1.0,
+        "open" | "Open" => 2.0,
+        _ => return,
+    };
+    let (caller, callee) = breaker.split_once(':').unwrap_or(("", breaker));
+    metrics::gauge!(BREAKER, "caller" => caller.to_owned(), "callee" => callee.to_owned())
+        .set(value);
+}
+
+/// A tracing layer that keeps [`BREAKER`] current. The breaker crate (`recloser`) reports
+/// each state it enters as a `recloser_event` with the breaker's name and the state; this
+/// layer turns those into the gauge. Install it in the subscriber beside the others, without
+/// a filter of its own.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BreakerGauge;
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for BreakerGauge {
+    fn on_event(&self, event: &tracing::Event<'_>, _: tracing_subscriber::layer::Context<'_, S>) {
+        if event.metadata().target() != recloser::RECLOSER_EVENT {
+            return;
+        }
+        let mut entered = Entered::default();
+        event.record(&mut entered);
+        if let (Some(name), Some(state), true) = (entered.name, entered.state, entered.started) {
+            set_breaker_state(&name, &state);
+        }
+    }
+}
+
+/// The fields of a breaker's "entered state" event.
+#[derive(Default)]
+struct Entered {
+    name: Option<String>,
+    state: Option<String>,
+    started: bool,
+}
+
+impl tracing::field::Visit for Entered {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        match field.name() {
+            "name" => self.name = Some(value.to_owned()),
+            "state" => self.state = Some(value.to_owned()),
+            _ => {}
+        }
+    }
+
+    fn record_u64(&mut self, field: &tracing::field::Field, _: u64) {
+        if field.name() == "started_ts" {
+            self.started = true;
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let text = format!("{value:?}");
+        self.record_str(field, text.trim_matches('"'));
+        if field.name() == "started_ts" {
+            self.started = true;
+        }
+    }
+}
+
+/// Where the callee runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// In this process: a function call.
+    Local,
+    /// In another process: over HTTP.
+    Remote,
+}
+
+impl Placement {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Remote => "remote",
+        }
+    }
+}
+
+/// How a call ended, in a closed set of labels.
+pub fn outcome<T, E: ContextError>(result: &Result<T, E>) -> &'static str {
+    match result {
+        Ok(_) => "ok",
+        Err(error) => match error.kind() {
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Internal => "internal",
+            // The callee answered, and said no: a refusal, not a failure of the boundary.
+            _ => "refused",
+        },
+    }
+}
+
+/// Records the boundary calls of one caller to one callee.
+#[derive(Debug, Clone, Copy)]
+pub struct Meter {
+    pub caller: &'static str,
+    pub callee: &'static str,
+    pub placement: Placement,
+}
+
+impl Meter {
+    pub fn new(caller: &'static str, callee: &'static str, placement: Placement) -> Self {
+        Self {
+            caller,
+            callee,
+            placement,
+        }
+    }
+
+    /// Runs `call` inside a `boundary_call` span and records its outcome and duration.
+    pub async fn observe<T, E, F>(&self, method: &'static str, call: F) -> Result<T, E>
+    where
+        E: ContextError,
+        F: Future<Output = Result<T, E>>,
+    {
+        let span = tracing::info_span!(
+            "boundary_call",
+            caller = self.caller,
+            callee = self.callee,
+            method,
+            placement = self.placement.as_str(),
+            outcome = tracing::field::Empty,
+        );
+        let started = Instant::now();
+        let result = call.instrument(span.clone()).await;
+        let outcome = outcome(&result);
+        span.record("outcome", outcome);
+        let labels = [
+            ("caller", self.caller),
+            ("callee", self.callee),
+            ("method", method),
+            ("placement", self.placement.as_str()),
+            ("outcome", outcome),
+        ];
+        metrics::counter!(CALLS, &labels).increment(1);
+        metrics::histogram!(DURATION, &labels).record(started.elapsed().as_secs_f64());
+        result
+    }
+}
