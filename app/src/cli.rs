@@ -28,8 +28,14 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Migrate every context's store and serve HTTP (the default).
-    Serve,
+    /// Migrate the store of each context this process runs and serve HTTP (the default).
+    Serve {
+        /// The contexts this process runs: `all` or a comma-separated list such as
+        /// `payments` (overrides `placement.contexts`). The others are called where
+        /// `placement.<context>_url` says they run.
+        #[arg(long, value_name = "CONTEXTS")]
+        contexts: Option<String>,
+    },
     /// Apply every context's migrations; with database.roles.provision, create the context roles.
     Migrate,
     /// Administration tasks.
@@ -56,16 +62,23 @@ enum AdminCommand {
 
 pub async fn run() -> ExitCode {
     let cli = Cli::parse();
-    let settings = match Settings::load(cli.config.as_deref()) {
+    let command = cli.command.unwrap_or(Command::Serve { contexts: None });
+    let overrides: Vec<(&str, String)> = match &command {
+        Command::Serve {
+            contexts: Some(contexts),
+        } => vec![("placement.contexts", contexts.clone())],
+        _ => Vec::new(),
+    };
+    let settings = match Settings::load_with(cli.config.as_deref(), &overrides) {
         Ok(settings) => settings,
         Err(error) => {
             report(&anyhow::Error::new(error));
             return ExitCode::from(2);
         }
     };
-    telemetry::init(&settings.log);
-    let outcome = match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(&settings).await,
+    let telemetry = telemetry::init(&settings.log, &settings.telemetry);
+    let outcome = match command {
+        Command::Serve { .. } => serve(&settings).await,
         Command::Migrate => migrate(&settings).await,
         Command::Admin {
             command:
@@ -76,14 +89,16 @@ pub async fn run() -> ExitCode {
                 },
         } => create_admin(&settings, email, password, display_name).await,
     };
-    match outcome {
+    let code = match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             tracing::error!(error = format!("{error:#}"), "command failed");
             report(&error);
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 #[allow(
@@ -107,8 +122,11 @@ pub async fn migrate(settings: &Settings) -> anyhow::Result<()> {
         if !settings.uses_postgres() {
             anyhow::bail!("database.roles.provision needs a Postgres database.url");
         }
+        let placement = settings.placement()?;
         for context in contexts::ALL {
-            store.provision_role(context).await?;
+            if placement.is_local(context) {
+                store.provision_role(context).await?;
+            }
         }
     }
     Contexts::open(settings).await?;
@@ -123,8 +141,10 @@ async fn create_admin(
     display_name: String,
 ) -> anyhow::Result<()> {
     let contexts = Contexts::open(settings).await?;
-    let admin = contexts
-        .auth
+    let Some(auth) = &contexts.auth else {
+        anyhow::bail!("auth runs in another process: create the administrator there");
+    };
+    let admin = auth
         .create_admin(email, Password::new(password), display_name)
         .await
         .map_err(|error| anyhow::anyhow!("cannot create the administrator: {error}"))?;

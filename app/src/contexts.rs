@@ -1,9 +1,14 @@
-//! Wiring: opens each context's own store, migrates it, builds the context, and connects
-//! the contexts: synchronous calls through `-api` trait objects, events through the bus.
+//! Wiring: opens the store of each context this process runs, migrates it, builds the
+//! context, and connects the contexts: synchronous calls through `-api` trait objects, events
+//! through the bus.
 //!
 //! This is the only code in the workspace that names context implementation crates. Each
 //! context receives its own connection (its own schema or SQLite file) and, where it needs
-//! another context, that context's trait object, never its implementation.
+//! another context, that context's trait object, never its implementation. Whether that
+//! trait object is the context itself (wrapped in `remote::<context>::Local`, which gives
+//! the call its boundary span and metrics) or a client of another process
+//! (`remote::<context>::Client`) is decided here, from the placement, and nowhere else:
+//! the callers cannot tell.
 
 use std::sync::Arc;
 
@@ -16,27 +21,44 @@ use db_kit::StoreConfig;
 use kernel::{Clock, SystemClock};
 use messaging::Bus;
 use notifications::NotificationsModule;
-use notifications_api::NotificationsApi;
 use orders::{CheckoutHook, NoFaults, OrdersModule};
-use orders_api::OrdersApi;
 use payments::{PaymentProvider, PaymentsModule};
 use payments_api::PaymentsApi;
 use sea_orm::DatabaseConnection;
+use url::Url;
 
+use crate::placement::Placement;
 use crate::settings::Settings;
 use crate::signing_key;
 
-/// Every context of the shop, assembled, and the bus between them.
-#[derive(Debug, Clone)]
+pub use crate::placement::ALL;
+
+/// The contexts this process runs (each `None` when it runs elsewhere), the ports it calls,
+/// and the bus between them.
+#[derive(Clone)]
 pub struct Contexts {
-    pub auth: AuthModule,
-    pub catalog: CatalogModule,
-    pub payments: PaymentsModule,
-    pub orders: OrdersModule,
-    pub notifications: NotificationsModule,
+    pub placement: Placement,
+    pub auth: Option<AuthModule>,
+    pub catalog: Option<CatalogModule>,
+    pub payments: Option<PaymentsModule>,
+    pub orders: Option<OrdersModule>,
+    pub notifications: Option<NotificationsModule>,
+    /// auth's port, through which every protected public route authenticates.
+    pub auth_port: Arc<dyn AuthApi>,
+    /// The contexts this process calls in other processes, for readiness.
+    pub remotes: Vec<remote::Transport>,
     pub bus: Arc<Bus>,
-    /// Each context's connection, for readiness checks.
+    /// Each local context's connection, for readiness checks.
     pub stores: Vec<(&'static str, DatabaseConnection)>,
+}
+
+impl std::fmt::Debug for Contexts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Contexts")
+            .field("placement", &self.placement)
+            .field("remotes", &self.remotes)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What tests may replace; production uses the defaults.
@@ -59,14 +81,8 @@ impl Default for Options {
     }
 }
 
-/// Every context, in the order they are opened. `shop migrate` provisions roles for these.
-pub const ALL: [&str; 5] = [
-    auth::CONTEXT,
-    catalog::CONTEXT,
-    payments::CONTEXT,
-    orders::CONTEXT,
-    notifications::CONTEXT,
-];
+/// The `caller` label of authentication on the public routes.
+const PUBLIC_ROUTES: &str = "http";
 
 impl Contexts {
     pub async fn open(settings: &Settings) -> anyhow::Result<Self> {
@@ -74,109 +90,278 @@ impl Contexts {
     }
 
     pub async fn open_with(settings: &Settings, options: Options) -> anyhow::Result<Self> {
+        let placement = settings.placement()?;
         let store = settings.store();
         let clock = options.clock;
-        tracing::info!(store = %store.describe(), "opening context stores");
+        tracing::info!(store = %store.describe(), %placement, "opening context stores");
+        let mut stores = Vec::new();
+        let mut remotes = Vec::new();
+        let connect = Connect { settings };
 
-        let auth_db = open_store(&store, auth::CONTEXT).await?;
-        auth::migrate(&auth_db).await.context("migrate auth")?;
-        let tokens = TokenConfig {
-            key: signing_key::resolve(settings)?,
-            issuer: settings.auth.issuer.clone(),
-            audience: settings.auth.audience.clone(),
-            ttl: std::time::Duration::from_secs(settings.auth.token_ttl_secs),
+        let auth = if placement.is_local(auth::CONTEXT) {
+            let db = open_store(&store, auth::CONTEXT).await?;
+            auth::migrate(&db).await.context("migrate auth")?;
+            let tokens = TokenConfig {
+                key: signing_key::resolve(settings)?,
+                issuer: settings.auth.issuer.clone(),
+                audience: settings.auth.audience.clone(),
+                ttl: std::time::Duration::from_secs(settings.auth.token_ttl_secs),
+            };
+            stores.push((auth::CONTEXT, db.clone()));
+            Some(
+                AuthModule::new(db, tokens, settings.hashing(), clock.clone())
+                    .await
+                    .context("start auth: cannot make the decoy password hash")?,
+            )
+        } else {
+            None
         };
-        let auth = AuthModule::new(auth_db.clone(), tokens, settings.hashing(), clock.clone())
-            .await
-            .context("start auth: cannot make the decoy password hash")?;
 
-        let catalog_db = open_store(&store, catalog::CONTEXT).await?;
-        catalog::migrate(&catalog_db)
-            .await
-            .context("migrate catalog")?;
-        let catalog = CatalogModule::new(catalog_db.clone(), clock.clone());
+        let catalog = if placement.is_local(catalog::CONTEXT) {
+            let db = open_store(&store, catalog::CONTEXT).await?;
+            catalog::migrate(&db).await.context("migrate catalog")?;
+            stores.push((catalog::CONTEXT, db.clone()));
+            Some(CatalogModule::new(db, clock.clone()))
+        } else {
+            None
+        };
 
-        let payments_db = open_store(&store, payments::CONTEXT).await?;
-        payments::migrate(&payments_db)
-            .await
-            .context("migrate payments")?;
-        let payments = match options.payment_provider {
-            Some(provider) => PaymentsModule::with_provider(
-                payments_db.clone(),
+        let payments = if placement.is_local(payments::CONTEXT) {
+            let db = open_store(&store, payments::CONTEXT).await?;
+            payments::migrate(&db).await.context("migrate payments")?;
+            stores.push((payments::CONTEXT, db.clone()));
+            Some(match options.payment_provider {
+                Some(provider) => {
+                    PaymentsModule::with_provider(db, clock.clone(), provider, settings.payments())
+                }
+                None => PaymentsModule::new(db, clock.clone(), settings.payments()),
+            })
+        } else {
+            None
+        };
+
+        // orders calls catalog and payments synchronously, through their ports, wherever
+        // they run.
+        let orders = if placement.is_local(orders::CONTEXT) {
+            let catalog_port: Arc<dyn CatalogApi> =
+                match (&catalog, placement.url(catalog::CONTEXT)) {
+                    (Some(catalog), _) => {
+                        Arc::new(remote::catalog::Local::new(orders::CONTEXT, catalog.api()))
+                    }
+                    (None, Some(url)) => {
+                        let client = remote::catalog::Client::new(
+                            orders::CONTEXT,
+                            connect.endpoint(url),
+                            settings.call_policy(),
+                        );
+                        remotes.push(client.transport().clone());
+                        Arc::new(client)
+                    }
+                    (None, None) => {
+                        anyhow::bail!("orders needs catalog: placement.catalog_url is empty")
+                    }
+                };
+            let payments_port: Arc<dyn PaymentsApi> =
+                match (&payments, placement.url(payments::CONTEXT)) {
+                    (Some(payments), _) => Arc::new(remote::payments::Local::new(
+                        orders::CONTEXT,
+                        payments.api(),
+                    )),
+                    (None, Some(url)) => {
+                        let client = remote::payments::Client::new(
+                            orders::CONTEXT,
+                            connect.endpoint(url),
+                            settings.call_policy(),
+                        );
+                        remotes.push(client.transport().clone());
+                        Arc::new(client)
+                    }
+                    (None, None) => {
+                        anyhow::bail!("orders needs payments: placement.payments_url is empty")
+                    }
+                };
+            let db = open_store(&store, orders::CONTEXT).await?;
+            orders::migrate(&db).await.context("migrate orders")?;
+            stores.push((orders::CONTEXT, db.clone()));
+            Some(OrdersModule::with_hook(
+                db,
                 clock.clone(),
-                provider,
-                settings.payments(),
-            ),
-            None => PaymentsModule::new(payments_db.clone(), clock.clone(), settings.payments()),
+                catalog_port,
+                payments_port,
+                settings.orders(),
+                options.checkout_hook,
+            ))
+        } else {
+            None
         };
 
-        // orders calls catalog and payments synchronously, through their ports.
-        let orders_db = open_store(&store, orders::CONTEXT).await?;
-        orders::migrate(&orders_db)
-            .await
-            .context("migrate orders")?;
-        let orders = OrdersModule::with_hook(
-            orders_db.clone(),
-            clock.clone(),
-            catalog.api(),
-            payments.api(),
-            settings.orders(),
-            options.checkout_hook,
-        );
+        let notifications = if placement.is_local(notifications::CONTEXT) {
+            let db = open_store(&store, notifications::CONTEXT).await?;
+            notifications::migrate(&db)
+                .await
+                .context("migrate notifications")?;
+            stores.push((notifications::CONTEXT, db.clone()));
+            Some(NotificationsModule::new(
+                db,
+                clock.clone(),
+                settings.notifications(),
+            ))
+        } else {
+            None
+        };
 
-        let notifications_db = open_store(&store, notifications::CONTEXT).await?;
-        notifications::migrate(&notifications_db)
-            .await
-            .context("migrate notifications")?;
-        let notifications = NotificationsModule::new(
-            notifications_db.clone(),
-            clock.clone(),
-            settings.notifications(),
-        );
+        // Every protected public route authenticates through auth's port.
+        let auth_port: Arc<dyn AuthApi> = match (&auth, placement.url(auth::CONTEXT)) {
+            (Some(auth), _) => Arc::new(remote::auth::Local::new(PUBLIC_ROUTES, auth.api())),
+            (None, Some(url)) => {
+                let client = remote::auth::Client::new(
+                    PUBLIC_ROUTES,
+                    connect.endpoint(url),
+                    settings.call_policy(),
+                );
+                remotes.push(client.transport().clone());
+                Arc::new(client)
+            }
+            (None, None) => {
+                anyhow::bail!("the public routes need auth: placement.auth_url is empty")
+            }
+        };
 
-        // Events: auth, payments and orders publish; notifications listens.
-        let bus = Bus::builder(settings.messaging(), clock)
-            .publisher(auth.outbox(), auth_db.clone())
-            .publisher(payments.outbox(), payments_db.clone())
-            .publisher(orders.outbox(), orders_db.clone())
-            .consumer(notifications.consumer())
-            .build();
+        // Events: auth, payments and orders publish; notifications listens. The placement
+        // keeps every publisher a consumer listens to in this process.
+        let mut bus = Bus::builder(settings.messaging(), clock);
+        let db_of = |context: &str| {
+            stores
+                .iter()
+                .find(|(name, _)| *name == context)
+                .map(|(_, db)| db.clone())
+                .expect("every local context has a store")
+        };
+        if let Some(auth) = &auth {
+            bus = bus.publisher(auth.outbox(), db_of(auth::CONTEXT));
+        }
+        if let Some(payments) = &payments {
+            bus = bus.publisher(payments.outbox(), db_of(payments::CONTEXT));
+        }
+        if let Some(orders) = &orders {
+            bus = bus.publisher(orders.outbox(), db_of(orders::CONTEXT));
+        }
+        if let Some(notifications) = &notifications {
+            bus = bus.consumer(notifications.consumer());
+        }
 
         Ok(Self {
+            placement,
             auth,
             catalog,
             payments,
             orders,
             notifications,
-            bus: Arc::new(bus),
-            stores: vec![
-                (auth::CONTEXT, auth_db),
-                (catalog::CONTEXT, catalog_db),
-                (payments::CONTEXT, payments_db),
-                (orders::CONTEXT, orders_db),
-                (notifications::CONTEXT, notifications_db),
-            ],
+            auth_port,
+            remotes,
+            bus: Arc::new(bus.build()),
+            stores,
         })
     }
 
-    pub fn auth_api(&self) -> Arc<dyn AuthApi> {
-        self.auth.api()
+    /// A local context's module (tests and tools use these).
+    ///
+    /// # Panics
+    /// If the context runs in another process.
+    pub fn auth_module(&self) -> &AuthModule {
+        local(&self.auth, auth::CONTEXT)
     }
 
-    pub fn catalog_api(&self) -> Arc<dyn CatalogApi> {
-        self.catalog.api()
+    /// # Panics
+    /// If the context runs in another process.
+    pub fn catalog_module(&self) -> &CatalogModule {
+        local(&self.catalog, catalog::CONTEXT)
     }
 
+    /// # Panics
+    /// If the context runs in another process.
+    pub fn payments_module(&self) -> &PaymentsModule {
+        local(&self.payments, payments::CONTEXT)
+    }
+
+    /// # Panics
+    /// If the context runs in another process.
+    pub fn orders_module(&self) -> &OrdersModule {
+        local(&self.orders, orders::CONTEXT)
+    }
+
+    /// # Panics
+    /// If the context runs in another process.
+    pub fn notifications_module(&self) -> &NotificationsModule {
+        local(&self.notifications, notifications::CONTEXT)
+    }
+
+    /// The port of a local context, as other contexts in this process call it (tests and
+    /// tools use these).
+    ///
+    /// # Panics
+    /// If the context runs in another process.
+    pub fn orders_api(&self) -> Arc<dyn orders_api::OrdersApi> {
+        local(&self.orders, orders::CONTEXT).api()
+    }
+
+    /// # Panics
+    /// If the context runs in another process.
     pub fn payments_api(&self) -> Arc<dyn PaymentsApi> {
-        self.payments.api()
+        local(&self.payments, payments::CONTEXT).api()
     }
 
-    pub fn orders_api(&self) -> Arc<dyn OrdersApi> {
-        self.orders.api()
+    /// # Panics
+    /// If the context runs in another process.
+    pub fn catalog_api(&self) -> Arc<dyn CatalogApi> {
+        local(&self.catalog, catalog::CONTEXT).api()
     }
 
-    pub fn notifications_api(&self) -> Arc<dyn NotificationsApi> {
-        self.notifications.api()
+    /// # Panics
+    /// If the context runs in another process.
+    pub fn notifications_api(&self) -> Arc<dyn notifications_api::NotificationsApi> {
+        local(&self.notifications, notifications::CONTEXT).api()
+    }
+
+    /// The ports of the contexts this process runs, to serve on the internal listener.
+    pub fn port_servers(&self) -> Vec<remote::PortServer> {
+        let mut servers = Vec::new();
+        if let Some(auth) = &self.auth {
+            servers.push(remote::auth::server(auth.api()));
+        }
+        if let Some(catalog) = &self.catalog {
+            servers.push(remote::catalog::server(catalog.api()));
+        }
+        if let Some(payments) = &self.payments {
+            servers.push(remote::payments::server(payments.api()));
+        }
+        if let Some(orders) = &self.orders {
+            servers.push(remote::orders::server(orders.api()));
+        }
+        if let Some(notifications) = &self.notifications {
+            servers.push(remote::notifications::server(notifications.api()));
+        }
+        servers
+    }
+}
+
+fn local<'a, M>(module: &'a Option<M>, context: &str) -> &'a M {
+    module
+        .as_ref()
+        .unwrap_or_else(|| panic!("{context} runs in another process"))
+}
+
+/// Builds the endpoints of remote contexts.
+struct Connect<'a> {
+    settings: &'a Settings,
+}
+
+impl Connect<'_> {
+    fn endpoint(&self, url: &Url) -> remote::Endpoint {
+        remote::Endpoint {
+            url: url.clone(),
+            token: self.settings.service_token(),
+        }
     }
 }
 

@@ -3,12 +3,14 @@
 //! `main.rs` only calls [`cli::run`]. Everything else lives here so tests can start the
 //! whole shop in-process ([`startup::Application`]), exactly as the binary does.
 //!
-//! - `settings`: layered configuration; `telemetry`: the tracing subscriber;
+//! - `settings`: layered configuration; `placement`: which contexts this process runs and
+//!   where the others live; `telemetry`: the tracing subscriber;
 //! - `contexts`: opens each context's store and assembles the contexts (the only place that
 //!   names implementation crates);
 //! - `startup`: the HTTP server and the background work; `ops`: health and readiness;
 //!   `metrics`: `/metrics` for Prometheus;
-//!   `admin`: parked events, their replay and their discard; `openapi`: the merged document;
+//!   `admin`: parked events, their replay and their discard; `routing`: public routes sent
+//!   to the process a context moved to (strangler fig); `openapi`: the merged document;
 //! - `cli`: `serve`, `migrate`, `admin create`.
 
 pub mod admin;
@@ -17,6 +19,8 @@ pub mod contexts;
 pub mod metrics;
 pub mod openapi;
 pub mod ops;
+pub mod placement;
+pub mod routing;
 pub mod settings;
 pub mod signing_key;
 pub mod startup;

@@ -1,7 +1,8 @@
 //! `/metrics` in the Prometheus text format.
 //!
 //! Crates record through the `metrics` facade (`web-kit`: requests; `orders`: checkout
-//! outcomes; `messaging`: event delivery, and the parked events, counted on each scrape);
+//! outcomes; `messaging`: event delivery, and the parked events, counted on each scrape;
+//! `remote`: boundary calls, retries and circuit breakers; `routing`: routed requests);
 //! this module installs the one recorder the process has and renders it. Metric names start
 //! with `shop_`.
 
@@ -16,6 +17,13 @@ const LATENCY_BUCKETS: &[f64] = &[
     0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
+/// Boundary call latency buckets, in seconds: an in-process call takes microseconds, a call
+/// on loopback a fraction of a millisecond, a charge up to the provider's deadline.
+const BOUNDARY_BUCKETS: &[f64] = &[
+    0.000_01, 0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0,
+];
+
 /// The process-wide recorder, installed on first use. (Tests start many shops in one
 /// process; they share it, as they share the tracing subscriber.)
 pub fn handle() -> PrometheusHandle {
@@ -26,6 +34,11 @@ pub fn handle() -> PrometheusHandle {
                 .set_buckets_for_metric(
                     Matcher::Full(web_kit::request_id::REQUEST_DURATION.to_owned()),
                     LATENCY_BUCKETS,
+                )
+                .expect("the bucket list is not empty")
+                .set_buckets_for_metric(
+                    Matcher::Full(remote::meter::DURATION.to_owned()),
+                    BOUNDARY_BUCKETS,
                 )
                 .expect("the bucket list is not empty")
                 .build_recorder();

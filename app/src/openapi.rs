@@ -4,7 +4,7 @@ use kernel::FieldError;
 use utoipa::{Modify, OpenApi};
 use web_kit::{BearerSecurity, ErrorBody, ErrorDetail, TransportResponses};
 
-use crate::{admin, metrics, ops};
+use crate::{admin, metrics, ops, routing};
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -23,12 +23,15 @@ use crate::{admin, metrics, ops};
         admin::retry,
         admin::retry_all,
         admin::discard,
+        routing::list,
+        routing::change,
     ),
     components(schemas(ErrorBody, ErrorDetail, FieldError)),
     modifiers(&BearerSecurity),
     tags(
         (name = "operations", description = "Health and readiness"),
-        (name = "admin", description = "Parked integration events: their replay and their discard"),
+        (name = "admin", description = "Parked integration events: their replay and their discard; \
+                                        where public routes are sent (strangler fig)"),
     )
 )]
 struct ShopDoc;

@@ -1,4 +1,8 @@
 //! Operational endpoints: liveness and readiness.
+//!
+//! Readiness checks what this process needs to serve: the store of each context it runs,
+//! and each context it calls in another process (that process's internal listener answers
+//! and serves the port).
 
 use std::time::Duration;
 
@@ -13,14 +17,20 @@ const PING_TIMEOUT: Duration = Duration::from_secs(2);
 #[derive(Debug, Clone)]
 pub struct Readiness {
     pub stores: Vec<(&'static str, DatabaseConnection)>,
+    /// The contexts this process calls in other processes.
+    pub remotes: Vec<remote::Transport>,
+    pub probe_timeout: Duration,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Health {
     status: HealthStatus,
-    /// Per context (readiness only).
+    /// Per local context's store (readiness only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     checks: Vec<Check>,
+    /// Per context this process calls in another process (readiness of a split deployment).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    remotes: Vec<RemoteCheck>,
 }
 
 /// `ok` (alive), `ready` (every store answers) or `unavailable` (some store does not).
@@ -36,6 +46,18 @@ pub enum HealthStatus {
 pub struct Check {
     context: &'static str,
     status: CheckStatus,
+}
+
+/// One context this process calls in another process.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RemoteCheck {
+    context: &'static str,
+    /// The base URL of its internal listener.
+    url: String,
+    status: CheckStatus,
+    /// Why it is unavailable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
 }
 
 /// Whether one context's store answered its ping in time.
@@ -61,14 +83,16 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().json(Health {
         status: HealthStatus::Ok,
         checks: Vec::new(),
+        remotes: Vec::new(),
     })
 }
 
-/// Every context's database answers.
+/// Every local context's database answers, and so does every context this process calls in
+/// another process.
 #[utoipa::path(get, path = "/readyz", tag = "operations",
     responses(
         (status = 200, description = "Ready", body = Health),
-        (status = 503, description = "Some context's store does not answer", body = Health),
+        (status = 503, description = "Some context's store or some remote context does not answer", body = Health),
     ))]
 pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     let pings = readiness.stores.iter().map(|(context, db)| async move {
@@ -88,8 +112,30 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
             },
         }
     });
-    let checks = futures::future::join_all(pings).await;
-    let ready = checks.iter().all(|check| check.status == CheckStatus::Ok);
+    let probe_timeout = readiness.probe_timeout;
+    let probes = readiness.remotes.iter().map(|remote| async move {
+        let outcome = remote.probe(probe_timeout).await;
+        if let Err(reason) = &outcome {
+            tracing::warn!(context = remote.callee(), url = %remote.url(), %reason, "remote readiness check failed");
+        }
+        RemoteCheck {
+            context: remote.callee(),
+            url: remote.url().to_string(),
+            status: if outcome.is_ok() {
+                CheckStatus::Ok
+            } else {
+                CheckStatus::Unavailable
+            },
+            reason: outcome.err(),
+        }
+    });
+    let (checks, remotes) = futures::future::join(
+        futures::future::join_all(pings),
+        futures::future::join_all(probes),
+    )
+    .await;
+    let ready = checks.iter().all(|check| check.status == CheckStatus::Ok)
+        && remotes.iter().all(|check| check.status == CheckStatus::Ok);
     let body = Health {
         status: if ready {
             HealthStatus::Ready
@@ -97,6 +143,7 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
             HealthStatus::Unavailable
         },
         checks,
+        remotes,
     };
     if ready {
         HttpResponse::Ok().json(body)

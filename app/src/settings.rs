@@ -14,7 +14,17 @@ use db_kit::{RoleConfig, StoreConfig};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
+use crate::placement::Placement;
+
 const DEFAULTS: &str = include_str!("../config/default.toml");
+
+fn is_http_url(text: &str) -> bool {
+    url::Url::parse(text)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.has_host())
+}
+
+/// The shortest service credential accepted (`internal.token`).
+pub const MIN_SERVICE_TOKEN_BYTES: usize = 32;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Settings {
@@ -27,7 +37,128 @@ pub struct Settings {
     pub payments: PaymentsSettings,
     pub notifications: NotificationsSettings,
     pub messaging: MessagingSettings,
+    pub placement: PlacementSettings,
+    pub internal: InternalSettings,
+    pub remote: RemoteSettings,
+    pub routing: RoutingSettings,
     pub log: LogSettings,
+    pub telemetry: TelemetrySettings,
+}
+
+/// Which contexts this process runs and where the others live (see `placement.rs`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct PlacementSettings {
+    /// `all`, or a comma-separated list of contexts.
+    pub contexts: String,
+    pub auth_url: String,
+    pub catalog_url: String,
+    pub payments_url: String,
+    pub orders_url: String,
+    pub notifications_url: String,
+}
+
+impl Default for PlacementSettings {
+    fn default() -> Self {
+        Self {
+            contexts: "all".to_owned(),
+            auth_url: String::new(),
+            catalog_url: String::new(),
+            payments_url: String::new(),
+            orders_url: String::new(),
+            notifications_url: String::new(),
+        }
+    }
+}
+
+impl PlacementSettings {
+    /// `placement.<context>_url` (empty when not set or not a context).
+    pub fn url(&self, context: &str) -> &str {
+        match context {
+            "auth" => &self.auth_url,
+            "catalog" => &self.catalog_url,
+            "payments" => &self.payments_url,
+            "orders" => &self.orders_url,
+            "notifications" => &self.notifications_url,
+            _ => "",
+        }
+    }
+
+    pub fn url_mut(&mut self, context: &str) -> Option<&mut String> {
+        match context {
+            "auth" => Some(&mut self.auth_url),
+            "catalog" => Some(&mut self.catalog_url),
+            "payments" => Some(&mut self.payments_url),
+            "orders" => Some(&mut self.orders_url),
+            "notifications" => Some(&mut self.notifications_url),
+            _ => None,
+        }
+    }
+}
+
+/// The internal listener: the ports of this process's contexts, for other shop processes.
+#[derive(Debug, Clone, Deserialize)]
+pub struct InternalSettings {
+    pub host: String,
+    pub port: u16,
+    pub token: SecretString,
+    pub max_deadline_ms: u64,
+    pub workers: usize,
+}
+
+/// How this process calls contexts that run elsewhere.
+#[derive(Debug, Clone, Deserialize)]
+pub struct RemoteSettings {
+    pub deadline_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub max_attempts: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub retry_ratio: f32,
+    pub min_retries_per_sec: u32,
+    pub breaker_failure_rate: f32,
+    pub breaker_window: usize,
+    pub breaker_open_ms: u64,
+    pub breaker_probes: usize,
+    pub probe_timeout_ms: u64,
+}
+
+/// Strangler fig: which public routes this process sends to another process's public
+/// listener, and what share of them (see `routing.rs`).
+#[derive(Debug, Clone, Deserialize)]
+pub struct RoutingSettings {
+    pub auth_url: String,
+    pub auth_share: u8,
+    pub catalog_url: String,
+    pub catalog_share: u8,
+    pub payments_url: String,
+    pub payments_share: u8,
+    pub orders_url: String,
+    pub orders_share: u8,
+    pub notifications_url: String,
+    pub notifications_share: u8,
+    pub timeout_ms: u64,
+}
+
+impl RoutingSettings {
+    /// `routing.<context>_url` and `routing.<context>_share`.
+    pub fn target(&self, context: &str) -> (&str, u8) {
+        match context {
+            "auth" => (&self.auth_url, self.auth_share),
+            "catalog" => (&self.catalog_url, self.catalog_share),
+            "payments" => (&self.payments_url, self.payments_share),
+            "orders" => (&self.orders_url, self.orders_share),
+            "notifications" => (&self.notifications_url, self.notifications_share),
+            _ => ("", 0),
+        }
+    }
+}
+
+/// Where traces go besides the log.
+#[derive(Debug, Clone, Deserialize)]
+pub struct TelemetrySettings {
+    /// OTLP/HTTP traces endpoint; empty: no export.
+    pub otlp_endpoint: String,
+    pub service_name: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -159,19 +290,29 @@ pub enum SettingsError {
 impl Settings {
     /// Defaults, then `environment_file` (required when given), then `SHOP__*` variables.
     pub fn load(environment_file: Option<&Path>) -> Result<Self, SettingsError> {
+        Self::load_with(environment_file, &[])
+    }
+
+    /// Like `load`, with `overrides` (key, value) over every layer: the command line's
+    /// `shop serve --contexts` sets `placement.contexts` this way.
+    pub fn load_with(
+        environment_file: Option<&Path>,
+        overrides: &[(&str, String)],
+    ) -> Result<Self, SettingsError> {
         let mut builder = Config::builder().add_source(File::from_str(DEFAULTS, FileFormat::Toml));
         if let Some(path) = environment_file {
             builder = builder.add_source(File::from(path).required(true));
         }
-        let settings: Settings = builder
-            .add_source(
-                Environment::with_prefix("SHOP")
-                    .prefix_separator("__")
-                    .separator("__")
-                    .try_parsing(true),
-            )
-            .build()?
-            .try_deserialize()?;
+        builder = builder.add_source(
+            Environment::with_prefix("SHOP")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true),
+        );
+        for (key, value) in overrides {
+            builder = builder.set_override(*key, value.clone())?;
+        }
+        let settings: Settings = builder.build()?.try_deserialize()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -197,8 +338,9 @@ impl Settings {
                 "database.roles.connect_as_role needs a Postgres database.url".into(),
             ));
         }
+        let placement = self.placement()?;
         let secret = self.auth.jwt_secret.expose_secret();
-        if secret.is_empty() && self.uses_postgres() {
+        if secret.is_empty() && self.uses_postgres() && placement.is_local(auth::CONTEXT) {
             return Err(SettingsError::Invalid(
                 "auth.jwt_secret must be set when database.url is a Postgres URL: a shared \
                  database means several replicas, and each would sign tokens with its own \
@@ -247,7 +389,125 @@ impl Settings {
                 return Err(SettingsError::Invalid(format!("{key} must be positive")));
             }
         }
-        self.validate_payments()
+        self.validate_payments()?;
+        self.validate_remote(&placement)?;
+        self.validate_routing()?;
+        self.validate_telemetry()
+    }
+
+    fn validate_routing(&self) -> Result<(), SettingsError> {
+        for context in crate::placement::ALL {
+            let (url, share) = self.routing.target(context);
+            if share > 100 {
+                return Err(SettingsError::Invalid(format!(
+                    "routing.{context}_share must be a percentage, 0 to 100"
+                )));
+            }
+            if !url.is_empty() && !is_http_url(url) {
+                return Err(SettingsError::Invalid(format!(
+                    "routing.{context}_url must be an http:// or https:// base URL"
+                )));
+            }
+        }
+        if self.routing.timeout_ms == 0 {
+            return Err(SettingsError::Invalid(
+                "routing.timeout_ms must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    fn validate_telemetry(&self) -> Result<(), SettingsError> {
+        let endpoint = &self.telemetry.otlp_endpoint;
+        if !endpoint.is_empty() && !is_http_url(endpoint) {
+            return Err(SettingsError::Invalid(
+                "telemetry.otlp_endpoint must be empty (no export) or an http:// or https:// URL"
+                    .into(),
+            ));
+        }
+        if self.telemetry.service_name.trim().is_empty() {
+            return Err(SettingsError::Invalid(
+                "telemetry.service_name must not be empty".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Where each context runs; refuses a placement that cannot work.
+    pub fn placement(&self) -> Result<Placement, SettingsError> {
+        Placement::resolve(&self.placement)
+            .map_err(|error| SettingsError::Invalid(error.to_string()))
+    }
+
+    /// Whether this process opens its internal listener: when it is part of a split
+    /// deployment, or when `internal.token` is set.
+    pub fn serves_ports(&self, placement: &Placement) -> bool {
+        placement.is_split() || !self.internal.token.expose_secret().is_empty()
+    }
+
+    fn validate_remote(&self, placement: &Placement) -> Result<(), SettingsError> {
+        if self.serves_ports(placement) {
+            let token = self.internal.token.expose_secret();
+            if token.len() < MIN_SERVICE_TOKEN_BYTES {
+                return Err(SettingsError::Invalid(format!(
+                    "internal.token must be at least {MIN_SERVICE_TOKEN_BYTES} bytes when \
+                     contexts run in several processes (or the token is set): it is the \
+                     credential every internal call carries (set SHOP__INTERNAL__TOKEN to the \
+                     same value in every process)"
+                )));
+            }
+        }
+        let remote = &self.remote;
+        for (key, value) in [
+            ("remote.deadline_ms", remote.deadline_ms),
+            ("remote.connect_timeout_ms", remote.connect_timeout_ms),
+            ("remote.max_attempts", u64::from(remote.max_attempts)),
+            ("remote.breaker_window", remote.breaker_window as u64),
+            ("remote.breaker_open_ms", remote.breaker_open_ms),
+            ("remote.breaker_probes", remote.breaker_probes as u64),
+            ("remote.probe_timeout_ms", remote.probe_timeout_ms),
+            ("internal.max_deadline_ms", self.internal.max_deadline_ms),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::Invalid(format!("{key} must be positive")));
+            }
+        }
+        if !(0.0..=1.0).contains(&remote.retry_ratio) {
+            return Err(SettingsError::Invalid(
+                "remote.retry_ratio must be between 0 and 1".into(),
+            ));
+        }
+        if !(remote.breaker_failure_rate > 0.0 && remote.breaker_failure_rate <= 1.0) {
+            return Err(SettingsError::Invalid(
+                "remote.breaker_failure_rate must be above 0 and at most 1".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How calls to a remote context behave.
+    pub fn call_policy(&self) -> remote::CallPolicy {
+        let remote = &self.remote;
+        remote::CallPolicy {
+            deadline: Duration::from_millis(remote.deadline_ms),
+            connect_timeout: Duration::from_millis(remote.connect_timeout_ms),
+            max_attempts: remote.max_attempts,
+            backoff: Duration::from_millis(remote.backoff_ms),
+            max_backoff: Duration::from_millis(remote.max_backoff_ms.max(remote.backoff_ms)),
+            retry_ratio: remote.retry_ratio,
+            min_retries_per_sec: remote.min_retries_per_sec,
+            breaker: remote::BreakerPolicy {
+                failure_rate: remote.breaker_failure_rate,
+                window: remote.breaker_window,
+                open_for: Duration::from_millis(remote.breaker_open_ms),
+                probes: remote.breaker_probes,
+            },
+        }
+    }
+
+    /// The credential of internal calls, sent and expected.
+    pub fn service_token(&self) -> remote::ServiceToken {
+        remote::ServiceToken::new(self.internal.token.clone())
     }
 
     fn validate_payments(&self) -> Result<(), SettingsError> {

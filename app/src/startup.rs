@@ -17,13 +17,16 @@ use crate::admin;
 use crate::contexts::Contexts;
 use crate::openapi;
 use crate::ops::{self, Readiness};
+use crate::routing::{self, Routing};
 use crate::settings::Settings;
 
-/// A built, bound, not yet running shop.
+/// A built, bound, not yet running shop: its public listener and, when some context runs in
+/// another process, its internal listener, which serves this process's ports to the others.
 pub struct Application {
     address: String,
     port: u16,
     server: Server,
+    internal: Option<(String, Server)>,
     contexts: Contexts,
     background: bool,
 }
@@ -38,9 +41,10 @@ impl Application {
 
     /// Like `build`, around contexts the caller assembled (tests use a controlled clock).
     pub async fn build_with(settings: &Settings, contexts: Contexts) -> anyhow::Result<Self> {
-        if settings.catalog.seed_demo {
-            contexts
-                .catalog
+        if settings.catalog.seed_demo
+            && let Some(catalog) = &contexts.catalog
+        {
+            catalog
                 .seed_demo_if_empty()
                 .await
                 .map_err(|error| anyhow::anyhow!("seed the demo catalog: {error}"))?;
@@ -49,10 +53,28 @@ impl Application {
             .with_context(|| format!("bind {}:{}", settings.server.host, settings.server.port))?;
         let local = listener.local_addr()?;
         let server = http_server(listener, settings, &contexts)?;
+        // The internal listener exists only when some process may call this one: in a split
+        // deployment, or when a service token is set (a whole shop serving its ports to a
+        // context being extracted, during the move).
+        let internal = if settings.serves_ports(&contexts.placement) {
+            let host = settings.internal.host.as_str();
+            let listener =
+                TcpListener::bind((host, settings.internal.port)).with_context(|| {
+                    format!(
+                        "bind the internal listener {host}:{}",
+                        settings.internal.port
+                    )
+                })?;
+            let address = format!("http://{}", listener.local_addr()?);
+            Some((address, internal_server(listener, settings, &contexts)?))
+        } else {
+            None
+        };
         Ok(Self {
             address: format!("http://{local}"),
             port: local.port(),
             server,
+            internal,
             contexts,
             background: settings.messaging.background,
         })
@@ -64,6 +86,12 @@ impl Application {
 
     pub fn address(&self) -> &str {
         &self.address
+    }
+
+    /// The internal listener's base URL, which other processes call this process's ports
+    /// on (`None` when every context runs here).
+    pub fn internal_address(&self) -> Option<&str> {
+        self.internal.as_ref().map(|(address, _)| address.as_str())
     }
 
     pub fn contexts(&self) -> &Contexts {
@@ -79,8 +107,35 @@ impl Application {
         } else {
             Vec::new()
         };
-        tracing::info!(address = %self.address, docs = %format!("{}/docs/", self.address), "listening");
-        let served = self.server.await;
+        tracing::info!(
+            address = %self.address,
+            docs = %format!("{}/docs/", self.address),
+            placement = %self.contexts.placement,
+            "listening"
+        );
+        let served = match self.internal {
+            None => self.server.await,
+            Some((address, internal)) => {
+                tracing::info!(%address, "serving this process's ports to the others");
+                // Both listeners stop on the same signal (actix handles it in each); the
+                // first to end stops the other, so that no half of the process lingers.
+                let public = self.server.handle();
+                let private = internal.handle();
+                let (served, internal_served) = tokio::join!(
+                    async {
+                        let served = self.server.await;
+                        private.stop(true).await;
+                        served
+                    },
+                    async {
+                        let served = internal.await;
+                        public.stop(true).await;
+                        served
+                    },
+                );
+                served.and(internal_served)
+            }
+        };
         shutdown.cancel();
         for task in tasks {
             if let Err(error) = task.await {
@@ -97,13 +152,14 @@ impl Application {
     /// reconciliation and refund sweeps, which first settle what a previous process left
     /// unknown or unconfirmed.
     fn spawn_background(&self, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
-        vec![
-            self.contexts.bus.clone().spawn(shutdown.clone()),
-            self.contexts.orders.spawn_recovery(shutdown.clone()),
-            self.contexts
-                .payments
-                .spawn_reconciliation(shutdown.clone()),
-        ]
+        let mut tasks = vec![self.contexts.bus.clone().spawn(shutdown.clone())];
+        if let Some(orders) = &self.contexts.orders {
+            tasks.push(orders.spawn_recovery(shutdown.clone()));
+        }
+        if let Some(payments) = &self.contexts.payments {
+            tasks.push(payments.spawn_reconciliation(shutdown.clone()));
+        }
+        tasks
     }
 }
 
@@ -121,17 +177,26 @@ fn http_server(
     settings: &Settings,
     contexts: &Contexts,
 ) -> anyhow::Result<Server> {
-    // Every protected route authenticates through auth's port; each context's routes call
-    // that context's own service.
-    let auth = contexts.auth_api();
-    let accounts = contexts.auth.service();
-    let catalog = contexts.catalog.service();
-    let orders = contexts.orders.service();
-    let notifications = contexts.notifications.service();
+    // Every protected route authenticates through auth's port; each local context's routes
+    // call that context's own service.
+    let auth = contexts.auth_port.clone();
+    let accounts = contexts.auth.as_ref().map(auth::AuthModule::service);
+    let catalog = contexts
+        .catalog
+        .as_ref()
+        .map(catalog::CatalogModule::service);
+    let payments = contexts.payments.is_some();
+    let orders = contexts.orders.as_ref().map(orders::OrdersModule::service);
+    let notifications = contexts
+        .notifications
+        .as_ref()
+        .map(notifications::NotificationsModule::service);
     let bus = contexts.bus.clone();
     let payments_test_mode = settings.payments.test_mode;
     let readiness = Readiness {
         stores: contexts.stores.clone(),
+        remotes: contexts.remotes.clone(),
+        probe_timeout: Duration::from_millis(settings.remote.probe_timeout_ms),
     };
     let document = openapi::document();
     let metrics = crate::metrics::handle();
@@ -139,21 +204,44 @@ fn http_server(
     let limits = settings.request_limits();
     // One set of counters for every worker, so that a limit holds for the whole process.
     let attempts = Arc::new(auth::Attempts::new(settings.attempt_limits()));
+    let routing = Arc::new(Routing::new(settings, &contexts.placement)?);
+    for route in routing.routes() {
+        tracing::info!(?route, "public routes sent to another process");
+    }
     let mut server = HttpServer::new(move || {
         App::new()
+            // Innermost: a routed request goes away before any route of this process sees
+            // it, inside its request span, so it keeps its request id and trace.
+            .wrap(from_fn(routing::route))
             .wrap(Compress::default())
             .wrap(from_fn(web_kit::close_after_unread_body))
             .wrap(from_fn(web_kit::request_id_middleware))
+            .wrap(from_fn(routing::continue_trace))
             // App-wide, because every context's protected routes authenticate through it.
             .app_data(web::Data::from(auth.clone()))
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
             .configure(|cfg| web_kit::configure_limits(cfg, limits))
-            .configure(auth::configure(accounts.clone(), attempts.clone()))
-            .configure(catalog::configure(catalog.clone()))
-            .configure(payments::configure(payments_test_mode))
-            .configure(orders::configure(orders.clone()))
-            .configure(notifications::configure(notifications.clone()))
+            .configure(|cfg| {
+                // The routes of the contexts this process runs; the others' are served where
+                // those contexts run.
+                if let Some(accounts) = &accounts {
+                    auth::configure(accounts.clone(), attempts.clone())(cfg);
+                }
+                if let Some(catalog) = &catalog {
+                    catalog::configure(catalog.clone())(cfg);
+                }
+                if payments {
+                    payments::configure(payments_test_mode)(cfg);
+                }
+                if let Some(orders) = &orders {
+                    orders::configure(orders.clone())(cfg);
+                }
+                if let Some(notifications) = &notifications {
+                    notifications::configure(notifications.clone())(cfg);
+                }
+            })
             .configure(admin::configure(bus.clone()))
+            .configure(routing::configure(routing.clone()))
             .configure(ops::configure(readiness.clone()))
             .configure(crate::metrics::configure(metrics.clone(), bus.clone()))
             .service(web::redirect("/docs", "/docs/"))
@@ -175,6 +263,35 @@ fn http_server(
     });
     if settings.server.workers > 0 {
         server = server.workers(settings.server.workers);
+    }
+    Ok(server.listen(listener)?.run())
+}
+
+/// The internal listener: this process's ports, for the processes that call them, behind the
+/// service credential. Never mounted on the public listener.
+fn internal_server(
+    listener: TcpListener,
+    settings: &Settings,
+    contexts: &Contexts,
+) -> anyhow::Result<Server> {
+    let routes = remote::internal_routes(
+        contexts.port_servers(),
+        remote::InternalAuth::new(&settings.service_token()),
+        Duration::from_millis(settings.internal.max_deadline_ms),
+    );
+    let json_limit = settings.server.max_body_bytes;
+    let mut server = HttpServer::new(move || {
+        App::new()
+            .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
+            .configure(routes.clone())
+            .default_service(web::to(web_kit::route_not_found))
+    })
+    .shutdown_timeout(settings.server.shutdown_timeout_secs)
+    .client_request_timeout(Duration::from_millis(
+        settings.server.client_request_timeout_ms,
+    ));
+    if settings.internal.workers > 0 {
+        server = server.workers(settings.internal.workers);
     }
     Ok(server.listen(listener)?.run())
 }

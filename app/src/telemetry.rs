@@ -2,24 +2,126 @@
 //!
 //! Convention (see docs/ARCHITECTURE.md): log messages are short lower-case phrases
 //! ("user registered", "stock reserved"); everything variable goes into structured fields.
+//!
+//! Four layers share one registry:
+//! - the log (`fmt`), filtered by `log.filter` or `RUST_LOG`;
+//! - OpenTelemetry (`tracing-opentelemetry`): every info-level span becomes an OpenTelemetry
+//!   span, so each has a W3C trace context that boundary calls send to other processes
+//!   (`remote::propagation`). Its spans are exported over OTLP only when
+//!   `telemetry.otlp_endpoint` is set; otherwise they stay in the process;
+//! - `remote::propagation::RequestIds`: the request id a remote call carries;
+//! - `remote::meter::BreakerGauge`: each circuit breaker's state, for `/metrics`.
 
-use tracing_subscriber::EnvFilter;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::{Level, Metadata};
+use tracing_subscriber::filter::{EnvFilter, filter_fn};
 use tracing_subscriber::fmt::format::FmtSpan;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{Layer, Registry};
 
-use crate::settings::{LogFormat, LogSettings};
+use crate::settings::{LogFormat, LogSettings, TelemetrySettings};
+
+/// Keeps the span exporter running; dropping it after `shutdown` flushes what is left.
+#[derive(Debug)]
+pub struct Telemetry {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Telemetry {
+    /// Sends the spans still buffered (call before the process exits).
+    pub fn shutdown(self) {
+        if let Some(provider) = self.provider
+            && let Err(error) = provider.shutdown()
+        {
+            tracing::warn!(error = %error, "flushing the span exporter failed");
+        }
+    }
+}
 
 /// Installs the global subscriber. `RUST_LOG`, when set, overrides the configured filter.
-/// Calling it again (tests start many apps in one process) is harmless.
-pub fn init(settings: &LogSettings) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&settings.filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+/// Calling it again (tests start many apps in one process) is harmless: the first wins.
+pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) -> Telemetry {
+    let (provider, exporting) = match tracer_provider(telemetry) {
+        Ok(provider) => provider,
+        Err(error) => {
+            // A bad exporter must not stop the shop: it runs without export and says so.
+            let provider = SdkTracerProvider::builder()
+                .with_resource(resource(telemetry))
+                .build();
+            install(log, &provider);
+            tracing::error!(error = %error, "the OTLP span exporter cannot start; spans are not exported");
+            return Telemetry { provider: None };
+        }
+    };
+    let installed = install(log, &provider);
+    if installed && exporting {
+        tracing::info!(endpoint = %telemetry.otlp_endpoint, service = %telemetry.service_name, "exporting spans over OTLP");
+    }
+    Telemetry {
+        provider: (installed && exporting).then_some(provider),
+    }
+}
+
+fn resource(telemetry: &TelemetrySettings) -> Resource {
+    Resource::builder()
+        .with_service_name(telemetry.service_name.clone())
+        .build()
+}
+
+/// The provider: with a batch OTLP/HTTP exporter when an endpoint is configured.
+fn tracer_provider(
+    telemetry: &TelemetrySettings,
+) -> Result<(SdkTracerProvider, bool), opentelemetry_otlp::ExporterBuildError> {
+    let builder = SdkTracerProvider::builder().with_resource(resource(telemetry));
+    if telemetry.otlp_endpoint.is_empty() {
+        return Ok((builder.build(), false));
+    }
+    use opentelemetry_otlp::WithExportConfig;
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_endpoint(telemetry.otlp_endpoint.clone())
+        .build()?;
+    Ok((builder.with_batch_exporter(exporter).build(), true))
+}
+
+/// Spans that become OpenTelemetry spans: the shop's own (requests, boundary calls,
+/// checkout steps), which are all at info level.
+fn traced(metadata: &Metadata<'_>) -> bool {
+    metadata.is_span() && *metadata.level() <= Level::INFO
+}
+
+fn install(log: &LogSettings, provider: &SdkTracerProvider) -> bool {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
+    let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .with_span_events(FmtSpan::NONE)
         .with_target(true);
-    let _already_installed = match settings.format {
-        LogFormat::Json => builder.json().with_current_span(true).try_init(),
-        LogFormat::Pretty => builder.compact().try_init(),
+    let fmt = match log.format {
+        LogFormat::Json => fmt.json().with_current_span(true).boxed(),
+        LogFormat::Pretty => fmt.compact().boxed(),
     };
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer("shop"))
+        .with_filter(filter_fn(traced));
+    let request_ids = remote::propagation::RequestIds.with_filter(filter_fn(traced));
+    let breakers = remote::meter::BreakerGauge
+        .with_filter(filter_fn(|metadata| metadata.target() == recloser_target()));
+    let installed = Registry::default()
+        .with(fmt.with_filter(filter))
+        .with(otel)
+        .with(request_ids)
+        .with(breakers)
+        .try_init()
+        .is_ok();
+    if installed {
+        opentelemetry::global::set_tracer_provider(provider.clone());
+    }
+    installed
+}
+
+fn recloser_target() -> &'static str {
+    remote::meter::BREAKER_EVENT_TARGET
 }

@@ -30,7 +30,7 @@ async fn a_new_shop_has_a_demo_catalog(store: TestStore) {
     // Seeding happens only into an empty catalog: a restart adds nothing.
     let again = app
         .contexts
-        .catalog
+        .catalog_module()
         .seed_demo_if_empty()
         .await
         .expect("seed");

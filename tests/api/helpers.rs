@@ -20,15 +20,20 @@ pub struct TestApp {
     _store: TestStore,
 }
 
-/// `TEST_LOG=1` shows the shop's logs while tests run.
+/// Installs the shop's subscriber, as the binary does, so that spans carry trace contexts
+/// across boundaries; `TEST_LOG=1` also shows the shop's logs while tests run.
 fn init_logs() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        if std::env::var_os("TEST_LOG").is_some() {
-            let mut settings = Settings::defaults().log;
-            settings.filter = "debug,sqlx=warn,sea_orm=info,hyper=info".into();
-            shop::telemetry::init(&settings);
-        }
+        let defaults = Settings::defaults();
+        let mut log = defaults.log;
+        log.filter = if std::env::var_os("TEST_LOG").is_some() {
+            "debug,sqlx=warn,sea_orm=info,hyper=info".into()
+        } else {
+            "off".into()
+        };
+        // The exporter is off by default; nothing to flush, so the guard may go.
+        drop(shop::telemetry::init(&log, &defaults.telemetry));
     });
 }
 
@@ -257,7 +262,7 @@ impl TestApp {
     pub async fn admin_token(&self) -> String {
         let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
         self.contexts
-            .auth
+            .auth_module()
             .create_admin(
                 email.clone(),
                 auth_api::Password::new("admin password"),

@@ -200,7 +200,7 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
     for i in 0..PRODUCTS {
         let cents = 500 + 125 * i64::try_from(i).expect("small");
         let product = crashing
-            .catalog
+            .catalog_module()
             .service()
             .create_product(NewProduct {
                 sku: format!("INV-{i}"),
@@ -294,10 +294,14 @@ async fn money_and_stock_follow_the_orders_whatever_fails(store: TestStore) {
     .await
     .expect("open contexts");
     for round in 0.. {
-        let ran = restarted.orders.recover().await.expect("recover");
-        let looked_up = restarted.payments.reconcile_due().await.expect("reconcile");
+        let ran = restarted.orders_module().recover().await.expect("recover");
+        let looked_up = restarted
+            .payments_module()
+            .reconcile_due()
+            .await
+            .expect("reconcile");
         let refunded = restarted
-            .payments
+            .payments_module()
             .confirm_refunds_due()
             .await
             .expect("confirm refunds");

@@ -134,6 +134,8 @@ async fn the_openapi_document_covers_every_route(store: TestStore) {
         "GET /api/admin/orders/parked",
         "POST /api/admin/orders/{id}/retry",
         "POST /api/admin/events/{id}/discard",
+        "GET /api/admin/routing",
+        "PUT /api/admin/routing/{context}",
     ]
     .into_iter()
     .map(String::from)

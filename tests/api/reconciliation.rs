@@ -41,7 +41,7 @@ async fn a_checkout_that_timed_out_while_the_provider_approved_is_refunded(store
     let before = payment(detail.ok(StatusCode::OK));
     assert_eq!(before["status"], "voided");
     assert_eq!(before["captured"]["amount_minor"], 0);
-    let payments = &app.contexts.payments;
+    let payments = app.contexts.payments_module();
     assert_eq!(
         payments
             .service()

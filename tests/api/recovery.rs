@@ -68,7 +68,7 @@ fn eur(cents: i64) -> Money {
 async fn product(contexts: &Contexts, stock: u32) -> ProductId {
     let sku = format!("R-{}", uuid::Uuid::new_v4().simple());
     contexts
-        .catalog
+        .catalog_module()
         .service()
         .create_product(NewProduct {
             sku,
@@ -107,7 +107,7 @@ fn order(customer: UserId, product_id: ProductId, token: &str) -> PlaceOrder {
 
 async fn stock(contexts: &Contexts, product_id: ProductId) -> StockLevel {
     contexts
-        .catalog
+        .catalog_module()
         .service()
         .get_product(product_id)
         .await
@@ -195,7 +195,7 @@ async fn checkout_interrupted_at_every_step_recovers(store: TestStore) {
         );
 
         let restarted = restart(&store).await;
-        restarted.orders.recover().await.expect("recover");
+        restarted.orders_module().recover().await.expect("recover");
         let viewer = Viewer {
             user_id: placed.order.customer_id,
             admin: false,
@@ -272,7 +272,7 @@ async fn cancellation_interrupted_at_every_step_recovers(store: TestStore) {
         assert_eq!(stopped.status, OrderStatus::Cancelling, "{case}");
 
         let restarted = restart(&store).await;
-        restarted.orders.recover().await.expect("recover");
+        restarted.orders_module().recover().await.expect("recover");
         let detail = restarted
             .orders_api()
             .get_order(viewer, placed.order.id)
@@ -305,7 +305,7 @@ async fn cancellation_interrupted_at_every_step_recovers(store: TestStore) {
 async fn events_committed_before_a_crash_are_delivered_after_restart(store: TestStore) {
     let crashed = open(&store, None).await;
     let user = crashed
-        .auth
+        .auth_module()
         .service()
         .register(auth_api::RegisterUser {
             email: "phoenix@example.com".into(),

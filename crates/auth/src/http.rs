@@ -51,6 +51,10 @@ impl Attempts {
     }
 }
 
+/// The path prefixes of this context's public routes: each is one `web::scope` below. A
+/// process that sends the context's routes to another process (strangler fig) matches them.
+pub const PUBLIC_SCOPES: &[&str] = &["/api/auth"];
+
 /// Mounts auth's routes, the service they call and the attempt counters. (The composition
 /// root also registers `AuthApi` app-wide, because every context's protected routes
 /// authenticate through it.)
@@ -60,7 +64,7 @@ pub fn configure(
 ) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
-            web::scope("/api/auth")
+            web::scope(PUBLIC_SCOPES[0])
                 .app_data(web::Data::from(service))
                 .app_data(web::Data::from(attempts))
                 .service(resource("/register").post(register))

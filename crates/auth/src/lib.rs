@@ -28,7 +28,7 @@ use kernel::Clock;
 use messaging::Outbox;
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use http::{AttemptLimits, Attempts, AuthDoc, configure};
+pub use http::{AttemptLimits, Attempts, AuthDoc, PUBLIC_SCOPES, configure};
 pub use password::{HashError, HashingLimits};
 pub use service::AuthService;
 pub use token::{SigningKey, TokenConfig};

@@ -13,11 +13,15 @@ use web_kit::{AdminUser, ErrorBody, HttpError, resource};
 
 use crate::CatalogService;
 
+/// The path prefixes of this context's public routes: each is one `web::scope` below. A
+/// process that sends the context's routes to another process (strangler fig) matches them.
+pub const PUBLIC_SCOPES: &[&str] = &["/api/catalog"];
+
 /// Mounts catalog's routes and the service they call.
 pub fn configure(service: Arc<CatalogService>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
-            web::scope("/api/catalog")
+            web::scope(PUBLIC_SCOPES[0])
                 .app_data(web::Data::from(service))
                 .service(resource("/products").get(search).post(create))
                 .service(resource("/products/{id}").get(get).patch(update))

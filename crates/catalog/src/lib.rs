@@ -26,7 +26,7 @@ use catalog_api::{CatalogApi, CatalogError};
 use kernel::Clock;
 use sea_orm::{DatabaseConnection, DbErr};
 
-pub use http::{CatalogDoc, configure};
+pub use http::{CatalogDoc, PUBLIC_SCOPES, configure};
 pub use service::CatalogService;
 
 /// The context's name, which is also its schema, its SQLite file and its role suffix.

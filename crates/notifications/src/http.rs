@@ -11,11 +11,15 @@ use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, resource};
 
 use crate::NotificationsService;
 
+/// The path prefixes of this context's public routes: each is one `web::scope` below. A
+/// process that sends the context's routes to another process (strangler fig) matches them.
+pub const PUBLIC_SCOPES: &[&str] = &["/api/notifications"];
+
 /// Mounts notifications' routes and the service they call.
 pub fn configure(service: Arc<NotificationsService>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
-            web::scope("/api/notifications")
+            web::scope(PUBLIC_SCOPES[0])
                 .app_data(web::Data::from(service))
                 .service(resource("").get(list)),
         );

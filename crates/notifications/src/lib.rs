@@ -37,7 +37,7 @@ use orders_api::{OrderCancelled, OrderConfirmed, OrderPaymentFailed};
 use sea_orm::{DatabaseConnection, DbErr};
 use serde::Deserialize;
 
-pub use http::{NotificationsDoc, configure};
+pub use http::{NotificationsDoc, PUBLIC_SCOPES, configure};
 pub use sender::{FileSender, LogSender, OutgoingMessage, SendError, Sender, SenderConfig};
 pub use service::NotificationsService;
 

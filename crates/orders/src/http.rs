@@ -18,18 +18,22 @@ use crate::OrdersService;
 
 const REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
 
+/// The path prefixes of this context's public routes: each is one `web::scope` below. A
+/// process that sends the context's routes to another process (strangler fig) matches them.
+pub const PUBLIC_SCOPES: &[&str] = &["/api/orders", "/api/admin/orders"];
+
 /// Mounts orders' routes and the service they call.
 pub fn configure(service: Arc<OrdersService>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.service(
-            web::scope("/api/orders")
+            web::scope(PUBLIC_SCOPES[0])
                 .app_data(web::Data::from(service.clone()))
                 .service(resource("").post(place).get(list))
                 .service(resource("/{id}").get(detail))
                 .service(resource("/{id}/cancel").post(cancel)),
         )
         .service(
-            web::scope("/api/admin/orders")
+            web::scope(PUBLIC_SCOPES[1])
                 .app_data(web::Data::from(service))
                 .service(resource("/parked").get(parked))
                 .service(resource("/{id}/retry").post(retry)),

@@ -35,7 +35,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use checkout::{CheckoutHook, Moment, NoFaults, RetryPolicy, Step};
-pub use http::{OrdersDoc, configure};
+pub use http::{OrdersDoc, PUBLIC_SCOPES, configure};
 pub use service::OrdersService;
 
 /// The context's name, which is also its schema, its SQLite file and its role suffix.

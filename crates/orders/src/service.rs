@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use tracing::Instrument;
 
 use async_trait::async_trait;
 use catalog_api::{CatalogApi, CatalogError, Product};
@@ -152,7 +153,11 @@ impl OrdersService {
     /// `request_in_progress` with how long to wait.
     async fn finish(&self, id: OrderId, runner: Uuid, start: Start) -> Result<Order, OrdersError> {
         let checkout = self.checkout.clone();
-        let ran = tokio::spawn(async move { checkout.run_as(id, runner, start).await }).await;
+        // In the caller's span, so the checkout stays in the request's trace, across the
+        // processes its calls reach.
+        let ran =
+            tokio::spawn(async move { checkout.run_as(id, runner, start).await }.in_current_span())
+                .await;
         match ran {
             Ok(Ok(Ran::Finished(order) | Ran::Unfinished(order))) => Ok(order),
             Ok(Ok(Ran::Busy { retry_after })) => Err(OrdersError::RequestInProgress {

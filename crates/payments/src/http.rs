@@ -8,13 +8,17 @@ use serde::Serialize;
 use utoipa::{OpenApi, ToSchema};
 use web_kit::{ErrorBody, resource};
 
+/// The path prefixes of this context's public routes: each is one `web::scope` below. A
+/// process that sends the context's routes to another process (strangler fig) matches them.
+pub const PUBLIC_SCOPES: &[&str] = &["/api/payments"];
+
 /// Mounts payments' routes. With `test_mode` off there are none: the test tokens do not
 /// work, so they are not listed either, and the path answers as an unknown route (404).
 pub fn configure(test_mode: bool) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         if test_mode {
             cfg.service(
-                web::scope("/api/payments").service(resource("/test-tokens").get(test_tokens)),
+                web::scope(PUBLIC_SCOPES[0]).service(resource("/test-tokens").get(test_tokens)),
             );
         }
     }

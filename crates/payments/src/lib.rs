@@ -34,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use domain::RefundRequest;
-pub use http::{PaymentsDoc, TestToken, configure};
+pub use http::{PUBLIC_SCOPES, PaymentsDoc, TestToken, configure};
 pub use provider::{FakeProvider, LookupOutcome, PaymentProvider, ProviderError, ProviderOutcome};
 pub use service::{
     AWAITING_RECONCILIATION, Backlog, OUTCOMES_UNKNOWN, PaymentsService, RECONCILED,

@@ -21,6 +21,10 @@ pub const RETRIES: &str = "shop_boundary_retries_total";
 /// Each circuit breaker, by caller and callee: 0 closed, 1 half-open, 2 open.
 pub const BREAKER: &str = "shop_circuit_breaker_state";
 
+/// The target of the breaker crate's state events, which [`BreakerGauge`] reads: give that
+/// layer a filter that lets this target through.
+pub const BREAKER_EVENT_TARGET: &str = recloser::RECLOSER_EVENT;
+
 /// Sets a breaker's gauge. `breaker` is the breaker's name, `<caller>:<callee>`.
 pub fn set_breaker_state(breaker: &str, state: &str) {
     let value = match state {

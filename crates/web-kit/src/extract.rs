@@ -176,6 +176,15 @@ impl Endpoint {
     {
         self.route(Method::PATCH, handler)
     }
+
+    pub fn put<F, Args>(self, handler: F) -> Self
+    where
+        F: Handler<Args>,
+        Args: FromRequest + 'static,
+        F::Output: Responder + 'static,
+    {
+        self.route(Method::PUT, handler)
+    }
 }
 
 impl std::fmt::Debug for Endpoint {

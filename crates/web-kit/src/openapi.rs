@@ -30,9 +30,10 @@ impl Modify for BearerSecurity {
 ///   the body did not arrive in time), `413` (`payload_too_large`), `415`
 ///   (`unsupported_media_type`), `422` (`invalid_body`);
 /// - path parameters: `400` (`invalid_path`); query parameters: `400` (`invalid_query`);
-/// - a bearer token: `401` (`missing_token`, `invalid_token`, `token_expired`), and `503`
-///   (`unavailable`) when auth does not answer;
-/// - every route: `503` (`deadline_exceeded`) past the handler deadline.
+/// - a bearer token: `401` (`missing_token`, `invalid_token`, `token_expired`);
+/// - every route: `503` (`deadline_exceeded`) past the handler deadline, and `503`
+///   (`unavailable`) when another process it needs does not answer: auth, for a bearer
+///   token, or the process a context's routes are sent to (strangler fig).
 ///
 /// Every `429` and `503` also documents its `Retry-After` header (whole seconds). A status a
 /// route already documents keeps its description, extended with the codes the plumbing
@@ -84,11 +85,11 @@ fn document_transport_responses(operation: &mut Operation) {
         .is_some_and(|requirements| !requirements.is_empty());
     if protected {
         answers.push(("401", &["missing_token", "invalid_token", "token_expired"]));
-        // Authentication asks auth's port, which answers `unavailable` when auth runs in
-        // another process that does not answer.
-        answers.push(("503", &["unavailable"]));
     }
-    answers.push(("503", &["deadline_exceeded"]));
+    // Authentication asks auth's port, and a routed request another process: either
+    // answers `unavailable` when that process does not answer, `deadline_exceeded` when it
+    // answers too late.
+    answers.push(("503", &["unavailable", "deadline_exceeded"]));
     if !bad_request.is_empty() {
         add_codes(operation, "400", &bad_request);
     }
