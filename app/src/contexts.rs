@@ -90,6 +90,9 @@ impl Contexts {
     }
 
     pub async fn open_with(settings: &Settings, options: Options) -> anyhow::Result<Self> {
+        // Before anything records: the remote clients set their breakers' gauges as they
+        // are made.
+        crate::metrics::handle();
         let placement = settings.placement()?;
         let store = settings.store();
         let clock = options.clock;

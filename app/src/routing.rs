@@ -184,21 +184,6 @@ pub async fn route(
     }
 }
 
-/// Continues the trace of a request that carries a W3C `traceparent` (one another process
-/// routed here), so that the hop stays one trace. Wraps the request span.
-pub async fn continue_trace(
-    req: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    use tracing::Instrument;
-    if !req.headers().contains_key("traceparent") {
-        return Ok(next.call(req).await?.map_into_boxed_body());
-    }
-    let span = tracing::info_span!("continued", path = %req.path());
-    remote::propagation::continue_trace(&span, req.headers());
-    Ok(next.call(req).instrument(span).await?.map_into_boxed_body())
-}
-
 /// Headers that belong to one connection, not to the request (RFC 9110, 7.6.1), and those
 /// this hop sets itself.
 const HOP_BY_HOP: &[&str] = &[

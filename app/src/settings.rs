@@ -158,7 +158,17 @@ impl RoutingSettings {
 pub struct TelemetrySettings {
     /// OTLP/HTTP traces endpoint; empty: no export.
     pub otlp_endpoint: String,
+    pub otlp_protocol: OtlpProtocol,
     pub service_name: String,
+}
+
+/// The encoding of exported spans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum OtlpProtocol {
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
+    #[serde(rename = "http/json")]
+    HttpJson,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -49,7 +49,7 @@ impl Application {
                 .await
                 .map_err(|error| anyhow::anyhow!("seed the demo catalog: {error}"))?;
         }
-        let listener = TcpListener::bind((settings.server.host.as_str(), settings.server.port))
+        let listener = bind(&settings.server.host, settings.server.port)
             .with_context(|| format!("bind {}:{}", settings.server.host, settings.server.port))?;
         let local = listener.local_addr()?;
         let server = http_server(listener, settings, &contexts)?;
@@ -172,6 +172,24 @@ impl std::fmt::Debug for Application {
     }
 }
 
+/// A listening socket that a restarted process can open again at once: `SO_REUSEADDR`, so
+/// the connections of the previous process, waiting out TIME_WAIT, do not hold the port.
+fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use std::net::ToSocketAddrs;
+    let address = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::AddrNotAvailable, "no address to bind")
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(address),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&address.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
+}
+
 fn http_server(
     listener: TcpListener,
     settings: &Settings,
@@ -216,7 +234,7 @@ fn http_server(
             .wrap(Compress::default())
             .wrap(from_fn(web_kit::close_after_unread_body))
             .wrap(from_fn(web_kit::request_id_middleware))
-            .wrap(from_fn(routing::continue_trace))
+            .wrap(from_fn(crate::telemetry::trace_context))
             // App-wide, because every context's protected routes authenticate through it.
             .app_data(web::Data::from(auth.clone()))
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))

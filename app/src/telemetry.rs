@@ -12,6 +12,10 @@
 //! - `remote::propagation::RequestIds`: the request id a remote call carries;
 //! - `remote::meter::BreakerGauge`: each circuit breaker's state, for `/metrics`.
 
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SdkTracerProvider;
@@ -22,7 +26,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{Layer, Registry};
 
-use crate::settings::{LogFormat, LogSettings, TelemetrySettings};
+use crate::settings::{LogFormat, LogSettings, OtlpProtocol, TelemetrySettings};
 
 /// Keeps the span exporter running; dropping it after `shutdown` flushes what is left.
 #[derive(Debug)]
@@ -79,9 +83,14 @@ fn tracer_provider(
     if telemetry.otlp_endpoint.is_empty() {
         return Ok((builder.build(), false));
     }
-    use opentelemetry_otlp::WithExportConfig;
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    let protocol = match telemetry.otlp_protocol {
+        OtlpProtocol::HttpProtobuf => Protocol::HttpBinary,
+        OtlpProtocol::HttpJson => Protocol::HttpJson,
+    };
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
+        .with_protocol(protocol)
         .with_endpoint(telemetry.otlp_endpoint.clone())
         .build()?;
     Ok((builder.with_batch_exporter(exporter).build(), true))
@@ -125,3 +134,39 @@ fn install(log: &LogSettings, provider: &SdkTracerProvider) -> bool {
 fn recloser_target() -> &'static str {
     remote::meter::BREAKER_EVENT_TARGET
 }
+
+/// Puts every public request in a span of its own, which continues the trace of a request
+/// that carries a W3C `traceparent` (one another process routed here), and answers with
+/// `traceresponse` (W3C Trace Context level 2): the trace id a client or a test can look
+/// the request up by. Wraps the request span.
+pub async fn trace_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    use opentelemetry::trace::TraceContextExt as _;
+    use tracing::Instrument as _;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let span = tracing::info_span!("http", method = %req.method(), path = %req.path());
+    remote::propagation::continue_trace(&span, req.headers());
+    let mut response = next
+        .call(req)
+        .instrument(span.clone())
+        .await?
+        .map_into_boxed_body();
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid()
+        && let Ok(value) = HeaderValue::from_str(&format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        ))
+    {
+        response.headers_mut().insert(TRACERESPONSE, value);
+    }
+    Ok(response)
+}
+
+/// The response header naming the trace a request belongs to.
+pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");

@@ -195,3 +195,51 @@ fn a_postgres_store_without_a_signing_key_is_refused() {
         "no development key for a shared store"
     );
 }
+
+#[test]
+fn placements_that_cannot_work_are_refused_at_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = "a-service-token-of-at-least-32-bytes!";
+    for (contexts, env, expected) in [
+        (
+            "notifications",
+            vec![("SHOP__PLACEMENT__AUTH_URL", "http://127.0.0.1:9")],
+            "notifications cannot run without auth in the same process",
+        ),
+        (
+            "auth,orders,notifications",
+            vec![("SHOP__PLACEMENT__CATALOG_URL", "http://127.0.0.1:9")],
+            "payments is not in this process and has no URL, but orders calls it",
+        ),
+        (
+            "payments",
+            vec![
+                ("SHOP__PLACEMENT__AUTH_URL", "http://127.0.0.1:9"),
+                ("SHOP__PLACEMENT__PAYMENTS_URL", "http://127.0.0.1:9"),
+            ],
+            "payments runs in this process and also has placement.payments_url",
+        ),
+        ("warehouse", vec![], "unknown context \"warehouse\""),
+    ] {
+        let output = shop(&dir.path().join("data"))
+            .args(["serve", "--contexts", contexts])
+            .env("SHOP__INTERNAL__TOKEN", token)
+            .envs(env)
+            .output()
+            .expect("run shop");
+        assert_eq!(output.status.code(), Some(2), "{contexts}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{contexts}: {stderr}");
+    }
+    // A split deployment needs the service credential.
+    let output = shop(&dir.path().join("data"))
+        .args(["serve", "--contexts", "payments"])
+        .env("SHOP__PLACEMENT__AUTH_URL", "http://127.0.0.1:9")
+        .output()
+        .expect("run shop");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&output.stderr)
+            .contains("internal.token must be at least 32 bytes")
+    );
+}

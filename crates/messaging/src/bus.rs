@@ -562,10 +562,18 @@ impl Bus {
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 let woken: Vec<_> = self.publishers.iter().map(|p| p.wake.notified()).collect();
+                // A process without publishers (catalog alone) is woken by nothing but time.
+                let any_woken = async {
+                    if woken.is_empty() {
+                        std::future::pending::<()>().await;
+                    } else {
+                        futures::future::select_all(woken.into_iter().map(Box::pin)).await;
+                    }
+                };
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     _ = poll.tick() => {}
-                    _ = futures::future::select_all(woken.into_iter().map(Box::pin)) => {}
+                    () = any_woken => {}
                     _ = self.handled.notified() => {}
                     _ = purge.tick() => {
                         if let Err(error) = self.purge().await {
