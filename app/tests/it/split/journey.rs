@@ -7,8 +7,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::Backend;
 
-use crate::collector::Collector;
-use crate::harness::{Layout, SERVICE_TOKEN, Split, sample};
+use crate::split::collector::Collector;
+use crate::split::harness::{Layout, SERVICE_TOKEN, Split, sample};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn checkout_journey_across_three_processes_on_postgres() {
@@ -99,6 +99,7 @@ async fn journey(backend: Backend) {
         .expect("create product");
     assert_eq!(created.status(), StatusCode::CREATED);
     assert_eq!(created.headers()["x-request-id"], "journey-create-product");
+    let create_trace = trace_id(&created);
     let product: Value = created.json().await.expect("json");
     let product = product["id"].as_str().expect("id").to_owned();
     catalog.wait_for_log(|line| {
@@ -114,7 +115,7 @@ async fn journey(backend: Backend) {
         .bearer_auth(&customer)
         .header("Idempotency-Key", "journey-order-1")
         .header("X-Request-Id", "journey-checkout")
-        .json(&crate::harness::order_body(&product, "tok_visa"))
+        .json(&crate::split::harness::order_body(&product, "tok_visa"))
         .send()
         .await
         .expect("place order");
@@ -194,7 +195,7 @@ async fn journey(backend: Backend) {
 
     // One checkout is one trace, across the three processes: the shop's request, catalog's
     // and payments' served calls, each the child of the shop's call span.
-    let served_with_parent = |spans: &[crate::collector::ExportedSpan], service: &str| {
+    let served_with_parent = |spans: &[crate::split::collector::ExportedSpan], service: &str| {
         spans.iter().any(|served| {
             served.service == service
                 && served.name == "boundary_serve"
@@ -206,7 +207,14 @@ async fn journey(backend: Backend) {
     };
     let spans = collector
         .wait_for(|spans| {
-            served_with_parent(spans, "shop-catalog") && served_with_parent(spans, "shop-payments")
+            served_with_parent(spans, "shop-catalog")
+                && served_with_parent(spans, "shop-payments")
+                // The routed request is one trace too: catalog's process continued it.
+                && spans.iter().any(|span| {
+                    span.service == "shop-catalog"
+                        && span.name == "http"
+                        && span.trace_id == create_trace
+                })
         })
         .await;
     let in_trace: Vec<_> = spans.iter().filter(|span| span.trace_id == trace).collect();
@@ -251,7 +259,7 @@ async fn journey(backend: Backend) {
 }
 
 async fn poll_notifications(split: &Split, customer: &str, kind: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
     loop {
         let listed = split.get_json("/api/notifications", Some(customer)).await;
         let kinds: Vec<String> = listed["items"]

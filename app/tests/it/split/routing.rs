@@ -7,7 +7,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use testkit::Backend;
 
-use crate::harness::{Process, SERVICE_TOKEN, Split, sample};
+use crate::split::harness::{Process, SERVICE_TOKEN, Split, sample};
 
 /// Sends `n` requests to payments' public route through the shop; how many answered 200.
 async fn ask(split: &Split, n: usize, request_id: &str) -> usize {
@@ -63,8 +63,12 @@ async fn a_share_of_payments_routes_moves_to_the_extracted_process_and_back() {
     // A payments process; then, on the same addresses, the whole shop (payments linked too),
     // with a service token so that it serves auth's port to the payments process, and a
     // route for payments at 0 %.
-    let mut split =
-        Split::start(Backend::Postgres, crate::harness::Layout::PaymentsOnly, &[]).await;
+    let mut split = Split::start(
+        Backend::Postgres,
+        crate::split::harness::Layout::PaymentsOnly,
+        &[],
+    )
+    .await;
     let mut env: BTreeMap<String, String> = split.shop.env().clone();
     env.remove("SHOP__PLACEMENT__PAYMENTS_URL");
     env.insert("SHOP__ROUTING__PAYMENTS_SHARE".to_owned(), "0".to_owned());

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use actix_web::{App, HttpResponse, HttpServer, web};
 use serde_json::Value;
 
-use crate::harness::PATIENCE;
+use crate::split::harness::PATIENCE;
 
 /// One exported span: the service that sent it and its identity.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait}
 use serde_json::Value;
 use testkit::Backend;
 
-use crate::harness::{Layout, Split, sample};
+use crate::split::harness::{Layout, Split, sample};
 
 /// Short deadlines and a small, quick breaker, so faults show within seconds.
 fn tight() -> Vec<(&'static str, String)> {
@@ -60,7 +60,7 @@ async fn orders_of(split: &Split, customer: &str) -> BTreeMap<String, (String, i
 /// After recovery: every order finished; money held exactly for the confirmed ones; stock
 /// sold for the confirmed ones and nothing left reserved.
 async fn assert_settled(split: &Split, customer: &str, product: &str, initial: u64, price: i64) {
-    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
     let orders = loop {
         let orders = orders_of(split, customer).await;
         let finished = orders.values().all(|(status, _)| {
@@ -151,7 +151,7 @@ async fn killing_payments_opens_the_breaker_and_checkouts_come_back_after_restar
     // and the recovery sweep finishes the checkouts left half-done (payments voided, stock
     // released).
     split.payments.spawn();
-    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
     let mut n = 0;
     loop {
         let (status, order) = split
@@ -173,7 +173,7 @@ async fn killing_payments_opens_the_breaker_and_checkouts_come_back_after_restar
     }
     // Calls succeed again, so the breaker closes (the recovery sweep's calls may still be
     // probing it for a moment).
-    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
     loop {
         let metrics = split.metrics(&split.shop).await;
         let state = sample(
@@ -252,7 +252,7 @@ async fn the_shop_killed_mid_checkout_finishes_its_orders_against_the_remote_con
         let http = split.http.clone();
         let url = format!("{}/api/orders", split.shop.public);
         let customer = customer.clone();
-        let body = crate::harness::order_body(&product, "tok_visa");
+        let body = crate::split::harness::order_body(&product, "tok_visa");
         placing.push(tokio::spawn(async move {
             // The shop dies under these requests; their answers do not matter.
             let _ = http
@@ -264,7 +264,7 @@ async fn the_shop_killed_mid_checkout_finishes_its_orders_against_the_remote_con
                 .await;
         }));
     }
-    let deadline = std::time::Instant::now() + crate::harness::PATIENCE;
+    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
     while split.stock(&product).await.1 < 4 {
         assert!(
             std::time::Instant::now() < deadline,
