@@ -14,6 +14,7 @@ mod errors;
 mod events;
 mod invariants;
 mod operations;
+mod ports;
 mod reconciliation;
 mod recovery;
 mod roles;
