@@ -17,7 +17,7 @@ use testkit::{Backend, TestStore};
 
 const SHOP: &str = env!("CARGO_BIN_EXE_shop");
 pub const SERVICE_TOKEN: &str = "split-test-service-token-0123456789abcdef";
-const SIGNING_KEY: &str = "split-test-signing-key-0123456789abcdefgh";
+pub const SIGNING_KEY: &str = "split-test-signing-key-0123456789abcdefgh";
 pub const ADMIN_EMAIL: &str = "admin@example.com";
 pub const ADMIN_PASSWORD: &str = "admin password";
 
@@ -231,6 +231,9 @@ impl Split {
             ("SHOP__PAYMENTS__RECONCILE_INTERVAL_SECS", "1"),
             ("SHOP__PAYMENTS__RETRY_BASE_MS", "100"),
             ("SHOP__PAYMENTS__RETRY_MAX_MS", "1000"),
+            // Every test client logs in from 127.0.0.1, many times.
+            ("SHOP__AUTH__RATE_LIMITS__ADDRESS_BURST", "10000"),
+            ("SHOP__AUTH__RATE_LIMITS__ACCOUNT_BURST", "10000"),
         ] {
             common.insert(key.to_owned(), value.to_owned());
         }

@@ -7,6 +7,8 @@
 //!   and metrics across the hops; the internal listener's credential.
 //! - `faults`: payments killed during a stream of checkouts, catalog stalled past the
 //!   deadline, the shop killed mid-checkout.
+//! - `ports`: every port's contract suite through the generated client against these
+//!   processes (the suites' run (c); runs (a) and (b) are in `tests/api/ports.rs`).
 //! - `routing`: the strangler fig: a share of payments' public routes moved to a payments
 //!   process and back while the shop runs.
 
@@ -14,4 +16,5 @@ mod collector;
 mod faults;
 mod harness;
 mod journey;
+mod ports;
 mod routing;
