@@ -100,6 +100,33 @@ impl Contexts {
         let mut stores = Vec::new();
         let mut remotes = Vec::new();
         let connect = Connect { settings };
+        // The port `$caller` calls `$context` through: the local module behind
+        // `remote::<context>::Local`, or a client of the process `placement.<context>_url`
+        // names (whose transport `/readyz` then probes).
+        macro_rules! port {
+            ($context:ident, $module:expr, $caller:expr, $needed:literal) => {
+                match (&$module, placement.url(remote::$context::PORT.context)) {
+                    (Some(module), _) => {
+                        Arc::new(remote::$context::Local::new($caller, module.api()))
+                    }
+                    (None, Some(url)) => {
+                        let client = remote::$context::Client::new(
+                            $caller,
+                            connect.endpoint(url),
+                            settings.call_policy(),
+                        );
+                        remotes.push(client.transport().clone());
+                        Arc::new(client)
+                    }
+                    (None, None) => anyhow::bail!(concat!(
+                        $needed,
+                        ": placement.",
+                        stringify!($context),
+                        "_url is empty"
+                    )),
+                }
+            };
+        }
 
         let auth = if placement.is_local(auth::CONTEXT) {
             let db = open_store(&store, auth::CONTEXT).await?;
@@ -147,42 +174,9 @@ impl Contexts {
         // they run.
         let orders = if placement.is_local(orders::CONTEXT) {
             let catalog_port: Arc<dyn CatalogApi> =
-                match (&catalog, placement.url(catalog::CONTEXT)) {
-                    (Some(catalog), _) => {
-                        Arc::new(remote::catalog::Local::new(orders::CONTEXT, catalog.api()))
-                    }
-                    (None, Some(url)) => {
-                        let client = remote::catalog::Client::new(
-                            orders::CONTEXT,
-                            connect.endpoint(url),
-                            settings.call_policy(),
-                        );
-                        remotes.push(client.transport().clone());
-                        Arc::new(client)
-                    }
-                    (None, None) => {
-                        anyhow::bail!("orders needs catalog: placement.catalog_url is empty")
-                    }
-                };
+                port!(catalog, catalog, orders::CONTEXT, "orders needs catalog");
             let payments_port: Arc<dyn PaymentsApi> =
-                match (&payments, placement.url(payments::CONTEXT)) {
-                    (Some(payments), _) => Arc::new(remote::payments::Local::new(
-                        orders::CONTEXT,
-                        payments.api(),
-                    )),
-                    (None, Some(url)) => {
-                        let client = remote::payments::Client::new(
-                            orders::CONTEXT,
-                            connect.endpoint(url),
-                            settings.call_policy(),
-                        );
-                        remotes.push(client.transport().clone());
-                        Arc::new(client)
-                    }
-                    (None, None) => {
-                        anyhow::bail!("orders needs payments: placement.payments_url is empty")
-                    }
-                };
+                port!(payments, payments, orders::CONTEXT, "orders needs payments");
             let db = open_store(&store, orders::CONTEXT).await?;
             orders::migrate(&db).await.context("migrate orders")?;
             stores.push((orders::CONTEXT, db.clone()));
@@ -214,21 +208,8 @@ impl Contexts {
         };
 
         // Every protected public route authenticates through auth's port.
-        let auth_port: Arc<dyn AuthApi> = match (&auth, placement.url(auth::CONTEXT)) {
-            (Some(auth), _) => Arc::new(remote::auth::Local::new(PUBLIC_ROUTES, auth.api())),
-            (None, Some(url)) => {
-                let client = remote::auth::Client::new(
-                    PUBLIC_ROUTES,
-                    connect.endpoint(url),
-                    settings.call_policy(),
-                );
-                remotes.push(client.transport().clone());
-                Arc::new(client)
-            }
-            (None, None) => {
-                anyhow::bail!("the public routes need auth: placement.auth_url is empty")
-            }
-        };
+        let auth_port: Arc<dyn AuthApi> =
+            port!(auth, auth, PUBLIC_ROUTES, "the public routes need auth");
 
         // Events: auth, payments and orders publish; notifications listens. The placement
         // keeps every publisher a consumer listens to in this process.

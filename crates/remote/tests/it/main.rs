@@ -244,17 +244,22 @@ async fn methods_not_marked_idempotent_are_never_retried() {
     assert_eq!(server.hits(), 1);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn retries_stay_within_the_budget() {
+/// An auth port whose listener answers 503 to every call.
+async fn always_unavailable() -> harness::Served {
     let fake = Arc::new(FakeAuth::default());
-    let server = serve(
-        vec![remote::auth::server(fake.clone())],
+    serve(
+        vec![remote::auth::server(fake)],
         Serve {
             fail_first: usize::MAX,
             ..Serve::default()
         },
     )
-    .await;
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_stay_within_the_budget() {
+    let server = always_unavailable().await;
     let mut policy = policy();
     policy.max_attempts = 5;
     policy.retry_ratio = 0.1;
@@ -282,15 +287,7 @@ async fn retries_stay_within_the_budget() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_breaker_opens_fails_fast_and_closes_when_the_callee_is_back() {
-    let fake = Arc::new(FakeAuth::default());
-    let server = serve(
-        vec![remote::auth::server(fake.clone())],
-        Serve {
-            fail_first: usize::MAX,
-            ..Serve::default()
-        },
-    )
-    .await;
+    let server = always_unavailable().await;
     let mut policy = policy();
     policy.max_attempts = 1;
     policy.breaker.window = 4;
