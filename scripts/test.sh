@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, integration (SQLite and Postgres), black-box HTTP,
-# architecture, contract and tidy tests, then API fuzzing. Starts a throwaway Postgres for the run and removes it afterwards.
+# architecture, contract and tidy tests, then API fuzzing. Starts a throwaway Postgres and a
+# throwaway NATS server with JetStream for the run and removes them afterwards.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 pg_dir="$(mktemp -d -t shop-test-pg.XXXXXX)"
+nats_dir="$(mktemp -d -t shop-test-nats.XXXXXX)"
 cleanup() {
     scripts/postgres.sh stop "$pg_dir"
-    rm -rf "$pg_dir"
+    scripts/nats.sh stop "$nats_dir"
+    rm -rf "$pg_dir" "$nats_dir"
 }
 trap cleanup EXIT
 
 SHOP_TEST_DATABASE_URL="$(scripts/postgres.sh start "$pg_dir")"
 export SHOP_TEST_DATABASE_URL
 echo "test.sh: throwaway Postgres at $SHOP_TEST_DATABASE_URL" >&2
+SHOP_TEST_NATS_URL="$(scripts/nats.sh start "$nats_dir")"
+export SHOP_TEST_NATS_URL
+echo "test.sh: throwaway NATS (JetStream) at $SHOP_TEST_NATS_URL" >&2
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"

@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
+use crate::broker::{Broker, BrokerError};
 use crate::consumer::{Consumer, Retry};
 use crate::outbox::Outbox;
 use crate::store::{
@@ -67,6 +68,9 @@ pub struct BusBuilder {
     clock: Arc<dyn Clock>,
     publishers: Vec<Publisher>,
     consumers: Vec<Consumer>,
+    broker: Option<Broker>,
+    publish_to_broker: bool,
+    subscribed: Vec<Consumer>,
 }
 
 impl BusBuilder {
@@ -85,12 +89,31 @@ impl BusBuilder {
         self
     }
 
+    /// Also publishes every publisher's events to `broker`, for consumers in other processes.
+    pub fn publish_to(mut self, broker: Broker) -> Self {
+        self.broker = Some(broker);
+        self.publish_to_broker = true;
+        self
+    }
+
+    /// A consumer whose events (some or all) are published in other processes: besides what
+    /// this process's relay hands it, it takes them from `broker`.
+    pub fn consumer_of(mut self, broker: Broker, consumer: Consumer) -> Self {
+        self.broker = Some(broker);
+        self.subscribed.push(consumer.clone());
+        self.consumers.push(consumer);
+        self
+    }
+
     pub fn build(self) -> Bus {
         Bus {
             config: self.config,
             clock: self.clock,
             publishers: self.publishers,
             consumers: self.consumers,
+            broker: self.broker,
+            publish_to_broker: self.publish_to_broker,
+            subscribed: self.subscribed,
             handled: Arc::new(Notify::new()),
         }
     }
@@ -107,6 +130,15 @@ impl Progress {
     pub fn is_idle(&self) -> bool {
         self.relayed == 0 && self.handled == 0
     }
+}
+
+/// Why a delivery failed.
+#[derive(Debug, thiserror::Error)]
+enum DeliveryError {
+    #[error(transparent)]
+    Db(#[from] DbErr),
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
 }
 
 /// Where a parked event is stuck.
@@ -173,13 +205,19 @@ impl EventFilter {
     }
 }
 
-/// Delivery of integration events between the contexts of this process.
+/// Delivery of integration events between the contexts of this process, and, through a
+/// broker, to and from the contexts of others.
 #[derive(Debug)]
 pub struct Bus {
     config: BusConfig,
     clock: Arc<dyn Clock>,
     publishers: Vec<Publisher>,
     consumers: Vec<Consumer>,
+    broker: Option<Broker>,
+    /// Whether the relay also publishes to the broker.
+    publish_to_broker: bool,
+    /// Consumers that take events from the broker.
+    subscribed: Vec<Consumer>,
     /// Woken after the relay delivered something, so processors start at once.
     handled: Arc<Notify>,
 }
@@ -191,6 +229,9 @@ impl Bus {
             clock,
             publishers: Vec::new(),
             consumers: Vec::new(),
+            broker: None,
+            publish_to_broker: false,
+            subscribed: Vec::new(),
         }
     }
 
@@ -250,7 +291,7 @@ impl Bus {
         };
         let count = rows.len();
         for row in rows {
-            let outcome = self.deliver(&row, now).await;
+            let outcome = self.deliver(publisher.context, &row, now).await;
             let attempts = row.attempts + 1;
             let mut update = row.into_active_model();
             update.attempts = Set(attempts);
@@ -296,7 +337,14 @@ impl Bus {
         Ok(count)
     }
 
-    async fn deliver(&self, row: &outbox::Model, now: DateTime<Utc>) -> Result<(), DbErr> {
+    /// Hands an event to this process's consumers of it and, when consumers elsewhere may
+    /// want it, to the broker (acknowledged before the row is marked dispatched).
+    async fn deliver(
+        &self,
+        publisher: &'static str,
+        row: &outbox::Model,
+        now: DateTime<Utc>,
+    ) -> Result<(), DeliveryError> {
         let envelope = store::envelope(
             row.id,
             &row.name,
@@ -310,6 +358,11 @@ impl Bus {
             .filter(|consumer| consumer.wants(&row.name))
         {
             consumer.accept(&envelope, now).await?;
+        }
+        if self.publish_to_broker
+            && let Some(broker) = &self.broker
+        {
+            broker.publish(publisher, &envelope).await?;
         }
         Ok(())
     }
@@ -557,6 +610,21 @@ impl Bus {
     /// Runs the relay, the handlers and the purge in the background until `shutdown`.
     pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
         tokio::spawn(async move {
+            let subscribers: Vec<JoinHandle<()>> = match &self.broker {
+                Some(broker) => self
+                    .subscribed
+                    .iter()
+                    .map(|consumer| {
+                        broker.spawn_subscriber(
+                            consumer.clone(),
+                            self.clock.clone(),
+                            self.handled.clone(),
+                            shutdown.clone(),
+                        )
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
             let mut purge = tokio::time::interval(self.config.purge_interval);
             let mut poll = tokio::time::interval(self.config.poll_interval);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -584,6 +652,11 @@ impl Bus {
                 }
                 if let Err(error) = self.run_until_idle().await {
                     tracing::error!(error = %error, "event delivery pass failed");
+                }
+            }
+            for subscriber in subscribers {
+                if let Err(error) = subscriber.await {
+                    tracing::error!(error = %error, "a broker subscriber failed");
                 }
             }
             tracing::info!("event bus stopped");

@@ -126,9 +126,36 @@ impl Consumer {
         self.subscriptions.contains(&event_name)
     }
 
+    /// The names of the events this consumer subscribed to.
+    pub fn subscriptions(&self) -> &[&'static str] {
+        &self.subscriptions
+    }
+
     /// Stores a delivered event in this consumer's inbox. Delivering the same event again
     /// is harmless: the (event id, consumer) key keeps one row.
     pub async fn accept(&self, event: &EventEnvelope, now: DateTime<Utc>) -> Result<(), DbErr> {
+        self.insert(event, now, None).await
+    }
+
+    /// Stores an event that could not be delivered in every allowed attempt as parked
+    /// (`failed`, stage handling): it holds back its aggregate until an operator retries or
+    /// discards it, like an event whose handler kept failing. A row the event already has is
+    /// left as it is.
+    pub async fn park(
+        &self,
+        event: &EventEnvelope,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        self.insert(event, now, Some(error)).await
+    }
+
+    async fn insert(
+        &self,
+        event: &EventEnvelope,
+        now: DateTime<Utc>,
+        parked: Option<&str>,
+    ) -> Result<(), DbErr> {
         let inserted = inbox::ActiveModel {
             id: Set(uuid::Uuid::now_v7()),
             event_id: Set(event.id),
@@ -137,10 +164,10 @@ impl Consumer {
             aggregate_id: Set(event.aggregate_id.clone()),
             payload: Set(event.payload.to_string()),
             occurred_at: Set(event.occurred_at),
-            status: Set(PENDING.to_owned()),
+            status: Set(if parked.is_some() { FAILED } else { PENDING }.to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(now),
-            last_error: Set(None),
+            last_error: Set(parked.map(str::to_owned)),
             received_at: Set(now),
             handled_at: Set(None),
             processed_at: Set(None),

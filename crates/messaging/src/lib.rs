@@ -28,8 +28,10 @@
 //! ([`Bus::discard`]: stored as `discarded`, never delivered). Finished and discarded rows
 //! are purged after a retention period.
 //!
-//! In process the relay calls `Consumer::accept` directly. When a context is extracted, the
-//! same two tables stay, and a broker sits between the relay and `accept`.
+//! In process the relay calls `Consumer::accept` directly. When a publisher and a consumer run
+//! in different processes, the same two tables stay, and NATS JetStream sits between the relay
+//! and `accept` ([`Broker`]): the relay publishes each event with its id as the message id, the
+//! consumer's durable subscription stores it in the inbox and acknowledges it.
 
 /// Events relayed out of a publisher's outbox, by publisher and outcome
 /// (`dispatched`, `retry`, `parked`).
@@ -40,12 +42,14 @@ pub const HANDLED: &str = "shop_events_handled_total";
 pub const PARKED: &str = "shop_events_parked";
 
 mod backoff;
+mod broker;
 mod bus;
 mod consumer;
 pub mod migration;
 mod outbox;
 mod store;
 
+pub use broker::{Broker, BrokerConfig, BrokerError, PUBLISHED, Published, RECEIVED};
 pub use bus::{
     Bus, BusBuilder, BusConfig, EventFilter, FailedEvent, ParkedStatus, Progress, Stage,
 };

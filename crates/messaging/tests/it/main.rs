@@ -1,5 +1,8 @@
 //! The outbox → relay → inbox → handler pipeline on SQLite and Postgres, with a publisher
-//! context and a consumer context that each have their own store.
+//! context and a consumer context that each have their own store; `broker`: the same pair
+//! with nothing but NATS JetStream between them.
+
+mod broker;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};

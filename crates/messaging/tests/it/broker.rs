@@ -1,0 +1,154 @@
+//! Events across processes through a real NATS JetStream server (`scripts/test.sh` starts a
+//! throwaway one and names it in `SHOP_TEST_NATS_URL`): a publisher's bus and a consumer's
+//! bus that share nothing but the broker, as two processes would.
+
+use std::time::{Duration, Instant};
+
+use messaging::{Broker, BrokerConfig, Published};
+
+use super::*;
+
+const NATS_URL_VAR: &str = "SHOP_TEST_NATS_URL";
+
+/// A stream and subjects of this test's own, on the shared test server.
+fn config() -> BrokerConfig {
+    let url = std::env::var(NATS_URL_VAR).unwrap_or_else(|_| {
+        panic!("{NATS_URL_VAR} is not set: run the tests with scripts/test.sh, which starts NATS")
+    });
+    let name = uuid::Uuid::now_v7().simple().to_string();
+    BrokerConfig {
+        url,
+        stream: format!("TEST_{name}"),
+        subject_prefix: format!("test.{name}"),
+        duplicate_window: Duration::from_secs(120),
+        publish_timeout: Duration::from_secs(5),
+        ack_wait: Duration::from_secs(30),
+        max_deliver: 3,
+        backoff: Duration::from_millis(50),
+        max_backoff: Duration::from_millis(200),
+        batch: 16,
+    }
+}
+
+impl Fixture {
+    /// The publisher's side: its outbox, relayed to the broker only.
+    fn publishing_bus(&self, broker: &Broker) -> Bus {
+        Bus::builder(BusConfig::default(), self.clock.clone())
+            .publisher(&self.outbox, self.publisher_db.clone())
+            .publish_to(broker.clone())
+            .build()
+    }
+
+    /// The consumer's side: its inbox, fed from the broker.
+    fn consuming_bus(&self, broker: &Broker) -> Bus {
+        Bus::builder(BusConfig::default(), self.clock.clone())
+            .consumer_of(
+                broker.clone(),
+                Consumer::new("recorder", self.consumer_db.clone(), self.recorder.clone())
+                    .subscribe::<ThingHappened>(),
+            )
+            .build()
+    }
+
+    /// Waits (bounded) until the recorder handled `count` events.
+    async fn wait_for_handled(&self, count: usize) -> Vec<(String, u32)> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let handled = self.recorder.handled();
+            if handled.len() >= count {
+                return handled;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "handled only {handled:?} of {count}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+async fn events_cross_processes_through_jetstream_in_order(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let broker = Broker::connect(config()).await.expect("connect");
+    let publisher = fixture.publishing_bus(&broker);
+    let consumer = Arc::new(fixture.consuming_bus(&broker));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = consumer.clone().spawn(shutdown.clone());
+
+    for step in 1..=3 {
+        fixture.publish("a", step).await;
+        fixture.publish("b", step).await;
+    }
+    let relayed = publisher.run_until_idle().await.expect("relay");
+    assert_eq!(relayed.relayed, 6);
+    assert_eq!(
+        fixture
+            .scalar(
+                &fixture.publisher_db,
+                "SELECT COUNT(*) AS n FROM outbox WHERE status = 'dispatched'"
+            )
+            .await,
+        6,
+        "rows are dispatched once JetStream stored them"
+    );
+
+    let handled = fixture.wait_for_handled(6).await;
+    for thing in ["a", "b"] {
+        let steps: Vec<u32> = handled
+            .iter()
+            .filter(|(name, _)| name == thing)
+            .map(|(_, step)| *step)
+            .collect();
+        assert_eq!(steps, [1, 2, 3], "{thing}: in the order published");
+    }
+    shutdown.cancel();
+    running.await.expect("bus stops");
+}
+
+async fn a_publish_repeated_after_a_crash_is_dropped_by_the_server(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let broker = Broker::connect(config()).await.expect("connect");
+    let envelope = fixture.publish("a", 1).await;
+    // The relay published, then died before marking the row: it publishes again.
+    assert_eq!(
+        broker
+            .publish("publisher", &envelope)
+            .await
+            .expect("publish"),
+        Published::New
+    );
+    assert_eq!(
+        broker
+            .publish("publisher", &envelope)
+            .await
+            .expect("publish"),
+        Published::Duplicate
+    );
+    let publisher = fixture.publishing_bus(&broker);
+    publisher.run_until_idle().await.expect("relay");
+
+    let consumer = Arc::new(fixture.consuming_bus(&broker));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = consumer.clone().spawn(shutdown.clone());
+    fixture.wait_for_handled(1).await;
+    // Another event behind it proves the first was not held back, and lets the check below
+    // see everything the consumer received.
+    fixture.publish("a", 2).await;
+    publisher.run_until_idle().await.expect("relay");
+    let handled = fixture.wait_for_handled(2).await;
+    assert_eq!(handled, [("a".to_owned(), 1), ("a".to_owned(), 2)]);
+    assert_eq!(
+        fixture
+            .scalar(&fixture.consumer_db, "SELECT COUNT(*) AS n FROM inbox")
+            .await,
+        2,
+        "one inbox row per event"
+    );
+    shutdown.cancel();
+    running.await.expect("bus stops");
+}
+
+testkit::backend_tests!(
+    events_cross_processes_through_jetstream_in_order,
+    a_publish_repeated_after_a_crash_is_dropped_by_the_server,
+);
