@@ -211,8 +211,26 @@ impl Contexts {
         let auth_port: Arc<dyn AuthApi> =
             port!(auth, auth, PUBLIC_ROUTES, "the public routes need auth");
 
-        // Events: auth, payments and orders publish; notifications listens. The placement
-        // keeps every publisher a consumer listens to in this process.
+        // Events: auth, payments and orders publish; notifications listens. Between
+        // processes they travel through the broker; within one, the bus hands them over.
+        let publishes_away = placement.publishes_away();
+        let consumes_from_away = placement.consumes_from_away();
+        let broker = match settings.broker() {
+            Some(config) if !publishes_away.is_empty() || !consumes_from_away.is_empty() => {
+                let url = config.url.clone();
+                let broker = messaging::Broker::connect(config)
+                    .await
+                    .with_context(|| format!("connect to the broker at {url}"))?;
+                for (publisher, consumer) in &publishes_away {
+                    tracing::info!(publisher, consumer, broker = %url, "events relayed to the broker for another process");
+                }
+                for (consumer, publisher) in &consumes_from_away {
+                    tracing::info!(consumer, publisher, broker = %url, "events taken from the broker, from another process");
+                }
+                Some(broker)
+            }
+            _ => None,
+        };
         let mut bus = Bus::builder(settings.messaging(), clock);
         let db_of = |context: &str| {
             stores
@@ -230,8 +248,18 @@ impl Contexts {
         if let Some(orders) = &orders {
             bus = bus.publisher(orders.outbox(), db_of(orders::CONTEXT));
         }
+        if let Some(broker) = &broker
+            && !publishes_away.is_empty()
+        {
+            bus = bus.publish_to(broker.clone());
+        }
         if let Some(notifications) = &notifications {
-            bus = bus.consumer(notifications.consumer());
+            bus = match &broker {
+                Some(broker) if !consumes_from_away.is_empty() => {
+                    bus.consumer_of(broker.clone(), notifications.consumer())
+                }
+                _ => bus.consumer(notifications.consumer()),
+            };
         }
 
         Ok(Self {

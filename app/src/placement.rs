@@ -7,8 +7,8 @@
 //!
 //! A placement that cannot work is refused before anything opens, with the reason: a context
 //! this process needs that is neither here nor given a URL, a context both here and given a
-//! URL, or a split of contexts whose integration events would have to cross processes (that
-//! needs a broker, which comes with the events issue).
+//! URL, or a split of contexts whose integration events would have to cross processes
+//! without a broker (`broker.url`).
 
 use std::collections::BTreeSet;
 use std::fmt;
@@ -26,16 +26,18 @@ pub const ALL: [&str; 5] = [
     notifications::CONTEXT,
 ];
 
-/// Contexts that must share a process, and why: integration events travel in process only
-/// until the events issue carries them over a broker.
-const TOGETHER: [(&str, &str); 2] = [
+/// Who listens to whose integration events: (consumer, publisher, what). Where the two run in
+/// different processes, the events travel through the broker.
+pub const LISTENS: [(&str, &str, &str); 2] = [
     (
+        notifications::CONTEXT,
         auth::CONTEXT,
-        "notifications listens to auth's UserRegistered in process",
+        "notifications listens to auth's UserRegistered",
     ),
     (
+        notifications::CONTEXT,
         orders::CONTEXT,
-        "notifications listens to orders' events in process",
+        "notifications listens to orders' events",
     ),
 ];
 
@@ -44,6 +46,8 @@ const TOGETHER: [(&str, &str); 2] = [
 pub struct Placement {
     local: BTreeSet<&'static str>,
     remote: Vec<(&'static str, Url)>,
+    /// Whether a broker is configured, for events between processes.
+    broker: bool,
 }
 
 /// Why a placement cannot work.
@@ -57,11 +61,13 @@ impl Placement {
         Self {
             local: ALL.into_iter().collect(),
             remote: Vec::new(),
+            broker: false,
         }
     }
 
-    /// Reads `placement.*`, and refuses a placement that cannot work.
-    pub fn resolve(settings: &PlacementSettings) -> Result<Self, PlacementError> {
+    /// Reads `placement.*`, and refuses a placement that cannot work; `broker` says whether
+    /// `broker.url` is set.
+    pub fn resolve(settings: &PlacementSettings, broker: bool) -> Result<Self, PlacementError> {
         let local = parse_contexts(&settings.contexts)?;
         let mut remote = Vec::new();
         for context in ALL {
@@ -87,26 +93,32 @@ impl Placement {
                 })?;
             remote.push((context, parsed));
         }
-        let placement = Self { local, remote };
+        let placement = Self {
+            local,
+            remote,
+            broker,
+        };
         placement.check()?;
         Ok(placement)
     }
 
     fn check(&self) -> Result<(), PlacementError> {
-        // Events: notifications consumes auth's and orders' events through the in-process bus.
-        let notifications_here = self.is_local(notifications::CONTEXT);
-        for (publisher, reason) in TOGETHER {
-            if self.is_local(publisher) != notifications_here {
-                let (here, there) = if notifications_here {
-                    (notifications::CONTEXT, publisher)
-                } else {
-                    (publisher, notifications::CONTEXT)
-                };
-                return Err(PlacementError(format!(
-                    "{here} cannot run without {there} in the same process: {reason}, and \
-                     integration events do not cross processes yet. Run auth, orders and \
-                     notifications together; catalog and payments can run anywhere"
-                )));
+        // Events between processes need the broker.
+        if !self.broker {
+            for (consumer, publisher, reason) in LISTENS {
+                if self.is_local(publisher) != self.is_local(consumer) {
+                    let (here, there) = if self.is_local(consumer) {
+                        (consumer, publisher)
+                    } else {
+                        (publisher, consumer)
+                    };
+                    return Err(PlacementError(format!(
+                        "{here} cannot run without {there} in the same process: {reason}, \
+                         and without a broker integration events do not cross processes. Set \
+                         broker.url (NATS JetStream), or run auth, orders and notifications \
+                         together"
+                    )));
+                }
             }
         }
         // Synchronous calls: whatever a local context calls must be here or have a URL.
@@ -148,6 +160,26 @@ impl Placement {
     /// The contexts this process runs, in opening order.
     pub fn local(&self) -> impl Iterator<Item = &'static str> + '_ {
         ALL.into_iter().filter(|context| self.is_local(context))
+    }
+
+    /// The events this process publishes that a context in another process consumes: it
+    /// relays them to the broker too.
+    pub fn publishes_away(&self) -> Vec<(&'static str, &'static str)> {
+        LISTENS
+            .into_iter()
+            .filter(|(consumer, publisher, _)| self.is_local(publisher) && !self.is_local(consumer))
+            .map(|(consumer, publisher, _)| (publisher, consumer))
+            .collect()
+    }
+
+    /// The events a context of this process consumes that another process publishes: it
+    /// takes them from the broker.
+    pub fn consumes_from_away(&self) -> Vec<(&'static str, &'static str)> {
+        LISTENS
+            .into_iter()
+            .filter(|(consumer, publisher, _)| self.is_local(consumer) && !self.is_local(publisher))
+            .map(|(consumer, publisher, _)| (consumer, publisher))
+            .collect()
     }
 
     /// Whether this process runs fewer than all contexts: part of a split deployment, so it
@@ -214,14 +246,14 @@ mod tests {
     }
 
     fn refused(contexts: &str, urls: &[(&str, &str)]) -> String {
-        Placement::resolve(&settings(contexts, urls))
+        Placement::resolve(&settings(contexts, urls), false)
             .expect_err("refused")
             .to_string()
     }
 
     #[test]
     fn the_default_is_every_context_here() {
-        let placement = Placement::resolve(&settings("all", &[])).expect("valid");
+        let placement = Placement::resolve(&settings("all", &[]), false).expect("valid");
         assert_eq!(placement, Placement::all_local());
         assert!(!placement.is_split());
         assert_eq!(placement.local().collect::<Vec<_>>(), ALL);
@@ -229,13 +261,16 @@ mod tests {
 
     #[test]
     fn catalog_and_payments_may_run_elsewhere() {
-        let placement = Placement::resolve(&settings(
-            "auth, orders,notifications",
-            &[
-                ("catalog", "http://127.0.0.1:9101"),
-                ("payments", "http://127.0.0.1:9102/"),
-            ],
-        ))
+        let placement = Placement::resolve(
+            &settings(
+                "auth, orders,notifications",
+                &[
+                    ("catalog", "http://127.0.0.1:9101"),
+                    ("payments", "http://127.0.0.1:9102/"),
+                ],
+            ),
+            false,
+        )
         .expect("valid");
         assert!(placement.is_split());
         assert!(!placement.is_local("catalog"));
@@ -249,7 +284,11 @@ mod tests {
              payments at http://127.0.0.1:9102/"
         );
         // And the payments process needs only auth's URL.
-        Placement::resolve(&settings("payments", &[("auth", "http://shop:9000")])).expect("valid");
+        Placement::resolve(
+            &settings("payments", &[("auth", "http://shop:9000")]),
+            false,
+        )
+        .expect("valid");
     }
 
     #[test]
@@ -287,6 +326,33 @@ mod tests {
             error.contains("notifications cannot run without orders"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn with_a_broker_events_cross_processes() {
+        let shop = Placement::resolve(
+            &settings(
+                "auth,catalog,payments,orders",
+                &[("notifications", "http://n:1")],
+            ),
+            true,
+        )
+        .expect("valid with a broker");
+        assert_eq!(
+            shop.publishes_away(),
+            [("auth", "notifications"), ("orders", "notifications")]
+        );
+        assert!(shop.consumes_from_away().is_empty());
+        let notifications =
+            Placement::resolve(&settings("notifications", &[("auth", "http://a:1")]), true)
+                .expect("valid with a broker");
+        assert_eq!(
+            notifications.consumes_from_away(),
+            [("notifications", "auth"), ("notifications", "orders")]
+        );
+        assert!(notifications.publishes_away().is_empty());
+        let whole = Placement::resolve(&settings("all", &[]), true).expect("valid");
+        assert!(whole.publishes_away().is_empty() && whole.consumes_from_away().is_empty());
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub struct Settings {
     pub internal: InternalSettings,
     pub remote: RemoteSettings,
     pub routing: RoutingSettings,
+    pub broker: BrokerSettings,
     pub log: LogSettings,
     pub telemetry: TelemetrySettings,
 }
@@ -151,6 +152,22 @@ impl RoutingSettings {
             _ => ("", 0),
         }
     }
+}
+
+/// The NATS JetStream server integration events cross processes through.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BrokerSettings {
+    /// `nats://host:port`; empty: no broker (events stay in process).
+    pub url: String,
+    pub stream: String,
+    pub subject_prefix: String,
+    pub duplicate_window_secs: u64,
+    pub publish_timeout_ms: u64,
+    pub ack_wait_ms: u64,
+    pub max_deliver: u32,
+    pub backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    pub batch: usize,
 }
 
 /// Where traces go besides the log.
@@ -402,7 +419,71 @@ impl Settings {
         self.validate_payments()?;
         self.validate_remote(&placement)?;
         self.validate_routing()?;
+        self.validate_broker()?;
         self.validate_telemetry()
+    }
+
+    fn validate_broker(&self) -> Result<(), SettingsError> {
+        let broker = &self.broker;
+        if !broker.url.is_empty()
+            && !url::Url::parse(&broker.url)
+                .is_ok_and(|url| matches!(url.scheme(), "nats" | "tls") && url.has_host())
+        {
+            return Err(SettingsError::Invalid(
+                "broker.url must be empty (no broker) or a nats:// URL".into(),
+            ));
+        }
+        for (key, value) in [
+            ("broker.duplicate_window_secs", broker.duplicate_window_secs),
+            ("broker.publish_timeout_ms", broker.publish_timeout_ms),
+            ("broker.ack_wait_ms", broker.ack_wait_ms),
+            ("broker.max_deliver", u64::from(broker.max_deliver)),
+            ("broker.backoff_ms", broker.backoff_ms),
+            ("broker.batch", broker.batch as u64),
+        ] {
+            if value == 0 {
+                return Err(SettingsError::Invalid(format!("{key} must be positive")));
+            }
+        }
+        if broker.stream.is_empty()
+            || !broker
+                .stream
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return Err(SettingsError::Invalid(
+                "broker.stream must be a name of letters, digits, - and _".into(),
+            ));
+        }
+        if broker.subject_prefix.is_empty()
+            || broker
+                .subject_prefix
+                .split('.')
+                .any(|token| token.is_empty() || token.contains(['*', '>', ' ']))
+        {
+            return Err(SettingsError::Invalid(
+                "broker.subject_prefix must be dot-separated tokens without wildcards".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// How this process uses the broker, when one is configured.
+    pub fn broker(&self) -> Option<messaging::BrokerConfig> {
+        let broker = &self.broker;
+        (!broker.url.is_empty()).then(|| messaging::BrokerConfig {
+            url: broker.url.clone(),
+            stream: broker.stream.clone(),
+            subject_prefix: broker.subject_prefix.clone(),
+            duplicate_window: Duration::from_secs(broker.duplicate_window_secs),
+            max_age: Duration::from_secs(self.messaging.retention_hours.saturating_mul(3600)),
+            publish_timeout: Duration::from_millis(broker.publish_timeout_ms),
+            ack_wait: Duration::from_millis(broker.ack_wait_ms),
+            max_deliver: i64::from(broker.max_deliver),
+            backoff: Duration::from_millis(broker.backoff_ms),
+            max_backoff: Duration::from_millis(broker.max_backoff_ms.max(broker.backoff_ms)),
+            batch: broker.batch,
+        })
     }
 
     fn validate_routing(&self) -> Result<(), SettingsError> {
@@ -445,7 +526,7 @@ impl Settings {
 
     /// Where each context runs; refuses a placement that cannot work.
     pub fn placement(&self) -> Result<Placement, SettingsError> {
-        Placement::resolve(&self.placement)
+        Placement::resolve(&self.placement, !self.broker.url.is_empty())
             .map_err(|error| SettingsError::Invalid(error.to_string()))
     }
 

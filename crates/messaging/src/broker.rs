@@ -48,6 +48,9 @@ pub struct BrokerConfig {
     pub subject_prefix: String,
     /// How long the server keeps message ids to drop duplicates.
     pub duplicate_window: Duration,
+    /// How long the stream keeps an event (the outboxes' retention: the outbox stays the
+    /// source of truth).
+    pub max_age: Duration,
     /// How long a publish waits for JetStream's acknowledgement.
     pub publish_timeout: Duration,
     /// How long a consumer may hold a message before the server sends it again.
@@ -80,6 +83,8 @@ fn jetstream_error(error: impl std::fmt::Display) -> BrokerError {
 pub struct Broker {
     context: jetstream::Context,
     config: Arc<BrokerConfig>,
+    /// Set once the stream is known to exist.
+    stream_ready: Arc<tokio::sync::OnceCell<()>>,
 }
 
 impl std::fmt::Debug for Broker {
@@ -101,7 +106,9 @@ pub enum Published {
 }
 
 impl Broker {
-    /// Connects and makes sure the stream exists (it is created on first use).
+    /// Connects. A server that is not up yet is tried again in the background, so a process
+    /// may start before its broker: events wait in the outbox (and in the stream) meanwhile.
+    /// The stream is made on first use.
     pub async fn connect(config: BrokerConfig) -> Result<Self, BrokerError> {
         let client = async_nats::ConnectOptions::new()
             .name("shop")
@@ -113,27 +120,33 @@ impl Broker {
                 url: config.url.clone(),
                 reason: error.to_string(),
             })?;
-        let context = jetstream::new(client);
-        let broker = Self {
-            context,
+        Ok(Self {
+            context: jetstream::new(client),
             config: Arc::new(config),
-        };
-        broker.ensure_stream().await?;
-        Ok(broker)
+            stream_ready: Arc::default(),
+        })
     }
 
+    /// Makes the stream if it does not exist yet (once per process, tried again after a
+    /// failure).
     async fn ensure_stream(&self) -> Result<(), BrokerError> {
-        self.context
-            .get_or_create_stream(stream::Config {
-                name: self.config.stream.clone(),
-                subjects: vec![format!("{}.>", self.config.subject_prefix)],
-                duplicate_window: self.config.duplicate_window,
-                storage: stream::StorageType::File,
-                ..stream::Config::default()
+        self.stream_ready
+            .get_or_try_init(|| async {
+                self.context
+                    .get_or_create_stream(stream::Config {
+                        name: self.config.stream.clone(),
+                        subjects: vec![format!("{}.>", self.config.subject_prefix)],
+                        duplicate_window: self.config.duplicate_window,
+                        max_age: self.config.max_age,
+                        storage: stream::StorageType::File,
+                        ..stream::Config::default()
+                    })
+                    .await
+                    .map(|_| ())
+                    .map_err(jetstream_error)
             })
             .await
-            .map_err(jetstream_error)?;
-        Ok(())
+            .copied()
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -154,6 +167,7 @@ impl Broker {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
         let payload = serde_json::to_vec(event).map_err(jetstream_error)?;
+        self.ensure_stream().await?;
         let published = async {
             self.context
                 .publish_with_headers(self.subject(&event.name), headers, payload.into())
@@ -199,6 +213,7 @@ impl Broker {
         &self,
         consumer: &Consumer,
     ) -> Result<jetstream::consumer::PullConsumer, BrokerError> {
+        self.ensure_stream().await?;
         let stream = self
             .context
             .get_stream(&self.config.stream)

@@ -191,6 +191,9 @@ pub enum Layout {
     CatalogAndPayments,
     /// The shop (auth, catalog, orders, notifications) and payments: two processes.
     PaymentsOnly,
+    /// The shop (auth, catalog, orders), payments, and notifications, whose events come
+    /// through the test's NATS server: three processes.
+    PaymentsAndNotifications,
 }
 
 /// The processes of one split deployment, on one store.
@@ -199,6 +202,7 @@ pub struct Split {
     pub shop: Process,
     pub catalog: Option<Process>,
     pub payments: Process,
+    pub notifications: Option<Process>,
     pub http: reqwest::Client,
     pub store: TestStore,
 }
@@ -237,6 +241,20 @@ impl Split {
         ] {
             common.insert(key.to_owned(), value.to_owned());
         }
+        if layout == Layout::PaymentsAndNotifications {
+            // A stream and subjects of this test's own, on the run's NATS server.
+            let url = std::env::var("SHOP_TEST_NATS_URL").unwrap_or_else(|_| {
+                panic!("SHOP_TEST_NATS_URL is not set: run the tests with scripts/test.sh")
+            });
+            let name = uuid::Uuid::now_v7().simple().to_string();
+            common.insert("SHOP__BROKER__URL".to_owned(), url);
+            common.insert("SHOP__BROKER__STREAM".to_owned(), format!("TEST_{name}"));
+            common.insert(
+                "SHOP__BROKER__SUBJECT_PREFIX".to_owned(),
+                format!("test.{name}"),
+            );
+            common.insert("SHOP__BROKER__BACKOFF_MS".to_owned(), "100".to_owned());
+        }
         for (key, value) in extra {
             common.insert((*key).to_owned(), value.clone());
         }
@@ -272,6 +290,7 @@ impl Split {
             "SHOP__ROUTING__PAYMENTS_URL".to_owned(),
             payments.public.clone(),
         );
+        let mut notifications = None;
         let (catalog, shop_contexts) = match layout {
             Layout::CatalogAndPayments => {
                 let mut catalog_env = ports("catalog");
@@ -288,6 +307,22 @@ impl Split {
                 (Some(catalog), "auth,orders,notifications")
             }
             Layout::PaymentsOnly => (None, "auth,catalog,orders,notifications"),
+            Layout::PaymentsAndNotifications => {
+                let mut notifications_env = ports("notifications");
+                notifications_env.insert("SHOP__PLACEMENT__AUTH_URL".to_owned(), shop_internal);
+                let process =
+                    Process::start_with("notifications", "notifications", notifications_env);
+                shop_env.insert(
+                    "SHOP__PLACEMENT__NOTIFICATIONS_URL".to_owned(),
+                    process.internal.clone(),
+                );
+                shop_env.insert(
+                    "SHOP__ROUTING__NOTIFICATIONS_URL".to_owned(),
+                    process.public.clone(),
+                );
+                notifications = Some(process);
+                (None, "auth,catalog,orders")
+            }
         };
         let shop = Process::start_with("shop", shop_contexts, shop_env);
         let created = shop.run(
@@ -303,6 +338,7 @@ impl Split {
             shop,
             catalog,
             payments,
+            notifications,
             http: reqwest::Client::builder()
                 .timeout(PATIENCE)
                 .build()

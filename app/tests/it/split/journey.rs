@@ -278,3 +278,36 @@ async fn poll_notifications(split: &Split, customer: &str, kind: &str) -> Vec<St
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// Notifications in a process of its own: auth's and orders' events reach it through NATS
+/// JetStream, and its public route through the shop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notifications_in_its_own_process_gets_every_event_through_the_broker() {
+    let split = Split::start(Backend::Postgres, Layout::PaymentsAndNotifications, &[]).await;
+    let notifications = split
+        .notifications
+        .as_ref()
+        .expect("notifications runs apart");
+    split.shop.wait_for_log(|line| {
+        line["fields"]["message"] == "events relayed to the broker for another process"
+            && line["fields"]["publisher"] == "orders"
+    });
+    notifications.wait_for_log(|line| {
+        line["fields"]["message"] == "events taken from the broker, from another process"
+            && line["fields"]["publisher"] == "auth"
+    });
+    split.wait_until_ready(notifications).await;
+
+    let admin = split.admin().await;
+    let product = split.product(&admin, "LAMP-1", 2999, 5).await;
+    let customer = split.customer("ada@example.com").await;
+    let (status, order) = split.checkout(&customer, &product, "broker-order-1").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(order["status"], "confirmed", "{order}");
+
+    // The welcome (auth's event) and the confirmation (orders' event), each exactly once.
+    let kinds = poll_notifications(&split, &customer, "order_confirmed").await;
+    let mut sorted = kinds.clone();
+    sorted.sort();
+    assert_eq!(sorted, ["order_confirmed", "welcome"], "{kinds:?}");
+}

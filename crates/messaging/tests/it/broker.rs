@@ -21,6 +21,7 @@ fn config() -> BrokerConfig {
         stream: format!("TEST_{name}"),
         subject_prefix: format!("test.{name}"),
         duplicate_window: Duration::from_secs(120),
+        max_age: Duration::from_secs(3600),
         publish_timeout: Duration::from_secs(5),
         ack_wait: Duration::from_secs(30),
         max_deliver: 3,
