@@ -2,6 +2,7 @@
 # A throwaway NATS server with JetStream on a loopback port, for tests and local development.
 #
 #   scripts/nats.sh start DIR   start a server storing its streams under DIR, print its URL
+#                               (DIR/server then names the nats-server binary it runs)
 #   scripts/nats.sh stop DIR    stop it (DIR can then be deleted)
 #
 # Uses `nats-server` from PATH when it is 2.10 or later; otherwise installs the version
@@ -40,6 +41,8 @@ start() {
     "$server" --jetstream --store_dir "$dir/jetstream" --addr 127.0.0.1 --port "$port" \
         --http_port "$monitor" --log "$dir/server.log" </dev/null >/dev/null 2>&1 &
     echo $! >"$dir/pid"
+    # The binary, for tests that run a server of their own (to stop and restart it).
+    echo "$server" >"$dir/server"
     # Ready when its monitoring endpoint says JetStream is up (bounded: 30 s).
     for _ in $(seq 1 300); do
         if python3 - "$monitor" <<'PY' 2>/dev/null; then

@@ -19,7 +19,8 @@ SHOP_TEST_DATABASE_URL="$(scripts/postgres.sh start "$pg_dir")"
 export SHOP_TEST_DATABASE_URL
 echo "test.sh: throwaway Postgres at $SHOP_TEST_DATABASE_URL" >&2
 SHOP_TEST_NATS_URL="$(scripts/nats.sh start "$nats_dir")"
-export SHOP_TEST_NATS_URL
+SHOP_TEST_NATS_SERVER="$(cat "$nats_dir/server")"
+export SHOP_TEST_NATS_URL SHOP_TEST_NATS_SERVER
 echo "test.sh: throwaway NATS (JetStream) at $SHOP_TEST_NATS_URL" >&2
 
 if cargo nextest --version >/dev/null 2>&1; then
