@@ -40,9 +40,15 @@ impl Fixture {
             .build()
     }
 
-    /// The consumer's side: its inbox, fed from the broker.
+    /// The consumer's side: its inbox, fed from the broker (retries as `Fixture::bus`).
     fn consuming_bus(&self, broker: &Broker) -> Bus {
-        Bus::builder(BusConfig::default(), self.clock.clone())
+        let config = BusConfig {
+            max_attempts: 3,
+            retry_base: Duration::from_secs(10),
+            retry_max: Duration::from_secs(60),
+            ..BusConfig::default()
+        };
+        Bus::builder(config, self.clock.clone())
             .consumer_of(
                 broker.clone(),
                 Consumer::new("recorder", self.consumer_db.clone(), self.recorder.clone())
@@ -149,7 +155,71 @@ async fn a_publish_repeated_after_a_crash_is_dropped_by_the_server(store: TestSt
     running.await.expect("bus stops");
 }
 
+/// A poison event from another process: retried, parked in the consumer's inbox, listed,
+/// holding back the later events of its aggregate, and replayed.
+async fn a_poison_event_from_another_process_is_parked_and_holds_back_its_aggregate(
+    store: TestStore,
+) {
+    let fixture = Fixture::new(store, 0).await;
+    let broker = Broker::connect(config()).await.expect("connect");
+    let publisher = fixture.publishing_bus(&broker);
+    let consumer = Arc::new(fixture.consuming_bus(&broker));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = consumer.clone().spawn(shutdown.clone());
+
+    fixture.recorder.refuse("order");
+    fixture.publish("order", 1).await;
+    publisher.run_until_idle().await.expect("relay");
+    // Drive the consumer's retries through the (manual) clock until the event is parked.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let parked = loop {
+        consumer.run_until_idle().await.expect("run");
+        let parked = consumer.failed().await.expect("failed");
+        if !parked.is_empty() {
+            break parked;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the poison event was never parked"
+        );
+        fixture.clock.advance(chrono::Duration::seconds(60));
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(parked.len(), 1);
+    assert_eq!(parked[0].stage, Stage::Handling);
+    assert_eq!(parked[0].owner, "recorder");
+    assert_eq!(parked[0].attempts, 3);
+
+    // Fixed, but not yet replayed: the aggregate's next event waits, another goes on.
+    fixture.recorder.allow("order");
+    fixture.publish("order", 2).await;
+    fixture.publish("other", 1).await;
+    publisher.run_until_idle().await.expect("relay");
+    assert_eq!(fixture.wait_for_handled(1).await, [("other".to_owned(), 1)]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while consumer.pending().await.expect("pending") < 1 {
+        assert!(Instant::now() < deadline, "order 2 never reached the inbox");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    consumer.run_until_idle().await.expect("run");
+    assert_eq!(fixture.recorder.handled(), [("other".to_owned(), 1)]);
+
+    assert!(consumer.retry(parked[0].id).await.expect("retry"));
+    let handled = fixture.wait_for_handled(3).await;
+    assert_eq!(
+        handled,
+        [
+            ("other".to_owned(), 1),
+            ("order".to_owned(), 1),
+            ("order".to_owned(), 2)
+        ]
+    );
+    shutdown.cancel();
+    running.await.expect("bus stops");
+}
+
 testkit::backend_tests!(
     events_cross_processes_through_jetstream_in_order,
     a_publish_repeated_after_a_crash_is_dropped_by_the_server,
+    a_poison_event_from_another_process_is_parked_and_holds_back_its_aggregate,
 );
