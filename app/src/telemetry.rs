@@ -146,7 +146,8 @@ pub async fn trace_context(
     use opentelemetry::trace::TraceContextExt as _;
     use tracing::Instrument as _;
     use tracing_opentelemetry::OpenTelemetrySpanExt as _;
-    let span = tracing::info_span!("http", method = %req.method(), path = %req.path());
+    // No fields: the request span inside it carries method, path and request id.
+    let span = tracing::info_span!("http");
     remote::propagation::continue_trace(&span, req.headers());
     let mut response = next
         .call(req)
