@@ -61,7 +61,7 @@ async fn a_context_role_cannot_read_another_contexts_tables() {
         ("catalog", 2),
         ("payments", 2),
         ("orders", 2),
-        ("notifications", 2),
+        ("notifications", 3),
     ] {
         let sql = format!("SELECT COUNT(*) AS n FROM {schema}.seaql_migrations");
         let role = connect_as(&store, &format!("shop_{schema}")).await;

@@ -14,9 +14,10 @@
 //!   redelivered with backoff up to `max_deliver` times, then parked in the inbox as failed,
 //!   exactly like an event whose handler kept failing (same admin endpoints, same replay).
 //!
-//! Messages are taken in stream order, one batch at a time, and a batch stops at its first
-//! failure (the rest are handed back, to come again in order), so a consumer stores the events
-//! of an aggregate in the order their publisher relayed them.
+//! Each message carries the event's sequence in its publisher's outbox (`Shop-Source-Seq`),
+//! stored with it in the inbox, which handles an aggregate's events in that order whatever
+//! order they arrive in. Messages are also taken in stream order, one batch at a time, and a
+//! batch stops at its first failure (the rest are handed back, to come again in order).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,6 +37,9 @@ pub const PUBLISHED: &str = "shop_events_published_total";
 /// Messages taken from the broker, by consumer and outcome (`stored`, `redelivered`,
 /// `parked`, `unreadable`).
 pub const RECEIVED: &str = "shop_events_received_total";
+
+/// The header carrying an event's sequence in its publisher's outbox.
+const SOURCE_SEQ: &str = "Shop-Source-Seq";
 
 /// Where the broker is and how consumers use it.
 #[derive(Debug, Clone)]
@@ -158,14 +162,17 @@ impl Broker {
         format!("{}.{event_name}", self.config.subject_prefix)
     }
 
-    /// Publishes one event and waits for JetStream to store it.
+    /// Publishes one event, with its sequence in the publisher's outbox, and waits for
+    /// JetStream to store it.
     pub async fn publish(
         &self,
         publisher: &'static str,
         event: &EventEnvelope,
+        source_seq: i64,
     ) -> Result<Published, BrokerError> {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
+        headers.insert(SOURCE_SEQ, source_seq.to_string().as_str());
         let payload = serde_json::to_vec(event).map_err(jetstream_error)?;
         self.ensure_stream().await?;
         let published = async {
@@ -358,12 +365,24 @@ impl Broker {
                 return Ok(());
             }
         };
+        let source_seq = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(SOURCE_SEQ))
+            .and_then(|value| value.as_str().parse::<i64>().ok());
         let now = clock.now();
-        let outcome = match consumer.accept(&event, now).await {
+        let accepted = match source_seq {
+            Some(seq) => consumer.accept_from(&event, seq, now).await,
+            None => consumer.accept(&event, now).await,
+        };
+        let outcome = match accepted {
             Ok(()) => Ok("stored"),
             Err(error) if delivered >= self.config.max_deliver => {
                 tracing::error!(consumer = consumer.name(), event_id = %event.id, error = %error, delivered, "event could not be stored; parking it");
-                match consumer.park(&event, &error.to_string(), now).await {
+                match consumer
+                    .park(&event, source_seq, &error.to_string(), now)
+                    .await
+                {
                     Ok(()) => Ok("parked"),
                     Err(park_error) => Err((error, park_error.to_string())),
                 }

@@ -357,12 +357,12 @@ impl Bus {
             .iter()
             .filter(|consumer| consumer.wants(&row.name))
         {
-            consumer.accept(&envelope, now).await?;
+            consumer.accept_from(&envelope, row.seq, now).await?;
         }
         if self.publish_to_broker
             && let Some(broker) = &self.broker
         {
-            broker.publish(publisher, &envelope).await?;
+            broker.publish(publisher, &envelope, row.seq).await?;
         }
         Ok(())
     }

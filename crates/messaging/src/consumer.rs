@@ -134,7 +134,19 @@ impl Consumer {
     /// Stores a delivered event in this consumer's inbox. Delivering the same event again
     /// is harmless: the (event id, consumer) key keeps one row.
     pub async fn accept(&self, event: &EventEnvelope, now: DateTime<Utc>) -> Result<(), DbErr> {
-        self.insert(event, now, None).await
+        self.insert(event, None, now, None).await
+    }
+
+    /// Like [`accept`](Self::accept), with the event's sequence in its publisher's outbox:
+    /// the events of an aggregate are then handled in that order, whatever order they
+    /// arrive in.
+    pub async fn accept_from(
+        &self,
+        event: &EventEnvelope,
+        source_seq: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        self.insert(event, Some(source_seq), now, None).await
     }
 
     /// Stores an event that could not be delivered in every allowed attempt as parked
@@ -144,15 +156,17 @@ impl Consumer {
     pub async fn park(
         &self,
         event: &EventEnvelope,
+        source_seq: Option<i64>,
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<(), DbErr> {
-        self.insert(event, now, Some(error)).await
+        self.insert(event, source_seq, now, Some(error)).await
     }
 
     async fn insert(
         &self,
         event: &EventEnvelope,
+        source_seq: Option<i64>,
         now: DateTime<Utc>,
         parked: Option<&str>,
     ) -> Result<(), DbErr> {
@@ -171,6 +185,7 @@ impl Consumer {
             received_at: Set(now),
             handled_at: Set(None),
             processed_at: Set(None),
+            source_seq: Set(source_seq),
             ..Default::default()
         }
         .insert(&self.db)
@@ -371,7 +386,8 @@ async fn rollback(txn: DatabaseTransaction) {
 }
 
 /// The oldest due row of one consumer, pending or handled (its effects still to run),
-/// skipping any row with an earlier unfinished row of the same aggregate (so one
+/// skipping any row with an earlier (by its publisher's sequence) unfinished row of the same
+/// aggregate (so one
 /// aggregate's events are handled, effects included, in order, and a parked one holds back
 /// the rest until it is retried or discarded), and on Postgres skipping rows another
 /// process holds.
@@ -392,10 +408,13 @@ async fn claim(
             Expr::col((earlier.clone(), inbox::Column::AggregateId))
                 .eq(Expr::col((inbox::Entity, inbox::Column::AggregateId))),
         )
-        .and_where(
-            Expr::col((earlier.clone(), inbox::Column::Seq))
-                .lt(Expr::col((inbox::Entity, inbox::Column::Seq))),
-        )
+        // Earlier by the publisher's sequence when both rows know it; by arrival otherwise
+        // (rows stored before `source_seq` existed, or accepted without it).
+        .and_where(Expr::cust(
+            "CASE WHEN earlier.source_seq IS NOT NULL AND inbox.source_seq IS NOT NULL \
+             THEN earlier.source_seq < inbox.source_seq \
+             ELSE earlier.seq < inbox.seq END",
+        ))
         .and_where(Expr::col((earlier, inbox::Column::Status)).is_in(INBOX_BLOCKING))
         .to_owned();
     let mut select = inbox::Entity::find()

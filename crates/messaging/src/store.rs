@@ -76,6 +76,9 @@ pub(crate) mod inbox {
         pub handled_at: Option<DateTimeUtc>,
         /// When the row was finished with: done, or discarded by an operator.
         pub processed_at: Option<DateTimeUtc>,
+        /// The event's sequence in its publisher's outbox (`migration::v3`): an
+        /// aggregate's events are handled in this order. `None` for rows stored before it.
+        pub source_seq: Option<i64>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_create_notifications;
 mod m0002_inbox_handled_at;
+mod m0003_inbox_source_seq;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_create_notifications::Migration),
             Box::new(m0002_inbox_handled_at::Migration),
+            Box::new(m0003_inbox_source_seq::Migration),
         ]
     }
 }

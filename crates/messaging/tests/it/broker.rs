@@ -119,14 +119,14 @@ async fn a_publish_repeated_after_a_crash_is_dropped_by_the_server(store: TestSt
     // The relay published, then died before marking the row: it publishes again.
     assert_eq!(
         broker
-            .publish("publisher", &envelope)
+            .publish("publisher", &envelope, 1)
             .await
             .expect("publish"),
         Published::New
     );
     assert_eq!(
         broker
-            .publish("publisher", &envelope)
+            .publish("publisher", &envelope, 1)
             .await
             .expect("publish"),
         Published::Duplicate

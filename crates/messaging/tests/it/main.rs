@@ -98,6 +98,7 @@ impl MigrationTrait for CreateConsumer {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         messaging::migration::v1::create_inbox(manager).await?;
         messaging::migration::v2::alter_inbox(manager).await?;
+        messaging::migration::v3::alter_inbox(manager).await?;
         // Deliveries of the aggregates listed in `refused` fail: the inbox refuses them, as
         // an unreachable consumer would.
         manager
@@ -1140,7 +1141,44 @@ async fn two_dispatchers_handle_each_event_once(store: TestStore) {
     }
 }
 
+/// Events of one aggregate arriving out of their publisher's order (as a broker may deliver
+/// them) are handled in the publisher's order.
+async fn an_aggregates_events_are_handled_in_their_publishers_order(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let bus = fixture.bus();
+    let consumer = Consumer::new(
+        "recorder",
+        fixture.consumer_db.clone(),
+        fixture.recorder.clone(),
+    )
+    .subscribe::<ThingHappened>();
+    let now = fixture.clock.now();
+    let step = |step| {
+        EventEnvelope::wrap(
+            &ThingHappened {
+                thing: "late".into(),
+                step,
+            },
+            now,
+        )
+        .expect("wrap")
+    };
+    // Published as 10, 11, 12; they arrive 12, 10, 11.
+    for (seq, event) in [(12, step(3)), (10, step(1)), (11, step(2))] {
+        consumer
+            .accept_from(&event, seq, now)
+            .await
+            .expect("accept");
+    }
+    bus.run_until_idle().await.expect("run");
+    assert_eq!(
+        fixture.effect_order().await,
+        [("late".into(), 1), ("late".into(), 2), ("late".into(), 3)]
+    );
+}
+
 testkit::backend_tests!(
+    an_aggregates_events_are_handled_in_their_publishers_order,
     events_exist_only_if_their_transaction_commits,
     events_without_subscribers_are_dispatched_and_dropped,
     duplicate_deliveries_have_one_effect,
