@@ -45,6 +45,10 @@ graph:
 bench *args:
     ./scripts/bench.sh {{args}}
 
+# The cost of extraction: checkout p50/p99 of the monolith and the split deployment, one run.
+bench-split *args:
+    ./scripts/bench-split.sh {{args}}
+
 # Start a local Postgres in .pg/ and print the URL to export as SHOP__DATABASE__URL.
 db-up:
     @scripts/postgres.sh start "$PWD/.pg"

@@ -16,7 +16,9 @@
 //!   open breaker all reach the caller as the port's `Unavailable` error, with the reason.
 //!   A refusal the callee answered (`out_of_stock`, `not_found`) is returned as it is.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::{Duration, Instant};
 
 use kernel::{ContextError, PortSpec};
@@ -106,7 +108,7 @@ struct Inner {
     meter: Meter,
     base: Url,
     authorization: String,
-    http: reqwest::Client,
+    http: Clients,
     policy: CallPolicy,
     budget: TpsBudget,
     breaker: AsyncRecloser,
@@ -160,21 +162,16 @@ impl std::fmt::Display for Failure {
 }
 
 impl Transport {
-    /// # Panics
-    /// If the HTTP client cannot be built (no TLS backend is needed for `http://`, so only a
-    /// broken environment does this).
+    /// Calls from `caller` to the context of `spec` at `endpoint`. The HTTP clients are built
+    /// on first use, one per calling thread; building one cannot fail for `http://` (no TLS
+    /// backend is needed), except in a broken environment, where the call panics.
     pub fn new(
         spec: &'static PortSpec,
         caller: &'static str,
         endpoint: Endpoint,
         policy: CallPolicy,
     ) -> Self {
-        let http = reqwest::Client::builder()
-            .connect_timeout(policy.connect_timeout)
-            .pool_idle_timeout(Duration::from_secs(30))
-            .tcp_nodelay(true)
-            .build()
-            .expect("an HTTP client without TLS builds");
+        let http = Clients::new(policy.connect_timeout);
         let breaker = Recloser::custom()
             .name(format!("{caller}:{}", spec.context))
             .error_rate(policy.breaker.failure_rate)
@@ -327,6 +324,7 @@ impl Transport {
         propagation::outgoing(&mut headers);
         let request = inner
             .http
+            .current()
             .post(url)
             .headers(headers)
             .header(wire::AUTHORIZATION, &inner.authorization)
@@ -371,6 +369,7 @@ impl Transport {
         let exchange = async {
             let response = inner
                 .http
+                .current()
                 .get(url)
                 .header(wire::AUTHORIZATION, &inner.authorization)
                 .send()
@@ -396,6 +395,52 @@ impl Transport {
         tokio::time::timeout(timeout, exchange)
             .await
             .unwrap_or_else(|_| Err(format!("no answer within {} ms", timeout.as_millis())))
+    }
+}
+
+/// One HTTP client, and so one connection pool, per thread that makes calls.
+///
+/// A pooled connection is driven by a task on the runtime that opened it, and each HTTP
+/// worker of the shop runs a runtime of its own. With one pool for the whole process, a call
+/// made on one worker often goes out on a connection another worker opened: its request and
+/// its answer each cross threads (two more wake-ups), and wait whenever that worker is busy.
+/// With a pool per thread, a worker's calls use the connections it opened.
+struct Clients {
+    connect_timeout: Duration,
+    by_thread: Mutex<HashMap<ThreadId, reqwest::Client>>,
+}
+
+impl Clients {
+    fn new(connect_timeout: Duration) -> Self {
+        Self {
+            connect_timeout,
+            by_thread: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// This thread's client (cheap to clone: a handle on its pool).
+    ///
+    /// # Panics
+    /// If the HTTP client cannot be built (no TLS backend is needed for `http://`, so only a
+    /// broken environment does this).
+    fn current(&self) -> reqwest::Client {
+        let thread = std::thread::current().id();
+        // A poisoned lock only means a thread panicked while holding it: the map is whole.
+        let mut by_thread = self
+            .by_thread
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        by_thread
+            .entry(thread)
+            .or_insert_with(|| {
+                reqwest::Client::builder()
+                    .connect_timeout(self.connect_timeout)
+                    .pool_idle_timeout(Duration::from_secs(30))
+                    .tcp_nodelay(true)
+                    .build()
+                    .expect("an HTTP client without TLS builds")
+            })
+            .clone()
     }
 }
 

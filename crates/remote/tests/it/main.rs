@@ -4,6 +4,7 @@
 //! the credential, deadlines, retries, the budget, the breaker and trace propagation.
 
 mod harness;
+mod meter;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
