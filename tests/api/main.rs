@@ -10,6 +10,7 @@ mod catalog;
 mod catalog_admin;
 mod checkout;
 mod contracts;
+mod deploy;
 mod errors;
 mod events;
 mod invariants;
