@@ -292,28 +292,9 @@ async fn the_shop_killed_mid_checkout_finishes_its_orders_against_the_remote_con
     assert_eq!(orders.len(), 4, "{orders:?}");
 }
 
-/// The customer's notification kinds, once there are `count` of them.
-async fn wait_for_notifications(split: &Split, customer: &str, count: usize) -> Vec<String> {
-    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
-    loop {
-        let listed = split
-            .get_json("/api/notifications?per_page=100", Some(customer))
-            .await;
-        let kinds: Vec<String> = listed["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .filter_map(|item| item["kind"].as_str().map(str::to_owned))
-            .collect();
-        if kinds.len() >= count {
-            return kinds;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "only {kinds:?} of {count} notifications"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+/// How many of `kinds` are `kind`.
+fn count(kinds: &[String], kind: &str) -> usize {
+    kinds.iter().filter(|found| *found == kind).count()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -327,10 +308,10 @@ async fn notifications_killed_and_restarted_gets_every_event_once() {
     let admin = split.admin().await;
     let product = split.product(&admin, "LAMP-2", 1200, 50).await;
     let customer = split.customer("ada@example.com").await;
-    assert_eq!(
-        wait_for_notifications(&split, &customer, 1).await,
-        ["welcome"]
-    );
+    let welcomed = split
+        .notifications_until(&customer, |kinds| !kinds.is_empty())
+        .await;
+    assert_eq!(welcomed, ["welcome"]);
 
     // Orders go on while notifications is gone; their events wait in the stream.
     let notifications = split
@@ -338,33 +319,24 @@ async fn notifications_killed_and_restarted_gets_every_event_once() {
         .as_mut()
         .expect("notifications runs apart");
     notifications.kill();
-    for n in 0..5 {
-        let (status, order) = split
-            .checkout(&customer, &product, &format!("while-away-{n}"))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{order}");
-        assert_eq!(order["status"], "confirmed", "{order}");
-    }
+    split
+        .confirmed_checkouts(&customer, &product, "while-away", 5)
+        .await;
     split
         .notifications
         .as_mut()
         .expect("notifications runs apart")
         .spawn();
 
-    let kinds = wait_for_notifications(&split, &customer, 6).await;
+    let kinds = split
+        .notifications_until(&customer, |kinds| kinds.len() >= 6)
+        .await;
     assert_eq!(
-        kinds
-            .iter()
-            .filter(|kind| *kind == "order_confirmed")
-            .count(),
+        count(&kinds, "order_confirmed"),
         5,
-        "one confirmation per order: {kinds:?}"
+        "one per order: {kinds:?}"
     );
-    assert_eq!(
-        kinds.iter().filter(|kind| *kind == "welcome").count(),
-        1,
-        "{kinds:?}"
-    );
+    assert_eq!(count(&kinds, "welcome"), 1, "{kinds:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -382,32 +354,27 @@ async fn events_published_while_the_broker_is_down_arrive_after_it_once() {
     let admin = split.admin().await;
     let product = split.product(&admin, "LAMP-3", 1200, 50).await;
     let customer = split.customer("ada@example.com").await;
-    assert_eq!(
-        wait_for_notifications(&split, &customer, 1).await,
-        ["welcome"]
-    );
+    let welcomed = split
+        .notifications_until(&customer, |kinds| !kinds.is_empty())
+        .await;
+    assert_eq!(welcomed, ["welcome"]);
 
     nats.kill();
-    for n in 0..5 {
-        let (status, order) = split
-            .checkout(&customer, &product, &format!("outage-{n}"))
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{order}");
-        assert_eq!(order["status"], "confirmed", "{order}");
-    }
+    split
+        .confirmed_checkouts(&customer, &product, "outage", 5)
+        .await;
     // The relay could not publish: the events wait in the outbox.
     split
         .shop
         .wait_for_log(|line| line["fields"]["message"] == "event delivery failed; will retry");
     nats.spawn();
 
-    let kinds = wait_for_notifications(&split, &customer, 6).await;
+    let kinds = split
+        .notifications_until(&customer, |kinds| kinds.len() >= 6)
+        .await;
     assert_eq!(
-        kinds
-            .iter()
-            .filter(|kind| *kind == "order_confirmed")
-            .count(),
+        count(&kinds, "order_confirmed"),
         5,
-        "one confirmation per order: {kinds:?}"
+        "one per order: {kinds:?}"
     );
 }

@@ -463,6 +463,46 @@ impl Split {
         (status, response.json().await.expect("json"))
     }
 
+    /// Places `n` orders of one unit, keys `<prefix>-0`, ..., each of which must be confirmed.
+    pub async fn confirmed_checkouts(&self, customer: &str, product: &str, prefix: &str, n: usize) {
+        for i in 0..n {
+            let (status, order) = self
+                .checkout(customer, product, &format!("{prefix}-{i}"))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{order}");
+            assert_eq!(order["status"], "confirmed", "{order}");
+        }
+    }
+
+    /// Polls the customer's notification kinds (through the shop's public port) until `done`
+    /// accepts them.
+    pub async fn notifications_until(
+        &self,
+        customer: &str,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let listed = self
+                .get_json("/api/notifications?per_page=100", Some(customer))
+                .await;
+            let kinds: Vec<String> = listed["items"]
+                .as_array()
+                .expect("items")
+                .iter()
+                .filter_map(|item| item["kind"].as_str().map(str::to_owned))
+                .collect();
+            if done(&kinds) {
+                return kinds;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "notifications never got there: {kinds:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub async fn get_json(&self, path: &str, token: Option<&str>) -> Value {
         let mut request = self.http.get(format!("{}{path}", self.shop.public));
         if let Some(token) = token {

@@ -147,7 +147,11 @@ async fn journey(backend: Backend) {
     assert_eq!(split.stock(&product).await, (9, 0));
 
     // The customer's confirmation, from notifications in the shop.
-    let notifications = poll_notifications(&split, &customer, "order_confirmed").await;
+    let notifications = split
+        .notifications_until(&customer, |kinds| {
+            kinds.iter().any(|kind| kind == "order_confirmed")
+        })
+        .await;
     assert!(notifications.contains(&"welcome".to_owned()));
 
     // Metrics of the shop: the boundary calls went to other processes, and so did the
@@ -258,27 +262,6 @@ async fn journey(backend: Backend) {
     }
 }
 
-async fn poll_notifications(split: &Split, customer: &str, kind: &str) -> Vec<String> {
-    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
-    loop {
-        let listed = split.get_json("/api/notifications", Some(customer)).await;
-        let kinds: Vec<String> = listed["items"]
-            .as_array()
-            .expect("items")
-            .iter()
-            .filter_map(|item| item["kind"].as_str().map(str::to_owned))
-            .collect();
-        if kinds.iter().any(|found| found == kind) {
-            return kinds;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no {kind} notification: {listed}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-}
-
 /// Notifications in a process of its own: auth's and orders' events reach it through NATS
 /// JetStream, and its public route through the shop.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -306,7 +289,11 @@ async fn notifications_in_its_own_process_gets_every_event_through_the_broker() 
     assert_eq!(order["status"], "confirmed", "{order}");
 
     // The welcome (auth's event) and the confirmation (orders' event), each exactly once.
-    let kinds = poll_notifications(&split, &customer, "order_confirmed").await;
+    let kinds = split
+        .notifications_until(&customer, |kinds| {
+            kinds.iter().any(|kind| kind == "order_confirmed")
+        })
+        .await;
     let mut sorted = kinds.clone();
     sorted.sort();
     assert_eq!(sorted, ["order_confirmed", "welcome"], "{kinds:?}");
