@@ -177,6 +177,8 @@ pub struct TelemetrySettings {
     pub otlp_endpoint: String,
     pub otlp_protocol: OtlpProtocol,
     pub service_name: String,
+    /// Records in-process boundary calls in traces too (about 3 µs a call instead of 0.2).
+    pub trace_local_calls: bool,
 }
 
 /// The encoding of exported spans.

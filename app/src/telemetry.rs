@@ -55,12 +55,12 @@ pub fn init(log: &LogSettings, telemetry: &TelemetrySettings) -> Telemetry {
             let provider = SdkTracerProvider::builder()
                 .with_resource(resource(telemetry))
                 .build();
-            install(log, &provider);
+            install(log, telemetry, &provider);
             tracing::error!(error = %error, "the OTLP span exporter cannot start; spans are not exported");
             return Telemetry { provider: None };
         }
     };
-    let installed = install(log, &provider);
+    let installed = install(log, telemetry, &provider);
     if installed && exporting {
         tracing::info!(endpoint = %telemetry.otlp_endpoint, service = %telemetry.service_name, "exporting spans over OTLP");
     }
@@ -98,11 +98,14 @@ fn tracer_provider(
 
 /// Spans that become OpenTelemetry spans: the shop's own (requests, boundary calls,
 /// checkout steps), which are all at info level.
-fn traced(metadata: &Metadata<'_>) -> bool {
-    metadata.is_span() && *metadata.level() <= Level::INFO
+fn traced(trace_local_calls: bool) -> impl Fn(&Metadata<'_>) -> bool + Clone {
+    move |metadata| {
+        (metadata.is_span() && *metadata.level() <= Level::INFO)
+            || (trace_local_calls && remote::meter::is_local_call_span(metadata))
+    }
 }
 
-fn install(log: &LogSettings, provider: &SdkTracerProvider) -> bool {
+fn install(log: &LogSettings, telemetry: &TelemetrySettings, provider: &SdkTracerProvider) -> bool {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.filter));
     let fmt = tracing_subscriber::fmt::layer()
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
@@ -114,8 +117,9 @@ fn install(log: &LogSettings, provider: &SdkTracerProvider) -> bool {
     };
     let otel = tracing_opentelemetry::layer()
         .with_tracer(provider.tracer("shop"))
-        .with_filter(filter_fn(traced));
-    let request_ids = remote::propagation::RequestIds.with_filter(filter_fn(traced));
+        .with_filter(filter_fn(traced(telemetry.trace_local_calls)));
+    let request_ids =
+        remote::propagation::RequestIds.with_filter(filter_fn(traced(telemetry.trace_local_calls)));
     let breakers = remote::meter::BreakerGauge
         .with_filter(filter_fn(|metadata| metadata.target() == recloser_target()));
     let installed = Registry::default()
@@ -171,3 +175,68 @@ pub async fn trace_context(
 
 /// The response header naming the trace a request belongs to.
 pub const TRACERESPONSE: HeaderName = HeaderName::from_static("traceresponse");
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::filter::filter_fn;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    use super::traced;
+
+    /// Counts the spans it is shown, by placement.
+    #[derive(Clone, Default)]
+    struct Placements(Arc<Mutex<Vec<String>>>);
+
+    impl<S: tracing::Subscriber> Layer<S> for Placements {
+        fn on_new_span(
+            &self,
+            attributes: &tracing::span::Attributes<'_>,
+            _: &tracing::span::Id,
+            _: tracing_subscriber::layer::Context<'_, S>,
+        ) {
+            struct Visit(String);
+            impl tracing::field::Visit for Visit {
+                fn record_debug(
+                    &mut self,
+                    field: &tracing::field::Field,
+                    value: &dyn std::fmt::Debug,
+                ) {
+                    if field.name() == "placement" {
+                        self.0 = format!("{value:?}").trim_matches('"').to_owned();
+                    }
+                }
+            }
+            let mut visit = Visit(String::new());
+            attributes.record(&mut visit);
+            self.0.lock().expect("lock").push(visit.0);
+        }
+    }
+
+    /// The boundary spans the traces would get, for an in-process and a remote call.
+    fn traced_placements(trace_local_calls: bool) -> Vec<String> {
+        let seen = Placements::default();
+        let subscriber = tracing_subscriber::registry().with(
+            seen.clone()
+                .with_filter(filter_fn(traced(trace_local_calls))),
+        );
+        tracing::subscriber::with_default(subscriber, || {
+            for placement in [remote::Placement::Local, remote::Placement::Remote] {
+                let meter = remote::Meter::new("orders", "payments", placement);
+                let answer = futures::executor::block_on(meter.observe("get_payment", async {
+                    Ok::<_, payments_api::PaymentsError>(())
+                }));
+                assert!(answer.is_ok());
+            }
+        });
+        seen.0.lock().expect("lock").clone()
+    }
+
+    #[test]
+    fn in_process_boundary_calls_are_traced_only_when_configured() {
+        assert_eq!(traced_placements(false), ["remote"]);
+        assert_eq!(traced_placements(true), ["local", "remote"]);
+    }
+}

@@ -6,11 +6,12 @@
 //!
 //! - `direct`: a call on `Arc<dyn AuthApi>`, the floor;
 //! - `local`: the same through `remote::auth::Local`, the in-process adapter every context
-//!   call goes through in one process: the `boundary_call` span and the call metrics, with
-//!   what the `shop` binary installs (the OpenTelemetry and request-id layers, a log layer at
-//!   its default filter, the Prometheus recorder with its buckets). Also without a subscriber
-//!   or recorder (`no telemetry`: what the adapter itself costs) and with the recorder but no
-//!   subscriber (`metrics only`: the adapter and its metrics, without the span);
+//!   call goes through in one process: the debug-level `boundary_call` span and the call
+//!   metrics, with what the `shop` binary installs at its defaults (the OpenTelemetry and
+//!   request-id layers, a log layer at its default filter, the Prometheus recorder with its
+//!   buckets). Also without a subscriber or recorder (`no telemetry`: what the adapter itself
+//!   costs), with the recorder but no subscriber (`metrics only`), and with
+//!   `telemetry.trace_local_calls` on (`traced`: the span recorded for traces);
 //! - `client`: through `remote::auth::Client` against the generated server on a loopback
 //!   actix listener, with the shop's telemetry on both sides: what extraction adds to a call.
 //!
@@ -51,16 +52,17 @@ fn fixed() -> Arc<dyn AuthApi> {
     Arc::new(FixedAuth(principal()))
 }
 
-/// The tracing subscriber and the metrics recorder of the `shop` binary (`app/src/telemetry.rs`,
-/// `app/src/metrics.rs`), with the log written nowhere.
-fn install_shop_telemetry() {
+/// The tracing subscriber of the `shop` binary (`app/src/telemetry.rs`), with the log written
+/// nowhere; `trace_local_calls` is the `telemetry.trace_local_calls` setting.
+fn shop_subscriber(trace_local_calls: bool) -> impl tracing::Subscriber + Send + Sync {
     use opentelemetry::trace::TracerProvider as _;
     use tracing_subscriber::Layer as _;
     use tracing_subscriber::filter::{EnvFilter, filter_fn};
     use tracing_subscriber::layer::SubscriberExt as _;
 
-    let traced = |metadata: &tracing::Metadata<'_>| {
-        metadata.is_span() && *metadata.level() <= tracing::Level::INFO
+    let traced = move |metadata: &tracing::Metadata<'_>| {
+        (metadata.is_span() && *metadata.level() <= tracing::Level::INFO)
+            || (trace_local_calls && remote::meter::is_local_call_span(metadata))
     };
     let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
     let log = tracing_subscriber::fmt::layer()
@@ -68,7 +70,7 @@ fn install_shop_telemetry() {
         .with_filter(EnvFilter::new(
             "info,sqlx=warn,sea_orm=warn,sea_orm_migration=warn,actix_server=warn",
         ));
-    let subscriber = tracing_subscriber::registry()
+    tracing_subscriber::registry()
         .with(log)
         .with(
             tracing_opentelemetry::layer()
@@ -76,9 +78,17 @@ fn install_shop_telemetry() {
                 .with_filter(filter_fn(traced)),
         )
         .with(remote::propagation::RequestIds.with_filter(filter_fn(traced)))
-        .with(remote::meter::BreakerGauge);
-    tracing::subscriber::set_global_default(subscriber).expect("the first subscriber");
+        .with(
+            remote::meter::BreakerGauge.with_filter(filter_fn(|metadata| {
+                metadata.target() == remote::meter::BREAKER_EVENT_TARGET
+            })),
+        )
+}
 
+/// The shop's subscriber (at its defaults) and metrics recorder (`app/src/metrics.rs`),
+/// installed for the whole process.
+fn install_shop_telemetry() {
+    tracing::subscriber::set_global_default(shop_subscriber(false)).expect("the first subscriber");
     let buckets = [
         0.000_01, 0.000_1, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
         2.5, 5.0,
@@ -186,6 +196,12 @@ fn boundary(c: &mut Criterion) {
         });
     });
     group.bench_function("local", |b| b.to_async(&runtime).iter(call(&local)));
+    // With `telemetry.trace_local_calls`: the call's span recorded for traces.
+    tracing::subscriber::with_default(shop_subscriber(true), || {
+        group.bench_function("local, traced", |b| {
+            b.to_async(&runtime).iter(call(&local));
+        });
+    });
     let http = reqwest::Client::builder()
         .tcp_nodelay(true)
         .build()

@@ -109,6 +109,16 @@ impl Placement {
     }
 }
 
+/// Whether `metadata` is the span of an in-process boundary call: a `boundary_call` span at
+/// debug level. A subscriber that records info-level spans for traces adds these when it
+/// wants in-process calls in its traces too (`app/src/telemetry.rs`).
+pub fn is_local_call_span(metadata: &tracing::Metadata<'_>) -> bool {
+    metadata.is_span()
+        && metadata.name() == "boundary_call"
+        && metadata.target() == module_path!()
+        && *metadata.level() == tracing::Level::DEBUG
+}
+
 /// How a call ended, in a closed set of labels.
 pub fn outcome<T, E: ContextError>(result: &Result<T, E>) -> &'static str {
     match result {
@@ -143,19 +153,35 @@ impl Meter {
     }
 
     /// Runs `call` inside a `boundary_call` span and records its outcome and duration.
+    ///
+    /// A remote call's span is at info level: it is in every trace, and its context travels
+    /// to the callee. An in-process call's span is at debug level (see [`is_local_call_span`]):
+    /// the call itself costs about 0.2 µs and recording a span costs ten times that, so it is
+    /// recorded only when asked for (`telemetry.trace_local_calls`, or a log filter such as
+    /// `remote::meter=debug`).
     pub async fn observe<T, E, F>(&self, method: &'static str, call: F) -> Result<T, E>
     where
         E: ContextError,
         F: Future<Output = Result<T, E>>,
     {
-        let span = tracing::info_span!(
-            "boundary_call",
-            caller = self.caller,
-            callee = self.callee,
-            method,
-            placement = self.placement.as_str(),
-            outcome = tracing::field::Empty,
-        );
+        let span = match self.placement {
+            Placement::Local => tracing::debug_span!(
+                "boundary_call",
+                caller = self.caller,
+                callee = self.callee,
+                method,
+                placement = "local",
+                outcome = tracing::field::Empty,
+            ),
+            Placement::Remote => tracing::info_span!(
+                "boundary_call",
+                caller = self.caller,
+                callee = self.callee,
+                method,
+                placement = "remote",
+                outcome = tracing::field::Empty,
+            ),
+        };
         let started = Instant::now();
         let result = call.instrument(span.clone()).await;
         let elapsed = started.elapsed();

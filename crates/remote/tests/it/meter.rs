@@ -123,3 +123,76 @@ fn every_call_is_counted_and_timed_in_the_current_recorder() {
         format!("shop_boundary_calls_total{{{OK}}} 3")
     );
 }
+
+/// Keeps the name, level and `placement` of every span it is shown.
+#[derive(Debug, Default, Clone)]
+struct Spans(Arc<Mutex<Vec<String>>>);
+
+impl<S> tracing_subscriber::Layer<S> for Spans
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attributes: &tracing::span::Attributes<'_>,
+        _: &tracing::span::Id,
+        _: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Placement(String);
+        impl tracing::field::Visit for Placement {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                if field.name() == "placement" {
+                    self.0 = format!("{value:?}").trim_matches('"').to_owned();
+                }
+            }
+        }
+        let mut placement = Placement(String::new());
+        attributes.record(&mut placement);
+        let metadata = attributes.metadata();
+        self.0.lock().expect("lock").push(format!(
+            "{} {} {}",
+            metadata.name(),
+            metadata.level(),
+            placement.0
+        ));
+    }
+}
+
+/// The spans a filter lets through while a local and a remote call are observed.
+fn spans_seen(
+    filter: impl Fn(&tracing::Metadata<'_>) -> bool + Send + Sync + 'static,
+) -> Vec<String> {
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
+    let spans = Spans::default();
+    let subscriber = tracing_subscriber::registry().with(
+        spans
+            .clone()
+            .with_filter(tracing_subscriber::filter::filter_fn(filter)),
+    );
+    tracing::subscriber::with_default(subscriber, || {
+        metrics::with_local_recorder(&metrics::NoopRecorder, || {
+            call(&Meter::new("orders", "auth", Placement::Local), Ok(1));
+            call(&Meter::new("orders", "payments", Placement::Remote), Ok(2));
+        });
+    });
+    spans.0.lock().expect("lock").clone()
+}
+
+#[test]
+fn a_remote_call_is_an_info_span_and_a_local_one_a_debug_span_traced_on_request() {
+    // What the shop traces by default: spans at info level and above.
+    let info = |metadata: &tracing::Metadata<'_>| {
+        metadata.is_span() && *metadata.level() <= tracing::Level::INFO
+    };
+    assert_eq!(spans_seen(info), ["boundary_call INFO remote"]);
+    // With `telemetry.trace_local_calls`: the in-process call too.
+    let with_local = move |metadata: &tracing::Metadata<'_>| {
+        info(metadata) || remote::meter::is_local_call_span(metadata)
+    };
+    assert_eq!(
+        spans_seen(with_local),
+        ["boundary_call DEBUG local", "boundary_call INFO remote"]
+    );
+}
