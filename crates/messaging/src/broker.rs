@@ -76,6 +76,18 @@ pub enum BrokerError {
     JetStream(String),
     #[error("the broker did not acknowledge the event within {0:?}")]
     Timeout(Duration),
+    #[error("the event does not encode: {0}")]
+    Encode(String),
+}
+
+impl BrokerError {
+    /// Whether the broker cannot take events now (unreachable, not answering, without its
+    /// stream): no fault of the event at hand, which the relay keeps, with those behind it,
+    /// until the broker is back, counting no attempt. Only an event that cannot be encoded
+    /// is its own fault.
+    pub fn is_unavailable(&self) -> bool {
+        !matches!(self, Self::Encode(_))
+    }
 }
 
 fn jetstream_error(error: impl std::fmt::Display) -> BrokerError {
@@ -173,9 +185,10 @@ impl Broker {
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", event.id.to_string().as_str());
         headers.insert(SOURCE_SEQ, source_seq.to_string().as_str());
-        let payload = serde_json::to_vec(event).map_err(jetstream_error)?;
-        self.ensure_stream().await?;
+        let payload =
+            serde_json::to_vec(event).map_err(|error| BrokerError::Encode(error.to_string()))?;
         let published = async {
+            self.ensure_stream().await?;
             self.context
                 .publish_with_headers(self.subject(&event.name), headers, payload.into())
                 .await

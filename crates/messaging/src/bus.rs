@@ -289,9 +289,26 @@ impl Bus {
             Some(txn) => claim_outbox(txn, now, self.config.batch_size).await?,
             None => claim_outbox(&publisher.db, now, self.config.batch_size).await?,
         };
-        let count = rows.len();
+        let mut count = 0;
         for row in rows {
             let outcome = self.deliver(publisher.context, &row, now).await;
+            if let Err(DeliveryError::Broker(error)) = &outcome
+                && error.is_unavailable()
+            {
+                // The broker cannot take events now: no fault of this one. It waits in the
+                // outbox with those behind it, in order, counting no attempt, so an outage
+                // of any length parks nothing; the next pass tries it first again.
+                metrics::counter!(crate::RELAYED, "publisher" => publisher.context, "outcome" => "waiting").increment(1);
+                tracing::warn!(context = publisher.context, error = %error, "the broker cannot take events; they wait in the outbox");
+                let mut update = row.into_active_model();
+                update.last_error = Set(Some(error.to_string()));
+                match &txn {
+                    Some(txn) => update.update(txn).await?,
+                    None => update.update(&publisher.db).await?,
+                };
+                break;
+            }
+            count += 1;
             let attempts = row.attempts + 1;
             let mut update = row.into_active_model();
             update.attempts = Set(attempts);

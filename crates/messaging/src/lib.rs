@@ -34,7 +34,7 @@
 //! consumer's durable subscription stores it in the inbox and acknowledges it.
 
 /// Events relayed out of a publisher's outbox, by publisher and outcome
-/// (`dispatched`, `retry`, `parked`).
+/// (`dispatched`, `retry`, `parked`, and `waiting` while the broker cannot take them).
 pub const RELAYED: &str = "shop_events_relayed_total";
 /// Events handled from a consumer's inbox, by consumer and outcome (`done`, `retry`, `parked`).
 pub const HANDLED: &str = "shop_events_handled_total";

@@ -218,8 +218,80 @@ async fn a_poison_event_from_another_process_is_parked_and_holds_back_its_aggreg
     running.await.expect("bus stops");
 }
 
+/// A broker that cannot take events parks none of them, however long it stays away: they
+/// wait in the outbox, in order, counting no attempt, and go out once it is back.
+async fn events_wait_in_the_outbox_while_the_broker_is_down(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let up = config();
+    // Nothing listens there: the client keeps trying to connect, every publish times out.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed_port = closed.local_addr().expect("address").port();
+    drop(closed);
+    let down = Broker::connect(BrokerConfig {
+        url: format!("nats://127.0.0.1:{closed_port}"),
+        publish_timeout: Duration::from_millis(200),
+        ..up.clone()
+    })
+    .await
+    .expect("the client connects lazily");
+    // One failed attempt would park an event that failed for its own sake.
+    let strict = BusConfig {
+        max_attempts: 1,
+        ..BusConfig::default()
+    };
+    for step in 1..=3 {
+        fixture.publish("a", step).await;
+    }
+    let publishing = |broker: &Broker| {
+        Bus::builder(strict.clone(), fixture.clock.clone())
+            .publisher(&fixture.outbox, fixture.publisher_db.clone())
+            .publish_to(broker.clone())
+            .build()
+    };
+    let stalled = publishing(&down);
+    for _ in 0..3 {
+        let pass = stalled.run_until_idle().await.expect("relay");
+        assert_eq!(pass.relayed, 0, "nothing left the outbox");
+    }
+    let count = |sql: &'static str| fixture.scalar(&fixture.publisher_db, sql);
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM outbox WHERE status = 'pending'").await,
+        3,
+        "every event waits: none parked"
+    );
+    assert_eq!(
+        count("SELECT COALESCE(SUM(attempts), 0) AS n FROM outbox").await,
+        0,
+        "no attempt counted against the events"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) AS n FROM outbox WHERE last_error IS NOT NULL").await,
+        1,
+        "the first event says why it waits; those behind it were not tried"
+    );
+
+    let broker = Broker::connect(up).await.expect("connect");
+    let relayed = publishing(&broker).run_until_idle().await.expect("relay");
+    assert_eq!(relayed.relayed, 3);
+    let consumer = Arc::new(fixture.consuming_bus(&broker));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let running = consumer.clone().spawn(shutdown.clone());
+    let handled = fixture.wait_for_handled(3).await;
+    assert_eq!(
+        handled,
+        [
+            ("a".to_owned(), 1),
+            ("a".to_owned(), 2),
+            ("a".to_owned(), 3)
+        ]
+    );
+    shutdown.cancel();
+    running.await.expect("bus stops");
+}
+
 testkit::backend_tests!(
     events_cross_processes_through_jetstream_in_order,
+    events_wait_in_the_outbox_while_the_broker_is_down,
     a_publish_repeated_after_a_crash_is_dropped_by_the_server,
     a_poison_event_from_another_process_is_parked_and_holds_back_its_aggregate,
 );
