@@ -47,6 +47,8 @@ pub struct Contexts {
     pub auth_port: Arc<dyn AuthApi>,
     /// The contexts this process calls in other processes, for readiness.
     pub remotes: Vec<remote::Transport>,
+    /// The broker, when this process's events cross processes (for readiness).
+    pub broker: Option<messaging::Broker>,
     pub bus: Arc<Bus>,
     /// Each local context's connection, for readiness checks.
     pub stores: Vec<(&'static str, DatabaseConnection)>,
@@ -217,7 +219,7 @@ impl Contexts {
         let consumes_from_away = placement.consumes_from_away();
         let broker = match settings.broker() {
             Some(config) if !publishes_away.is_empty() || !consumes_from_away.is_empty() => {
-                let url = config.url.clone();
+                let url = messaging::redact_url(&config.url);
                 let broker = messaging::Broker::connect(config)
                     .await
                     .with_context(|| format!("connect to the broker at {url}"))?;
@@ -271,6 +273,7 @@ impl Contexts {
             notifications,
             auth_port,
             remotes,
+            broker,
             bus: Arc::new(bus.build()),
             stores,
         })

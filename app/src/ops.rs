@@ -2,7 +2,9 @@
 //!
 //! Readiness checks what this process needs to serve: the store of each context it runs,
 //! and each context it calls in another process (that process's internal listener answers
-//! and serves the port).
+//! and serves the port). It also shows whether the broker is connected, when this process's
+//! events cross processes, without making the process unready: events wait in the outbox
+//! (or in the stream) while the broker is away, and requests are served meanwhile.
 
 use std::time::Duration;
 
@@ -19,6 +21,8 @@ pub struct Readiness {
     pub stores: Vec<(&'static str, DatabaseConnection)>,
     /// The contexts this process calls in other processes.
     pub remotes: Vec<remote::Transport>,
+    /// The broker this process publishes to or consumes from, if any.
+    pub broker: Option<messaging::Broker>,
     pub probe_timeout: Duration,
 }
 
@@ -31,6 +35,18 @@ pub struct Health {
     /// Per context this process calls in another process (readiness of a split deployment).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     remotes: Vec<RemoteCheck>,
+    /// The broker, when this process's events cross processes. Informational: its absence
+    /// delays events, it does not make the process unready.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    broker: Option<BrokerCheck>,
+}
+
+/// Whether the client is connected to the broker.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BrokerCheck {
+    /// Its address, without credentials.
+    url: String,
+    status: CheckStatus,
 }
 
 /// `ok` (alive), `ready` (every store answers) or `unavailable` (some store does not).
@@ -84,6 +100,7 @@ pub async fn healthz() -> HttpResponse {
         status: HealthStatus::Ok,
         checks: Vec::new(),
         remotes: Vec::new(),
+        broker: None,
     })
 }
 
@@ -136,6 +153,14 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
     .await;
     let ready = checks.iter().all(|check| check.status == CheckStatus::Ok)
         && remotes.iter().all(|check| check.status == CheckStatus::Ok);
+    let broker = readiness.broker.as_ref().map(|broker| BrokerCheck {
+        url: broker.address(),
+        status: if broker.is_connected() {
+            CheckStatus::Ok
+        } else {
+            CheckStatus::Unavailable
+        },
+    });
     let body = Health {
         status: if ready {
             HealthStatus::Ready
@@ -144,6 +169,7 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
         },
         checks,
         remotes,
+        broker,
     };
     if ready {
         HttpResponse::Ok().json(body)

@@ -214,6 +214,7 @@ fn http_server(
     let readiness = Readiness {
         stores: contexts.stores.clone(),
         remotes: contexts.remotes.clone(),
+        broker: contexts.broker.clone(),
         probe_timeout: Duration::from_millis(settings.remote.probe_timeout_ms),
     };
     let document = openapi::document();

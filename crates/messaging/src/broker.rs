@@ -90,6 +90,24 @@ impl BrokerError {
     }
 }
 
+/// `url` (one server or a comma-separated list) without the user and password any of them
+/// carries.
+pub fn redact_url(url: &str) -> String {
+    url.split(',')
+        .map(|server| {
+            let server = server.trim();
+            let (scheme, rest) = server.split_once("://").unwrap_or(("", server));
+            let host = rest.rsplit_once('@').map_or(rest, |(_, host)| host);
+            if scheme.is_empty() {
+                host.to_owned()
+            } else {
+                format!("{scheme}://{host}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 fn jetstream_error(error: impl std::fmt::Display) -> BrokerError {
     BrokerError::JetStream(error.to_string())
 }
@@ -106,7 +124,7 @@ pub struct Broker {
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Broker")
-            .field("url", &self.config.url)
+            .field("url", &self.address())
             .field("stream", &self.config.stream)
             .finish_non_exhaustive()
     }
@@ -133,7 +151,7 @@ impl Broker {
             .connect(config.url.as_str())
             .await
             .map_err(|error| BrokerError::Connect {
-                url: config.url.clone(),
+                url: redact_url(&config.url),
                 reason: error.to_string(),
             })?;
         Ok(Self {
@@ -163,6 +181,16 @@ impl Broker {
             })
             .await
             .copied()
+    }
+
+    /// The broker's address, without credentials: what logs and `/readyz` may show.
+    pub fn address(&self) -> String {
+        redact_url(&self.config.url)
+    }
+
+    /// Whether the client is connected to the broker now (it reconnects by itself).
+    pub fn is_connected(&self) -> bool {
+        self.context.client().connection_state() == async_nats::connection::State::Connected
     }
 
     pub fn config(&self) -> &BrokerConfig {
@@ -423,5 +451,24 @@ impl Broker {
                 Err(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact_url as redacted;
+
+    #[test]
+    fn addresses_are_shown_without_credentials() {
+        assert_eq!(redacted("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redacted("nats://shop:s3cr3t@nats.internal:4222"),
+            "nats://nats.internal:4222"
+        );
+        assert_eq!(
+            redacted("nats://token@a:4222, tls://u:p@b:4222"),
+            "nats://a:4222,tls://b:4222"
+        );
+        assert_eq!(redacted("u:p@localhost:4222"), "localhost:4222");
     }
 }

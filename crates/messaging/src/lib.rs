@@ -49,7 +49,7 @@ pub mod migration;
 mod outbox;
 mod store;
 
-pub use broker::{Broker, BrokerConfig, BrokerError, PUBLISHED, Published, RECEIVED};
+pub use broker::{Broker, BrokerConfig, BrokerError, PUBLISHED, Published, RECEIVED, redact_url};
 pub use bus::{
     Bus, BusBuilder, BusConfig, EventFilter, FailedEvent, ParkedStatus, Progress, Stage,
 };

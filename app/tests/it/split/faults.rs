@@ -2,6 +2,7 @@
 //! `PATIENCE` for anything, and asserts states, never durations.
 
 use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
 use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
@@ -345,10 +346,10 @@ async fn events_published_while_the_broker_is_down_arrive_after_it_once() {
     let mut env = tight();
     env.extend([
         ("SHOP__BROKER__URL", nats.url()),
-        // The relay keeps trying through the outage rather than parking the events.
-        ("SHOP__MESSAGING__RETRY_BASE_MS", "100".to_owned()),
-        ("SHOP__MESSAGING__RETRY_MAX_MS", "500".to_owned()),
-        ("SHOP__MESSAGING__MAX_ATTEMPTS", "1000".to_owned()),
+        ("SHOP__BROKER__PUBLISH_TIMEOUT_MS", "500".to_owned()),
+        // One failed attempt would park an event that failed for its own sake: an outage
+        // must cost none.
+        ("SHOP__MESSAGING__MAX_ATTEMPTS", "1".to_owned()),
     ]);
     let split = Split::start(Backend::Postgres, Layout::PaymentsAndNotifications, &env).await;
     let admin = split.admin().await;
@@ -359,14 +360,37 @@ async fn events_published_while_the_broker_is_down_arrive_after_it_once() {
         .await;
     assert_eq!(welcomed, ["welcome"]);
 
+    let broker_status = |split: &Split| {
+        let url = format!("{}/readyz", split.shop.public);
+        async move {
+            let answer = reqwest::get(&url).await.expect("readyz answers");
+            // Readiness does not depend on the broker: the shop serves while it is away.
+            assert_eq!(answer.status(), StatusCode::OK);
+            let body: Value = answer.json().await.expect("json");
+            body["broker"]["status"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(broker_status(&split).await, "ok");
+
     nats.kill();
     split
         .confirmed_checkouts(&customer, &product, "outage", 5)
         .await;
-    // The relay could not publish: the events wait in the outbox.
-    split
-        .shop
-        .wait_for_log(|line| line["fields"]["message"] == "event delivery failed; will retry");
+    // The relay could not publish: the events wait in the outbox, none parked.
+    split.shop.wait_for_log(|line| {
+        line["fields"]["message"] == "the broker cannot take events; they wait in the outbox"
+    });
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while broker_status(&split).await != "unavailable" {
+        assert!(
+            Instant::now() < deadline,
+            "/readyz never showed the broker away"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     nats.spawn();
 
     let kinds = split
@@ -377,4 +401,16 @@ async fn events_published_while_the_broker_is_down_arrive_after_it_once() {
         5,
         "one per order: {kinds:?}"
     );
+    assert_eq!(broker_status(&split).await, "ok");
+    let parked: Value = split
+        .http
+        .get(format!("{}/api/admin/events/failed", split.shop.public))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .expect("list parked events")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(parked, serde_json::json!([]), "the outage parked nothing");
 }
