@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
-use sea_orm::{ConnectionTrait, Database, DbBackend, Statement, TransactionTrait};
+use sea_orm::{
+    ConnectionTrait, Database, DatabaseConnection, DbBackend, Statement, TransactionTrait,
+};
 use serde_json::Value;
 use testkit::Backend;
 
@@ -413,4 +415,231 @@ async fn events_published_while_the_broker_is_down_arrive_after_it_once() {
         .await
         .expect("json");
     assert_eq!(parked, serde_json::json!([]), "the outage parked nothing");
+}
+
+/// The customer whose registration the relay is stopped from marking.
+const HELD_EMAIL: &str = "held@example.com";
+
+/// The test's Postgres database as its superuser, the user the split processes connect as
+/// (the harness gives contexts no roles of their own, so a `REVOKE` would not stop them).
+async fn database(split: &Split) -> DatabaseConnection {
+    let url = split.store.database_url().expect("postgres");
+    Database::connect(url)
+        .await
+        .expect("connect to the test database")
+}
+
+/// The first column of the one row `sql` answers.
+async fn query_one<T: sea_orm::TryGetable>(
+    db: &DatabaseConnection,
+    sql: &str,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> T {
+    db.query_one_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        sql,
+        values,
+    ))
+    .await
+    .unwrap_or_else(|error| panic!("{sql}: {error}"))
+    .unwrap_or_else(|| panic!("{sql}: no row"))
+    .try_get_by_index(0)
+    .unwrap_or_else(|error| panic!("{sql}: {error:?}"))
+}
+
+/// The status of the event's row in auth's outbox.
+async fn outbox_status(db: &DatabaseConnection, event_id: &str) -> String {
+    query_one(
+        db,
+        "SELECT status FROM auth.outbox WHERE id = $1::uuid",
+        [event_id.into()],
+    )
+    .await
+}
+
+/// How many messages of the split's stream carry `event_id` as their `Nats-Msg-Id`: the
+/// copies of the event that JetStream kept.
+async fn copies_in_stream(split: &Split, event_id: &str) -> usize {
+    let env = split.shop.env();
+    let client = async_nats::connect(env["SHOP__BROKER__URL"].as_str())
+        .await
+        .expect("connect to NATS");
+    let stream = async_nats::jetstream::new(client)
+        .get_stream(env["SHOP__BROKER__STREAM"].as_str())
+        .await
+        .expect("the events stream");
+    let state = stream.get_info().await.expect("stream info").state;
+    if state.messages == 0 {
+        return 0;
+    }
+    let mut copies = 0;
+    for sequence in state.first_sequence..=state.last_sequence {
+        let message = stream
+            .get_raw_message(sequence)
+            .await
+            .unwrap_or_else(|error| panic!("stream message {sequence}: {error}"));
+        if message
+            .headers
+            .get("Nats-Msg-Id")
+            .is_some_and(|id| id.as_str() == event_id)
+        {
+            copies += 1;
+        }
+    }
+    copies
+}
+
+/// Auth's publishes to the broker that the shop process counted since it started, by
+/// outcome (`published`, `duplicate`); `None` before the first.
+async fn auth_publishes(split: &Split, outcome: &str) -> Option<f64> {
+    let metrics = split.metrics(&split.shop).await;
+    sample(
+        &metrics,
+        "shop_events_published_total",
+        &["publisher=\"auth\"", &format!("outcome=\"{outcome}\"")],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relay_killed_between_publish_and_mark_publishes_again_and_the_copy_is_dropped() {
+    // The server must remember the event's id from the first publish to the restarted
+    // relay's, across several waits of at most PATIENCE each; the default (120 s) covers a
+    // run of seconds, ten minutes covers the worst case. Past the window the copy would be
+    // stored (and dropped by the inbox instead), which is not what this test is about.
+    let env = [("SHOP__BROKER__DUPLICATE_WINDOW_SECS", "600".to_owned())];
+    let mut split = Split::start(Backend::Postgres, Layout::PaymentsAndNotifications, &env).await;
+    let db = database(&split).await;
+
+    // The admin's registration leaves first, so that the only event held below is the
+    // customer's.
+    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
+    loop {
+        let waiting: i64 = query_one(
+            &db,
+            "SELECT COUNT(*) FROM auth.outbox WHERE status <> 'dispatched'",
+            [],
+        )
+        .await;
+        if waiting == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "auth's outbox never drained: {waiting} rows left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+
+    // Marking the customer's event dispatched fails, and only that: the relay's publish
+    // succeeds, its UPDATE of the row raises, and its transaction (the claim and the mark)
+    // rolls back. No hook in the shop: the database refuses, as it would if it failed then.
+    db.execute_unprepared(&format!(
+        "CREATE FUNCTION auth.refuse_to_mark() RETURNS trigger LANGUAGE plpgsql AS $$ \
+         BEGIN RAISE EXCEPTION 'the test refuses to mark event % dispatched', OLD.id; END $$; \
+         CREATE TRIGGER refuse_to_mark BEFORE UPDATE ON auth.outbox FOR EACH ROW \
+         WHEN (OLD.status = 'pending' AND NEW.status = 'dispatched' \
+               AND OLD.payload::jsonb ->> 'email' = '{HELD_EMAIL}') \
+         EXECUTE FUNCTION auth.refuse_to_mark();"
+    ))
+    .await
+    .expect("create the trigger");
+
+    let customer = split.customer(HELD_EMAIL).await;
+    let event_id: String = query_one(
+        &db,
+        "SELECT id::text FROM auth.outbox \
+         WHERE name = 'auth.user_registered.v1' AND payload::jsonb ->> 'email' = $1",
+        [HELD_EMAIL.into()],
+    )
+    .await;
+    // The relay published the event (the mark comes only after JetStream's acknowledgement)
+    // and could not mark it.
+    split.shop.wait_for_log(|line| {
+        line["fields"]["message"] == "event delivery pass failed"
+            && line["fields"]["error"]
+                .as_str()
+                .is_some_and(|error| error.contains(&event_id))
+    });
+    // What really happens before the kill: the relay does not give up. Its failed mark rolled
+    // back its claim too, so the row is due again at the next poll, and every pass publishes
+    // the event again, which JetStream answers is a duplicate. Wait for one such answer.
+    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
+    while auth_publishes(&split, "duplicate").await < Some(1.0) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "JetStream never answered a repeated publish as a duplicate"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // Notifications, in its own process, took the one stored copy and welcomed the customer.
+    let welcomed = split
+        .notifications_until(&customer, |kinds| !kinds.is_empty())
+        .await;
+    assert_eq!(welcomed, ["welcome"]);
+    assert_eq!(copies_in_stream(&split, &event_id).await, 1);
+
+    // The shop dies with the event published and its row unmarked; then the database lets
+    // marks through again.
+    split.shop.kill();
+    assert_eq!(outbox_status(&db, &event_id).await, "pending");
+    // Dropping the trigger waits for the dead process's sessions to end (Postgres ends them
+    // once it sees their sockets closed), so it is bounded too.
+    tokio::time::timeout(
+        crate::split::harness::PATIENCE,
+        db.execute_unprepared(
+            "DROP TRIGGER refuse_to_mark ON auth.outbox; DROP FUNCTION auth.refuse_to_mark();",
+        ),
+    )
+    .await
+    .expect("the dead process's sessions ended")
+    .expect("drop the trigger");
+
+    // The restarted shop's relay publishes the event again, JetStream drops the copy, and
+    // this time the row is marked.
+    split.shop.spawn();
+    split.wait_until_ready(&split.shop).await;
+    let deadline = std::time::Instant::now() + crate::split::harness::PATIENCE;
+    while outbox_status(&db, &event_id).await != "dispatched" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restarted relay never marked the event"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        auth_publishes(&split, "duplicate").await >= Some(1.0),
+        "the restarted relay published the event again, and JetStream said it had it"
+    );
+    assert_eq!(
+        auth_publishes(&split, "published").await,
+        None,
+        "the restarted relay stored nothing new"
+    );
+
+    // Later events still flow.
+    let later = split.customer("later@example.com").await;
+    let welcomed = split
+        .notifications_until(&later, |kinds| !kinds.is_empty())
+        .await;
+    assert_eq!(welcomed, ["welcome"]);
+
+    // Exactly once. Notifications takes the stream in order, so with the later event handled
+    // it has seen everything before it: one copy in the stream, one inbox row, one message.
+    assert_eq!(copies_in_stream(&split, &event_id).await, 1);
+    let inbox: i64 = query_one(
+        &db,
+        "SELECT COUNT(*) FROM notifications.inbox WHERE event_id = $1::uuid",
+        [event_id.as_str().into()],
+    )
+    .await;
+    assert_eq!(inbox, 1, "one inbox row for the event");
+    let messages: i64 = query_one(
+        &db,
+        "SELECT COUNT(*) FROM notifications.notifications WHERE event_id = $1::uuid",
+        [event_id.as_str().into()],
+    )
+    .await;
+    assert_eq!(messages, 1, "one notification for the event");
+    let kinds = split.notifications_until(&customer, |_| true).await;
+    assert_eq!(kinds, ["welcome"]);
 }

@@ -6,7 +6,8 @@
 //!   each in a process of its own, on Postgres and on SQLite; request ids, traces, readiness
 //!   and metrics across the hops; the internal listener's credential.
 //! - `faults`: payments killed during a stream of checkouts, catalog stalled past the
-//!   deadline, the shop killed mid-checkout.
+//!   deadline, the shop killed mid-checkout; notifications and NATS killed and restarted, the
+//!   shop killed between publishing an event and marking it.
 //! - `ports`: every port's contract suite through the generated client against these
 //!   processes (the suites' run (c); runs (a) and (b) are in `tests/api/ports.rs`).
 //! - `routing`: the strangler fig: a share of payments' public routes moved to a payments
