@@ -231,8 +231,19 @@ impl Contexts {
                 }
                 Some(broker)
             }
-            _ => None,
+            Some(config) => {
+                tracing::info!(broker = %messaging::redact_url(&config.url), "broker.url is set but not used: no event of this process crosses processes");
+                None
+            }
+            None => None,
         };
+        for (publisher, consumer) in placement.delivers_here() {
+            tracing::info!(
+                publisher,
+                consumer,
+                "events handed over in this process, without a broker"
+            );
+        }
         let mut bus = Bus::builder(settings.messaging(), clock);
         let db_of = |context: &str| {
             stores

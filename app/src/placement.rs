@@ -172,6 +172,16 @@ impl Placement {
             .collect()
     }
 
+    /// The events that stay in this process, publisher and consumer both here: the in-process
+    /// bus hands them over, with no broker.
+    pub fn delivers_here(&self) -> Vec<(&'static str, &'static str)> {
+        LISTENS
+            .into_iter()
+            .filter(|(consumer, publisher, _)| self.is_local(publisher) && self.is_local(consumer))
+            .map(|(consumer, publisher, _)| (publisher, consumer))
+            .collect()
+    }
+
     /// The events a context of this process consumes that another process publishes: it
     /// takes them from the broker.
     pub fn consumes_from_away(&self) -> Vec<(&'static str, &'static str)> {
@@ -351,8 +361,13 @@ mod tests {
             [("notifications", "auth"), ("notifications", "orders")]
         );
         assert!(notifications.publishes_away().is_empty());
+        assert!(shop.delivers_here().is_empty() && notifications.delivers_here().is_empty());
         let whole = Placement::resolve(&settings("all", &[]), true).expect("valid");
         assert!(whole.publishes_away().is_empty() && whole.consumes_from_away().is_empty());
+        assert_eq!(
+            whole.delivers_here(),
+            [("auth", "notifications"), ("orders", "notifications")]
+        );
     }
 
     #[test]
