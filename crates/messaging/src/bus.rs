@@ -218,7 +218,8 @@ pub struct Bus {
     publish_to_broker: bool,
     /// Consumers that take events from the broker.
     subscribed: Vec<Consumer>,
-    /// Woken after the relay delivered something, so processors start at once.
+    /// Woken after the relay, or a broker subscriber, delivered something, so processors
+    /// start at once.
     handled: Arc<Notify>,
 }
 
