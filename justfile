@@ -49,6 +49,10 @@ bench *args:
 bench-split *args:
     ./scripts/bench-split.sh {{args}}
 
+# The cost of carrying events across processes: 10,000 events in one process and through NATS.
+bench-events *args:
+    ./scripts/bench-events.sh {{args}}
+
 # Start a local Postgres in .pg/ and print the URL to export as SHOP__DATABASE__URL.
 db-up:
     @scripts/postgres.sh start "$PWD/.pg"

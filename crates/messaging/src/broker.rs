@@ -291,8 +291,9 @@ impl Broker {
     }
 
     /// Takes `consumer`'s events from the broker into its inbox until `shutdown`, waking
-    /// `stored` after each batch so the consumer's processor starts at once. A lost broker is
-    /// tried again with backoff; nothing is lost meanwhile (the messages wait in the stream).
+    /// `stored` after each event it stored so the consumer's processor starts at once. A lost
+    /// broker is tried again with backoff; nothing is lost meanwhile (the messages wait in the
+    /// stream).
     pub fn spawn_subscriber(
         &self,
         consumer: Consumer,
@@ -360,7 +361,6 @@ impl Broker {
             .await
             .map_err(jetstream_error)?;
         let mut handing_back = false;
-        let mut any = false;
         while let Some(message) = messages.next().await {
             let message = message.map_err(jetstream_error)?;
             if handing_back {
@@ -372,12 +372,12 @@ impl Broker {
                 continue;
             }
             match self.store(consumer, clock, &message).await {
-                Ok(()) => any = true,
+                // At once, not at the end of the batch: a batch ends when it is full or after
+                // a second, so an event arriving alone would wait for the next poll instead.
+                // `notify_one` keeps the wake-up for a processor that is busy right now.
+                Ok(()) => stored.notify_one(),
                 Err(()) => handing_back = true,
             }
-        }
-        if any {
-            stored.notify_waiters();
         }
         Ok(())
     }

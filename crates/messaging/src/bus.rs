@@ -22,7 +22,7 @@ use crate::broker::{Broker, BrokerError};
 use crate::consumer::{Consumer, Retry};
 use crate::outbox::Outbox;
 use crate::store::{
-    self, DISCARDED, DISPATCHED, DONE, FAILED, HANDLED, OUTBOX_BLOCKING, PENDING, inbox, outbox,
+    self, DISCARDED, DISPATCHED, DONE, FAILED, HANDLED, OUTBOX_FINISHED, PENDING, inbox, outbox,
 };
 
 #[derive(Debug, Clone)]
@@ -218,7 +218,8 @@ pub struct Bus {
     publish_to_broker: bool,
     /// Consumers that take events from the broker.
     subscribed: Vec<Consumer>,
-    /// Woken after the relay delivered something, so processors start at once.
+    /// Woken after the relay, or a broker subscriber, delivered something, so processors
+    /// start at once.
     handled: Arc<Notify>,
 }
 
@@ -736,7 +737,8 @@ async fn claim_outbox<C: ConnectionTrait>(
             Expr::col((earlier.clone(), outbox::Column::Seq))
                 .lt(Expr::col((outbox::Entity, outbox::Column::Seq))),
         )
-        .and_where(Expr::col((earlier, outbox::Column::Status)).is_in(OUTBOX_BLOCKING))
+        // Unfinished: see `OUTBOX_FINISHED` for why this is not `is_in` the blocking ones.
+        .and_where(Expr::col((earlier, outbox::Column::Status)).is_not_in(OUTBOX_FINISHED))
         .to_owned();
     let mut select = outbox::Entity::find()
         .filter(outbox::Column::Status.eq(PENDING))
