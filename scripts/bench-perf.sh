@@ -546,10 +546,10 @@ def fmt_rate(row, unit):
     return f"{row['rate']:,.0f} {unit}, p50 {float(row['p50_ms']):.2f} ms, p99 {float(row['p99_ms']):.2f} ms"
 
 
-def cpu(row):
+def cpu(store, row):
     requests = max(1, int(row["requests"]))
     text = f"shop {int(row['shop_cpu_ms']) / requests:.3f}"
-    if int(row.get("pg_cpu_ms", 0)):
+    if store == "postgres":
         text += f", pg {int(row['pg_cpu_ms']) / requests:.3f}"
     return text
 
@@ -605,7 +605,8 @@ add("start to ready (spawn to first 200 from `/readyz`), migrated database",
     {store: f"{statistics.median(ready(store))} ms (median of {', '.join(map(str, ready(store)))})"
      for store in stores})
 add("CPU ms per request (shop, Postgres): product read at 64 / checkout at 16",
-    {store: f"{cpu(run(store, 'read-64'))} / {cpu(run(store, 'checkout-16'))}" for store in stores})
+    {store: f"{cpu(store, run(store, 'read-64'))} / {cpu(store, run(store, 'checkout-16'))}"
+     for store in stores})
 
 print()
 print(f"{duration} s per measurement after {warmup} s of warm-up"
