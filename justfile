@@ -53,6 +53,10 @@ bench-split *args:
 bench-events *args:
     ./scripts/bench-events.sh {{args}}
 
+# Reads and checkouts beside pgbench on the same Postgres, then on SQLite (docs/PERFORMANCE.md).
+bench-perf *args:
+    ./scripts/bench-perf.sh {{args}}
+
 # Start a local Postgres in .pg/ and print the URL to export as SHOP__DATABASE__URL.
 db-up:
     @scripts/postgres.sh start "$PWD/.pg"

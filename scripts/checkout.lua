@@ -1,4 +1,5 @@
--- wrk script for scripts/bench-split.sh: every request is one checkout, POST /api/orders.
+-- wrk script for scripts/bench-split.sh and scripts/bench-perf.sh: every request is one
+-- checkout, POST /api/orders.
 --
 -- From the environment: BENCH_TOKENS (customers' access tokens, space-separated),
 -- BENCH_PRODUCTS (product ids, space-separated), BENCH_RUN (a prefix that makes every
