@@ -70,16 +70,13 @@ impl CatalogService {
     ) -> Result<Reservation, CatalogError> {
         let lines = domain::normalise_lines(lines)
             .map_err(|fields| CatalogError::ValidationFailed { fields })?;
-        if let Some(existing) = store::find_reservation(&self.db, order_id)
-            .await
-            .map_err(db_kit::internal)?
-        {
-            return domain::reserved_already(existing);
-        }
 
+        // One transaction, whose stock updates come last: a hot product's row is locked only
+        // for its `UPDATE` and the commit, never while the rest of the reservation is written.
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        // Claim the order id first: a concurrent reservation for the same order waits
-        // here, then sees the duplicate and answers with the reservation that won.
+        // Claim the order id first: a repeated reservation (a replayed step) or a concurrent
+        // one for the same order waits here if need be, then sees the duplicate and answers
+        // with the reservation that won.
         let claimed = store::insert_reservation(
             &txn,
             order_id,
@@ -103,6 +100,9 @@ impl CatalogService {
             .await
             .map_err(db_kit::internal)?;
         domain::check_sellable(&lines, &found)?;
+        store::insert_reservation_lines(&txn, order_id, &lines)
+            .await
+            .map_err(db_kit::internal)?;
         let mut short = Vec::new();
         for line in &lines {
             if !store::take_stock(&txn, line)
@@ -117,9 +117,6 @@ impl CatalogService {
             tracing::info!(order_id = %order_id, ?short, "reservation refused: out of stock");
             return Err(CatalogError::OutOfStock { product_ids: short });
         }
-        store::insert_reservation_lines(&txn, order_id, &lines)
-            .await
-            .map_err(db_kit::internal)?;
         txn.commit().await.map_err(db_kit::internal)?;
         tracing::info!(order_id = %order_id, "stock reserved");
         Ok(Reservation {

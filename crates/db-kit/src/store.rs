@@ -161,6 +161,11 @@ impl StoreConfig {
                     .min_connections(0)
                     .acquire_timeout(self.acquire_timeout)
                     .idle_timeout(Duration::from_secs(60))
+                    // No ping before handing a pooled connection out: it is a round trip
+                    // per statement outside a transaction, the cost of a whole product
+                    // read. A connection Postgres dropped fails its next statement, which
+                    // closes it; the caller's error is the same as for any failed query.
+                    .test_before_acquire(false)
                     .sqlx_logging(self.log_statements)
                     .set_application_name(format!("shop:{context}"))
                     // Only the context's own schema: an unqualified name can never resolve

@@ -12,11 +12,17 @@
 //! ```
 //!
 //! **One runner per order.** A run first takes the order's lease (a runner id and an expiry
-//! in the order's row, taken by one conditional update), renews it before every step, and
-//! records each transition only while it still holds it. A second run of the same order —
-//! a replayed request, the recovery sweep, another process during a rolling deploy — finds
-//! the lease taken and does nothing; a runner that dies lets its lease expire, and only then
-//! can another take over.
+//! in the order's row, taken by one conditional update; a new order is born held by its
+//! request's runner), and records each transition only while it still holds it, renewing
+//! the lease in the same statement (and giving it back with the transition that ends the
+//! run). A second run of the same order — a replayed request, the recovery sweep, another
+//! process during a rolling deploy — finds the lease taken and does nothing; a runner that
+//! dies lets its lease expire, and only then can another take over.
+//!
+//! **The runner keeps what it knows.** Only the lease holder writes the order, so after its
+//! own transition a runner knows the row without reading it back: a checkout reads nothing
+//! of its own between steps, and one whose transition was not recorded (lease lost) reads
+//! the order again before anything else.
 //!
 //! **Decide, then compensate.** Giving a checkout up is recorded first, by a conditional
 //! update that stores the failure reason on the `stock_reserved` order; only then does the
@@ -55,7 +61,9 @@ pub const PARKED: &str = "shop_checkouts_parked_total";
 
 /// How a drive of the steps ended.
 enum Driven {
-    Finished(Box<Order>),
+    /// The order reached the end of its run; `holding` says whether this runner still holds
+    /// its lease (an order found finished) or gave it back with its last transition.
+    Finished { order: Box<Order>, holding: bool },
     /// A step could not complete now, for this reason.
     Later(String),
     /// Stopped without booking anything (fault hook, or the lease was lost).
@@ -113,6 +121,16 @@ enum Next {
     },
     /// The step cannot complete now; leave the order for a later run.
     Later(String),
+}
+
+/// What a runner knows of the order it holds. Only the lease holder writes the order, so
+/// after each of its own transitions the runner knows the row without reading it back; it
+/// reads the order only to start, or when a transition was not recorded (lease lost).
+#[derive(Debug)]
+pub(crate) struct Held {
+    pub order: Order,
+    /// The token the order is charged with: orders' own copy, never shown.
+    pub payment_token: String,
 }
 
 pub(crate) struct Checkout {
@@ -183,46 +201,27 @@ impl Checkout {
     /// for a checkout), or until a step must be retried later — if no live runner holds the
     /// order; otherwise it answers `Busy` and touches nothing.
     pub async fn run(&self, order_id: OrderId) -> Result<Ran, OrdersError> {
-        self.run_as(order_id, Uuid::now_v7(), Start::Resume).await
+        self.run_as(order_id, Uuid::now_v7(), Start::Resume, None)
+            .await
     }
 
-    /// Like [`run`](Self::run), as `runner` (which may already hold the lease: a new order
-    /// is inserted with its request's runner holding it), starting as `start` says.
-    #[tracing::instrument(skip(self, runner))]
+    /// Like [`run`](Self::run), as `runner`, starting as `start` says. `held` is the order
+    /// as `runner` just wrote it, when it holds the lease already (a new order is inserted
+    /// with its request's runner holding it): the run then starts without a read.
+    #[tracing::instrument(skip(self, runner, held))]
     pub async fn run_as(
         &self,
         order_id: OrderId,
         runner: Uuid,
         start: Start,
+        held: Option<Held>,
     ) -> Result<Ran, OrdersError> {
-        let now = self.clock.now();
-        let acquired =
-            store::acquire_lease(&self.db, order_id, runner, now, now + self.lease_span())
-                .await
-                .map_err(db_kit::internal)?;
-        if !acquired {
-            let row = store::find_row(&self.db, order_id)
-                .await
-                .map_err(db_kit::internal)?
-                .ok_or(OrdersError::OrderNotFound { order_id })?;
-            let left = row
-                .lease_until
-                .map(|until| (until - now).to_std().unwrap_or_default())
-                .unwrap_or_default();
-            tracing::info!(order_id = %order_id, "checkout already running elsewhere");
-            return Ok(Ran::Busy {
-                retry_after: left.max(Duration::from_secs(1)),
-            });
-        }
-        if start == Start::Cancel
-            && let Err(error) = self.start_cancelling(order_id, runner).await
+        if held.is_none()
+            && let Some(busy) = self.take(order_id, runner, start).await?
         {
-            if let Err(release) = store::release_lease(&self.db, order_id, runner).await {
-                tracing::warn!(order_id = %order_id, error = %release, "could not give the lease back");
-            }
-            return Err(error);
+            return Ok(busy);
         }
-        let driven = self.drive(order_id, runner).await;
+        let driven = self.drive(order_id, runner, held).await;
         let current = |db: DatabaseConnection| async move {
             store::find_order(&db, order_id)
                 .await
@@ -230,10 +229,12 @@ impl Checkout {
                 .ok_or(OrdersError::OrderNotFound { order_id })
         };
         match driven {
-            Ok(Driven::Finished(order)) => {
-                store::release_lease(&self.db, order_id, runner)
-                    .await
-                    .map_err(db_kit::internal)?;
+            Ok(Driven::Finished { order, holding }) => {
+                if holding {
+                    store::release_lease(&self.db, order_id, runner)
+                        .await
+                        .map_err(db_kit::internal)?;
+                }
                 Ok(Ran::Finished(*order))
             }
             Ok(Driven::Later(why)) => {
@@ -249,6 +250,44 @@ impl Checkout {
                 Err(error)
             }
         }
+    }
+
+    /// Takes the order's lease for `runner` (and, to cancel, moves it to `cancelling`), or
+    /// answers `Busy` when a live runner holds it.
+    async fn take(
+        &self,
+        order_id: OrderId,
+        runner: Uuid,
+        start: Start,
+    ) -> Result<Option<Ran>, OrdersError> {
+        let now = self.clock.now();
+        let acquired =
+            store::acquire_lease(&self.db, order_id, runner, now, now + self.lease_span())
+                .await
+                .map_err(db_kit::internal)?;
+        if !acquired {
+            let row = store::find_row(&self.db, order_id)
+                .await
+                .map_err(db_kit::internal)?
+                .ok_or(OrdersError::OrderNotFound { order_id })?;
+            let left = row
+                .lease_until
+                .map(|until| (until - now).to_std().unwrap_or_default())
+                .unwrap_or_default();
+            tracing::info!(order_id = %order_id, "checkout already running elsewhere");
+            return Ok(Some(Ran::Busy {
+                retry_after: left.max(Duration::from_secs(1)),
+            }));
+        }
+        if start == Start::Cancel
+            && let Err(error) = self.start_cancelling(order_id, runner).await
+        {
+            if let Err(release) = store::release_lease(&self.db, order_id, runner).await {
+                tracing::warn!(order_id = %order_id, error = %release, "could not give the lease back");
+            }
+            return Err(error);
+        }
+        Ok(None)
     }
 
     /// A confirmed order moves to `cancelling` (under `runner`'s lease); a cancellation
@@ -268,6 +307,7 @@ impl Checkout {
                     OrderStatus::Cancelling,
                     None,
                     self.clock.now(),
+                    store::Lease::Until(self.clock.now() + self.lease_span()),
                 )
                 .await
                 .map_err(db_kit::internal)?;
@@ -323,69 +363,122 @@ impl Checkout {
         .map_err(db_kit::internal)
     }
 
-    /// Runs the steps while `runner` holds the lease.
-    async fn drive(&self, order_id: OrderId, runner: Uuid) -> Result<Driven, OrdersError> {
+    /// Reads the order `runner` holds; `None` when the lease is no longer its own.
+    async fn load(&self, order_id: OrderId, runner: Uuid) -> Result<Option<Held>, OrdersError> {
+        let Some(row) = store::find_row(&self.db, order_id)
+            .await
+            .map_err(db_kit::internal)?
+        else {
+            return Err(OrdersError::OrderNotFound { order_id });
+        };
+        if row.runner_id != Some(runner) {
+            tracing::warn!(order_id = %order_id, "lease lost to another runner; stopping");
+            return Ok(None);
+        }
+        let payment_token = row.payment_token.clone();
+        let order = store::with_lines(&self.db, vec![row])
+            .await
+            .map_err(db_kit::internal)?
+            .pop()
+            .ok_or(OrdersError::Internal)?;
+        Ok(Some(Held {
+            order,
+            payment_token,
+        }))
+    }
+
+    /// Runs the steps while `runner` holds the lease. Each recorded transition renews the
+    /// lease (or gives it back, when the run ends with it) in the same statement, and the
+    /// runner carries on from what it wrote; only a transition that was not recorded makes
+    /// it read the order again.
+    async fn drive(
+        &self,
+        order_id: OrderId,
+        runner: Uuid,
+        held: Option<Held>,
+    ) -> Result<Driven, OrdersError> {
+        let mut held = match held {
+            Some(held) => held,
+            None => match self.load(order_id, runner).await? {
+                Some(held) => held,
+                None => return Ok(Driven::Halted),
+            },
+        };
         loop {
-            let Some(row) = store::find_row(&self.db, order_id)
-                .await
-                .map_err(db_kit::internal)?
-            else {
-                return Err(OrdersError::OrderNotFound { order_id });
-            };
-            if row.runner_id != Some(runner) {
-                tracing::warn!(order_id = %order_id, "lease lost to another runner; stopping");
-                return Ok(Driven::Halted);
-            }
-            let order = store::with_lines(&self.db, vec![row])
-                .await
-                .map_err(db_kit::internal)?
-                .pop()
-                .ok_or(OrdersError::Internal)?;
+            let order = &held.order;
             let next = match order.status {
-                OrderStatus::Pending => self.reserve(&order).await?,
+                OrderStatus::Pending => self.reserve(order).await?,
                 OrderStatus::StockReserved => match order.failure_reason {
                     // Given up already: carry the decision out.
-                    Some(reason) => self.compensate(&order, reason).await?,
-                    None => self.charge(&order).await?,
+                    Some(reason) => self.compensate(order, reason).await?,
+                    None => self.charge(order, &held.payment_token).await?,
                 },
-                OrderStatus::PaymentCaptured => self.confirm(&order).await?,
-                OrderStatus::Cancelling => self.refund_and_restock(&order).await?,
+                OrderStatus::PaymentCaptured => self.confirm(order).await?,
+                OrderStatus::Cancelling => self.refund_and_restock(order).await?,
                 OrderStatus::Confirmed
                 | OrderStatus::Rejected
                 | OrderStatus::PaymentFailed
-                | OrderStatus::Cancelled => return Ok(Driven::Finished(Box::new(order))),
+                | OrderStatus::Cancelled => {
+                    return Ok(Driven::Finished {
+                        order: Box::new(held.order),
+                        holding: true,
+                    });
+                }
             };
-            match next {
+            let now = self.clock.now();
+            let recorded = match next {
                 Next::Move {
                     to,
                     reason,
                     refunded,
-                } => self.record(&order, runner, to, reason, refunded).await?,
+                } => {
+                    let ends = ends_run(to);
+                    let lease = if ends {
+                        store::Lease::Release
+                    } else {
+                        store::Lease::Until(now + self.lease_span())
+                    };
+                    let moved = self
+                        .record(&held.order, runner, to, reason, refunded, now, lease)
+                        .await?;
+                    if moved {
+                        held.order.status = to;
+                        held.order.failure_reason = reason.or(held.order.failure_reason);
+                        held.order.updated_at = now;
+                        if ends {
+                            return Ok(Driven::Finished {
+                                order: Box::new(held.order),
+                                holding: false,
+                            });
+                        }
+                    }
+                    moved
+                }
                 Next::Fail(reason) => {
-                    let now = self.clock.now();
-                    let decided = store::decide_failure(&self.db, order.id, runner, reason, now)
-                        .await
-                        .map_err(db_kit::internal)?;
+                    let until = now + self.lease_span();
+                    let decided =
+                        store::decide_failure(&self.db, order.id, runner, reason, now, until)
+                            .await
+                            .map_err(db_kit::internal)?;
                     if decided {
                         tracing::info!(order_id = %order.id, ?reason, "checkout given up; compensating");
+                        held.order.failure_reason = Some(reason);
+                        held.order.updated_at = now;
                     }
-                    // Decided by this run or another: the next turn reads it and compensates.
+                    decided
                 }
                 Next::Later(why) => return Ok(Driven::Later(why)),
                 Next::Halt => return Ok(Driven::Halted),
-            }
-            if !self.renew(order.id, runner).await? {
-                return Ok(Driven::Halted);
+            };
+            if !recorded {
+                // Another runner took the order (or decided it) meanwhile: go on from the
+                // order as it stands, if this runner still holds it.
+                match self.load(order_id, runner).await? {
+                    Some(current) => held = current,
+                    None => return Ok(Driven::Halted),
+                }
             }
         }
-    }
-
-    /// Extends the lease before the next step; false when it is no longer this runner's.
-    async fn renew(&self, order_id: OrderId, runner: Uuid) -> Result<bool, OrdersError> {
-        let until = self.clock.now() + self.lease_span();
-        store::renew_lease(&self.db, order_id, runner, until)
-            .await
-            .map_err(db_kit::internal)
     }
 
     /// Asks the fault hook whether to go on; `false` ends the run where a crash would.
@@ -431,15 +524,10 @@ impl Checkout {
         })
     }
 
-    async fn charge(&self, order: &Order) -> Result<Next, OrdersError> {
-        let token = store::find_row(&self.db, order.id)
-            .await
-            .map_err(db_kit::internal)?
-            .map(|row| row.payment_token)
-            .unwrap_or_default();
+    async fn charge(&self, order: &Order, token: &str) -> Result<Next, OrdersError> {
         // Parsed when the order was placed; a stored token that no longer parses is a
         // corrupted row, and the order cannot be charged.
-        let Ok(payment_token) = PaymentToken::parse(&token) else {
+        let Ok(payment_token) = PaymentToken::parse(token) else {
             tracing::error!(order_id = %order.id, "stored payment token is not a token");
             return Ok(Next::Fail(OrderFailure::PaymentRejected));
         };
@@ -568,8 +656,10 @@ impl Checkout {
         })
     }
 
-    /// Persists a transition and its event in one transaction. If another runner moved the
-    /// order first, nothing is written and the caller's loop reads the new status.
+    /// Persists a transition, with the lease as `lease` says, and its event in one
+    /// transaction (a transition without an event is one statement). Returns whether it was
+    /// recorded: if another runner moved the order first, nothing is written.
+    #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,
         order: &Order,
@@ -577,15 +667,40 @@ impl Checkout {
         to: OrderStatus,
         reason: Option<OrderFailure>,
         refunded: Option<Money>,
-    ) -> Result<(), OrdersError> {
+        now: chrono::DateTime<chrono::Utc>,
+        lease: store::Lease,
+    ) -> Result<bool, OrdersError> {
         debug_assert!(can_move(order.status, to), "{:?} -> {to:?}", order.status);
-        let now = self.clock.now();
-        let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let moved = store::move_status(&txn, order.id, runner, order.status, to, reason, now)
+        let announced = matches!(
+            to,
+            OrderStatus::Confirmed | OrderStatus::PaymentFailed | OrderStatus::Cancelled
+        );
+        if !announced {
+            let moved = store::move_status(
+                &self.db,
+                order.id,
+                runner,
+                order.status,
+                to,
+                reason,
+                now,
+                lease,
+            )
             .await
             .map_err(db_kit::internal)?;
+            if moved {
+                self.recorded(order, to, reason);
+            }
+            return Ok(moved);
+        }
+        let txn = self.db.begin().await.map_err(db_kit::internal)?;
+        let moved =
+            store::move_status(&txn, order.id, runner, order.status, to, reason, now, lease)
+                .await
+                .map_err(db_kit::internal)?;
         if !moved {
-            return Ok(());
+            txn.rollback().await.map_err(db_kit::internal)?;
+            return Ok(false);
         }
         match to {
             OrderStatus::Confirmed => {
@@ -619,13 +734,18 @@ impl Checkout {
             }
             _ => txn.commit().await.map_err(db_kit::internal)?,
         }
+        self.recorded(order, to, reason);
+        Ok(true)
+    }
+
+    /// Counts and logs a recorded transition.
+    fn recorded(&self, order: &Order, to: OrderStatus, reason: Option<OrderFailure>) {
         if to.is_terminal() {
             let outcome: &'static str = to.into();
             let reason: &'static str = reason.map_or("", Into::into);
             metrics::counter!(CHECKOUTS, "outcome" => outcome, "reason" => reason).increment(1);
         }
         tracing::info!(order_id = %order.id, from = ?order.status, to = ?to, reason = ?reason, "order moved");
-        Ok(())
     }
 
     async fn publish<E: IntegrationEvent>(
@@ -640,6 +760,18 @@ impl Checkout {
             .map(|_| ())
             .map_err(db_kit::internal)
     }
+}
+
+/// Whether a run ends when the order reaches `to`: a checkout ends confirmed or failed, a
+/// cancellation cancelled.
+fn ends_run(to: OrderStatus) -> bool {
+    matches!(
+        to,
+        OrderStatus::Confirmed
+            | OrderStatus::Rejected
+            | OrderStatus::PaymentFailed
+            | OrderStatus::Cancelled
+    )
 }
 
 fn move_to(to: OrderStatus, reason: Option<OrderFailure>) -> Next {

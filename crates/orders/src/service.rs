@@ -19,7 +19,7 @@ use sea_orm::{DatabaseConnection, TransactionTrait};
 use uuid::Uuid;
 
 use crate::OrdersConfig;
-use crate::checkout::{Checkout, Ran, Start};
+use crate::checkout::{Checkout, Held, Ran, Start};
 use crate::domain::{self, ValidRequest};
 use crate::store::{self, NewLine, NewOrder, orders};
 
@@ -139,7 +139,7 @@ impl OrdersService {
             return Err(OrdersError::IdempotencyKeyReused);
         }
         let id = OrderId::from_uuid(existing.id);
-        let order = self.finish(id, Uuid::now_v7(), Start::Resume).await?;
+        let order = self.finish(id, Uuid::now_v7(), Start::Resume, None).await?;
         Ok(Placed {
             order,
             replayed: true,
@@ -151,13 +151,20 @@ impl OrdersService {
     /// order to the recovery sweep, and the caller gets the order as it stands. When another
     /// runner holds the order (a request still in flight), nothing runs: the caller gets
     /// `request_in_progress` with how long to wait.
-    async fn finish(&self, id: OrderId, runner: Uuid, start: Start) -> Result<Order, OrdersError> {
+    async fn finish(
+        &self,
+        id: OrderId,
+        runner: Uuid,
+        start: Start,
+        held: Option<Held>,
+    ) -> Result<Order, OrdersError> {
         let checkout = self.checkout.clone();
         // In the caller's span, so the checkout stays in the request's trace, across the
         // processes its calls reach.
-        let ran =
-            tokio::spawn(async move { checkout.run_as(id, runner, start).await }.in_current_span())
-                .await;
+        let ran = tokio::spawn(
+            async move { checkout.run_as(id, runner, start, held).await }.in_current_span(),
+        )
+        .await;
         match ran {
             Ok(Ok(Ran::Finished(order) | Ran::Unfinished(order))) => Ok(order),
             Ok(Ok(Ran::Busy { retry_after })) => Err(OrdersError::RequestInProgress {
@@ -198,12 +205,6 @@ impl OrdersApi for OrdersService {
             },
         )?;
         let key = valid.idempotency_key.as_str().to_owned();
-        if let Some(existing) = store::find_by_key(&self.db, customer, &key)
-            .await
-            .map_err(db_kit::internal)?
-        {
-            return self.replay(existing, &valid.fingerprint).await;
-        }
 
         // Prices and names come from the catalog, in one call, never from the client.
         let ids = valid.lines.iter().map(|line| line.product_id).collect();
@@ -250,7 +251,15 @@ impl OrdersApi for OrdersService {
             .map_err(db_kit::internal)?;
         let limit = self.config.max_in_flight_per_customer;
         if in_flight >= u64::from(limit) {
+            // A repeated request for an order of this key is answered as a replay, whatever
+            // the customer has in flight; the first request of a key is refused.
+            let existing = store::find_by_key(&txn, customer, &key)
+                .await
+                .map_err(db_kit::internal)?;
             txn.rollback().await.map_err(db_kit::internal)?;
+            if let Some(existing) = existing {
+                return self.replay(existing, &valid.fingerprint).await;
+            }
             tracing::info!(
                 in_flight,
                 limit,
@@ -261,18 +270,22 @@ impl OrdersApi for OrdersService {
                 retry_after_secs: self.config.charge_timeout.as_secs().max(1),
             });
         }
-        if let Err(error) = store::insert_order(&txn, order, now).await {
-            txn.rollback().await.map_err(db_kit::internal)?;
-            if !db_kit::is_unique_violation(&error) {
-                return Err(db_kit::internal(error));
+        // A key used before is a unique violation here (the common case pays no lookup):
+        // the request is answered as a replay of that key's order.
+        let (row, written) = match store::insert_order(&txn, order, now).await {
+            Ok(written) => written,
+            Err(error) => {
+                txn.rollback().await.map_err(db_kit::internal)?;
+                if !db_kit::is_unique_violation(&error) {
+                    return Err(db_kit::internal(error));
+                }
+                let existing = store::find_by_key(&self.db, customer, &key)
+                    .await
+                    .map_err(db_kit::internal)?
+                    .ok_or(OrdersError::Internal)?;
+                return self.replay(existing, &valid.fingerprint).await;
             }
-            // A concurrent request with the same key won the race: answer with its order.
-            let existing = store::find_by_key(&self.db, customer, &key)
-                .await
-                .map_err(db_kit::internal)?
-                .ok_or(OrdersError::Internal)?;
-            return self.replay(existing, &valid.fingerprint).await;
-        }
+        };
         let event = OrderPlaced {
             order_id,
             customer_id: customer,
@@ -286,7 +299,13 @@ impl OrdersApi for OrdersService {
             .map_err(db_kit::internal)?;
         tracing::info!(order_id = %order_id, %total, "order placed");
 
-        let order = self.finish(order_id, runner, Start::Resume).await?;
+        let held = Held {
+            order: written,
+            payment_token: row.payment_token,
+        };
+        let order = self
+            .finish(order_id, runner, Start::Resume, Some(held))
+            .await?;
         Ok(Placed {
             order,
             replayed: false,
@@ -388,7 +407,7 @@ impl OrdersApi for OrdersService {
         match store::status_of(&row).map_err(db_kit::internal)? {
             // Moved to `cancelling` by the runner, under the order's lease.
             OrderStatus::Confirmed | OrderStatus::Cancelling | OrderStatus::Cancelled => {
-                self.finish(id, Uuid::now_v7(), Start::Cancel).await
+                self.finish(id, Uuid::now_v7(), Start::Cancel, None).await
             }
             status => Err(OrdersError::NotCancellable { status }),
         }
@@ -475,6 +494,6 @@ impl OrdersService {
             };
         }
         tracing::info!(order_id = %id, "parked checkout replayed");
-        self.finish(id, Uuid::now_v7(), Start::Resume).await
+        self.finish(id, Uuid::now_v7(), Start::Resume, None).await
     }
 }

@@ -10,9 +10,7 @@ use kernel::{Currency, Money, OrderId, Page, PageRequest, ProductId, UserId};
 use orders_api::{Order, OrderFailure, OrderLine, OrderStatus, ShippingAddress, Viewer};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::Expr;
-use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, Condition, DbBackend, QueryOrder, QuerySelect, Statement,
-};
+use sea_orm::{Condition, DbBackend, IntoActiveModel, QueryOrder, QuerySelect, Statement};
 
 pub mod orders {
     use sea_orm::entity::prelude::*;
@@ -191,8 +189,35 @@ pub const IN_FLIGHT: [OrderStatus; 4] = [
     OrderStatus::Cancelling,
 ];
 
+/// What a recorded transition does with the runner's lease, in the same statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lease {
+    /// The run goes on: the lease is extended to this instant.
+    Until(DateTime<Utc>),
+    /// The run ends with this transition: the lease is given back.
+    Release,
+}
+
+/// Sets the lease columns of `update` as `lease` says.
+fn with_lease(
+    update: sea_orm::UpdateMany<orders::Entity>,
+    lease: Lease,
+) -> sea_orm::UpdateMany<orders::Entity> {
+    match lease {
+        Lease::Until(until) => update.col_expr(orders::Column::LeaseUntil, Expr::value(until)),
+        Lease::Release => update
+            .col_expr(orders::Column::RunnerId, Expr::value(Option::<Uuid>::None))
+            .col_expr(
+                orders::Column::LeaseUntil,
+                Expr::value(Option::<DateTime<Utc>>::None),
+            ),
+    }
+}
+
 /// Moves an order from `from` to `to` if it is still in `from` and `runner` still holds its
-/// lease. Returns whether it moved: a runner that lost its lease records nothing.
+/// lease, renewing or giving back the lease in the same statement. Returns whether it
+/// moved: a runner that lost its lease records nothing.
+#[allow(clippy::too_many_arguments)]
 pub async fn move_status<C: ConnectionTrait>(
     db: &C,
     id: OrderId,
@@ -201,6 +226,7 @@ pub async fn move_status<C: ConnectionTrait>(
     to: OrderStatus,
     failure_reason: Option<OrderFailure>,
     now: DateTime<Utc>,
+    lease: Lease,
 ) -> Result<bool, DbErr> {
     let mut update = orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(status_code(to)))
@@ -209,7 +235,7 @@ pub async fn move_status<C: ConnectionTrait>(
         let reason: &'static str = reason.into();
         update = update.col_expr(orders::Column::FailureReason, Expr::value(reason));
     }
-    let moved = update
+    let moved = with_lease(update, lease)
         .filter(orders::Column::Id.eq(id.as_uuid()))
         .filter(orders::Column::RunnerId.eq(runner))
         .filter(orders::Column::Status.eq(status_code(from)))
@@ -243,23 +269,6 @@ pub async fn acquire_lease<C: ConnectionTrait>(
         .await?
         .rows_affected;
     Ok(taken == 1)
-}
-
-/// Extends `runner`'s lease to `until`. Returns false when `runner` no longer holds it.
-pub async fn renew_lease<C: ConnectionTrait>(
-    db: &C,
-    id: OrderId,
-    runner: Uuid,
-    until: DateTime<Utc>,
-) -> Result<bool, DbErr> {
-    let renewed = orders::Entity::update_many()
-        .col_expr(orders::Column::LeaseUntil, Expr::value(until))
-        .filter(orders::Column::Id.eq(id.as_uuid()))
-        .filter(orders::Column::RunnerId.eq(runner))
-        .exec(db)
-        .await?
-        .rows_affected;
-    Ok(renewed == 1)
 }
 
 /// Gives the lease back after a run that finished the checkout.
@@ -318,18 +327,21 @@ pub struct Attempt {
 /// Records the decision to give a checkout up, once: an order in `stock_reserved` without a
 /// failure reason gets `reason`, if `runner` holds its lease. From then on every runner
 /// compensates (void the payment, release the stock) and none charges or confirms it, so
-/// no two runners can disagree about its fate. Returns whether the decision was recorded.
+/// no two runners can disagree about its fate. The lease is renewed to `lease_until` in the
+/// same statement. Returns whether the decision was recorded.
 pub async fn decide_failure<C: ConnectionTrait>(
     db: &C,
     id: OrderId,
     runner: Uuid,
     reason: OrderFailure,
     now: DateTime<Utc>,
+    lease_until: DateTime<Utc>,
 ) -> Result<bool, DbErr> {
     let reason: &'static str = reason.into();
     let decided = orders::Entity::update_many()
         .col_expr(orders::Column::FailureReason, Expr::value(reason))
         .col_expr(orders::Column::UpdatedAt, Expr::value(now))
+        .col_expr(orders::Column::LeaseUntil, Expr::value(lease_until))
         .filter(orders::Column::Id.eq(id.as_uuid()))
         .filter(orders::Column::RunnerId.eq(runner))
         .filter(orders::Column::Status.eq(status_code(OrderStatus::StockReserved)))
@@ -477,55 +489,66 @@ pub struct NewLine {
     pub quantity: u32,
 }
 
-/// Inserts a `pending` order and its lines. A second order with the same (customer, key)
-/// is a unique violation, which the caller answers as a replay.
+/// Inserts a `pending` order and its lines, and answers the order as written (its row and
+/// its published form), so that the runner holding it need not read it back. A second
+/// order with the same (customer, key) is a unique violation, which the caller answers as
+/// a replay.
 pub async fn insert_order<C: ConnectionTrait>(
     db: &C,
     order: NewOrder,
     now: DateTime<Utc>,
-) -> Result<(), DbErr> {
+) -> Result<(orders::Model, Order), DbErr> {
     let address = serde_json::to_string(&order.shipping_address)
         .map_err(|error| DbErr::Json(error.to_string()))?;
-    orders::ActiveModel {
-        id: Set(order.id.as_uuid()),
-        customer_id: Set(order.customer_id.as_uuid()),
-        idempotency_key: Set(order.idempotency_key),
-        request_hash: Set(order.fingerprint),
-        status: Set(status_code(OrderStatus::Pending).to_owned()),
-        total_minor: Set(order.total.amount_minor()),
-        currency: Set(order.total.currency().to_string()),
-        shipping_address: Set(address),
-        payment_token: Set(order.payment_token),
-        failure_reason: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-        runner_id: Set(Some(order.runner)),
-        lease_until: Set(Some(order.lease_until)),
-        attempts: Set(0),
-        next_attempt_at: Set(None),
-        parked_at: Set(None),
-        last_error: Set(None),
-    }
-    .insert(db)
-    .await?;
+    let row = orders::Model {
+        id: order.id.as_uuid(),
+        customer_id: order.customer_id.as_uuid(),
+        idempotency_key: order.idempotency_key,
+        request_hash: order.fingerprint,
+        status: status_code(OrderStatus::Pending).to_owned(),
+        total_minor: order.total.amount_minor(),
+        currency: order.total.currency().to_string(),
+        shipping_address: address,
+        payment_token: order.payment_token,
+        failure_reason: None,
+        created_at: now,
+        updated_at: now,
+        runner_id: Some(order.runner),
+        lease_until: Some(order.lease_until),
+        attempts: 0,
+        next_attempt_at: None,
+        parked_at: None,
+        last_error: None,
+    };
+    orders::Entity::insert(row.clone().into_active_model())
+        .exec_without_returning(db)
+        .await?;
     let lines = order
         .lines
         .into_iter()
         .enumerate()
         .map(|(line_no, line)| {
-            Ok(order_lines::ActiveModel {
-                order_id: Set(order.id.as_uuid()),
-                line_no: Set(i32::try_from(line_no).map_err(corrupt)?),
-                product_id: Set(line.product_id.as_uuid()),
-                sku: Set(line.sku),
-                name: Set(line.name),
-                unit_price_minor: Set(line.unit_price.amount_minor()),
-                quantity: Set(i32::try_from(line.quantity).map_err(corrupt)?),
+            Ok(order_lines::Model {
+                order_id: order.id.as_uuid(),
+                line_no: i32::try_from(line_no).map_err(corrupt)?,
+                product_id: line.product_id.as_uuid(),
+                sku: line.sku,
+                name: line.name,
+                unit_price_minor: line.unit_price.amount_minor(),
+                quantity: i32::try_from(line.quantity).map_err(corrupt)?,
             })
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
-    order_lines::Entity::insert_many(lines).exec(db).await?;
-    Ok(())
+    order_lines::Entity::insert_many(
+        lines
+            .iter()
+            .cloned()
+            .map(IntoActiveModel::into_active_model),
+    )
+    .exec_without_returning(db)
+    .await?;
+    let written = to_order(row.clone(), lines)?;
+    Ok((row, written))
 }
 
 /// The orders `viewer` may see (their own; all for administrators), newest first, one page.

@@ -841,10 +841,10 @@ impl PaymentsApi for PaymentsService {
     async fn charge(&self, request: ChargeRequest) -> Result<Payment, PaymentsError> {
         domain::validate_charge(&request)?;
         let fingerprint = domain::fingerprint(&request);
-        let (row, fresh) = match self.payment_of(request.order_id).await? {
-            Some(row) => (row, false),
-            None => self.insert_pending(&request, &fingerprint).await?,
-        };
+        // Recorded first, before anything is asked of the provider; a repeated charge (a
+        // replayed step) meets its payment as a unique violation, so the first charge of an
+        // order pays for no lookup.
+        let (row, fresh) = self.insert_pending(&request, &fingerprint).await?;
         let status = store::decode_status(&row.status).map_err(db_kit::internal)?;
         let same_key = row.idempotency_key == request.idempotency_key.as_str();
         let same_fingerprint = row.fingerprint == fingerprint;
