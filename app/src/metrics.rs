@@ -51,6 +51,28 @@ pub fn handle() -> PrometheusHandle {
         .clone()
 }
 
+/// How often histogram samples are folded into their buckets between scrapes.
+const UPKEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Folds recorded histogram samples into their buckets every few seconds until `shutdown`.
+/// The recorder keeps every sample until this (or a scrape) drains it, so a shop nobody
+/// scrapes would otherwise grow by a few bytes per request, forever. No queries: this is
+/// memory bookkeeping only.
+pub fn spawn_upkeep(
+    handle: PrometheusHandle,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut ticks = tokio::time::interval(UPKEEP_INTERVAL);
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                _ = ticks.tick() => handle.run_upkeep(),
+            }
+        }
+    })
+}
+
 pub fn configure(handle: PrometheusHandle, bus: Arc<Bus>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
         cfg.app_data(web::Data::new(handle))

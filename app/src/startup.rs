@@ -150,9 +150,12 @@ impl Application {
     /// The event bus (relay, handlers, purge), the checkout recovery sweep, which first
     /// finishes the checkouts a previous process left unfinished, and payments'
     /// reconciliation and refund sweeps, which first settle what a previous process left
-    /// unknown or unconfirmed.
+    /// unknown or unconfirmed; and the metrics' upkeep.
     fn spawn_background(&self, shutdown: &CancellationToken) -> Vec<JoinHandle<()>> {
-        let mut tasks = vec![self.contexts.bus.clone().spawn(shutdown.clone())];
+        let mut tasks = vec![
+            self.contexts.bus.clone().spawn(shutdown.clone()),
+            crate::metrics::spawn_upkeep(crate::metrics::handle(), shutdown.clone()),
+        ];
         if let Some(orders) = &self.contexts.orders {
             tasks.push(orders.spawn_recovery(shutdown.clone()));
         }

@@ -253,6 +253,7 @@ impl PaymentsService {
         };
         let now = self.clock.now();
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
+        let written = stored.applied_to(row.clone(), now);
         let recorded = store::record_outcome(&txn, row.id, stored, None, now)
             .await
             .map_err(db_kit::internal)?;
@@ -277,7 +278,8 @@ impl PaymentsService {
             }
             return self.current(row.id).await;
         }
-        let payment = self.current_in(&txn, row.id).await?;
+        // Recorded by this call, so the payment is what it wrote: no need to read it back.
+        let payment = store::to_payment(written).map_err(db_kit::internal)?;
         self.announce(txn, &payment, outcome, now).await?;
         Ok(payment)
     }

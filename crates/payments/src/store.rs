@@ -240,6 +240,23 @@ pub struct Outcome {
     pub failure_reason: Option<FailureReason>,
 }
 
+impl Outcome {
+    /// `row` as [`record_outcome`] leaves it, for a caller that need not read it back.
+    pub fn applied_to(&self, mut row: payments::Model, now: DateTime<Utc>) -> payments::Model {
+        row.status = status_code(self.status).to_owned();
+        row.captured_minor = self.captured_minor;
+        row.provider_reference.clone_from(&self.provider_reference);
+        row.failure_reason = self.failure_reason.map(|reason| {
+            let reason: &'static str = reason.into();
+            reason.to_owned()
+        });
+        row.updated_at = now;
+        row.reconcile_at = None;
+        row.reconcile_claim = None;
+        row
+    }
+}
+
 /// Stores the provider's answer if the payment is still `pending` (and, for a sweep, if
 /// `claim` still holds it); nothing is left to reconcile. Returns whether it did: when two
 /// callers race, exactly one stores it.
