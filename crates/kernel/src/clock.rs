@@ -45,3 +45,11 @@ impl Clock for ManualClock {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
+
+/// `at` as a store keeps it: Postgres keeps microseconds. A caller that answers with the
+/// values it wrote, instead of reading them back, writes this, so that the answer and any
+/// later read agree on both stores.
+pub fn stored_precision(at: DateTime<Utc>) -> DateTime<Utc> {
+    use chrono::SubsecRound as _;
+    at.trunc_subsecs(6)
+}

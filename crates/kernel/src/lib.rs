@@ -16,7 +16,7 @@ pub mod port;
 pub mod text;
 pub mod wire;
 
-pub use clock::{Clock, ManualClock, SystemClock};
+pub use clock::{Clock, ManualClock, SystemClock, stored_precision};
 pub use error::{ContextError, ErrorKind, FieldError, FieldErrors};
 pub use event::{EnvelopeError, EventEnvelope, IntegrationEvent};
 pub use idempotency::{IdempotencyKey, IdempotencyKeyError};

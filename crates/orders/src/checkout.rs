@@ -425,7 +425,7 @@ impl Checkout {
                     });
                 }
             };
-            let now = self.clock.now();
+            let now = kernel::stored_precision(self.clock.now());
             let recorded = match next {
                 Next::Move {
                     to,

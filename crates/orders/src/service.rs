@@ -222,7 +222,7 @@ impl OrdersApi for OrdersService {
         let order_id = OrderId::new();
         let priced = price(&valid, &products)?;
         let total = priced.total;
-        let now = self.clock.now();
+        let now = kernel::stored_precision(self.clock.now());
         // This request runs the checkout: the order is born held by its runner, so neither
         // the recovery sweep nor a replay can start a second run meanwhile.
         let runner = Uuid::now_v7();

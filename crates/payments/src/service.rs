@@ -251,7 +251,7 @@ impl PaymentsService {
                 failure_reason: Some(*reason),
             },
         };
-        let now = self.clock.now();
+        let now = kernel::stored_precision(self.clock.now());
         let txn = self.db.begin().await.map_err(db_kit::internal)?;
         let written = stored.applied_to(row.clone(), now);
         let recorded = store::record_outcome(&txn, row.id, stored, None, now)
