@@ -244,6 +244,15 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogSettings {
     pub seed_demo: bool,
+    pub cache: CatalogCacheSettings,
+}
+
+/// The in-process cache of product pages.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogCacheSettings {
+    pub enabled: bool,
+    pub capacity: usize,
+    pub ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,6 +406,7 @@ impl Settings {
             ),
             ("server.body_read_timeout_ms", server.body_read_timeout_ms),
             ("server.handler_timeout_ms", server.handler_timeout_ms),
+            ("catalog.cache.ttl_ms", self.catalog.cache.ttl_ms),
             (
                 "auth.rate_limits.address_per_minute",
                 u64::from(limits.address_per_minute),
@@ -655,6 +665,19 @@ impl Settings {
         auth::AttemptLimits {
             per_address: quota(limits.address_per_minute, limits.address_burst),
             per_account: quota(limits.account_per_minute, limits.account_burst),
+        }
+    }
+
+    /// The catalog's product cache (off when disabled or of no capacity).
+    pub fn catalog_cache(&self) -> catalog::CacheConfig {
+        let cache = &self.catalog.cache;
+        if !cache.enabled || cache.capacity == 0 {
+            return catalog::CacheConfig::OFF;
+        }
+        catalog::CacheConfig {
+            enabled: true,
+            capacity: cache.capacity,
+            ttl: Duration::from_millis(cache.ttl_ms),
         }
     }
 
