@@ -831,6 +831,20 @@ mod tests {
         let mut settings = Settings::defaults();
         settings.auth.rate_limits.account_burst = 0;
         assert!(settings.validate().is_err());
+        let mut settings = Settings::defaults();
+        settings.catalog.cache.ttl_ms = 0;
+        assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn the_catalog_cache_is_on_by_default_and_can_be_turned_off() {
+        let mut settings = Settings::defaults();
+        assert_eq!(settings.catalog_cache(), catalog::CacheConfig::default());
+        settings.catalog.cache.capacity = 0;
+        assert_eq!(settings.catalog_cache(), catalog::CacheConfig::OFF);
+        let mut settings = Settings::defaults();
+        settings.catalog.cache.enabled = false;
+        assert_eq!(settings.catalog_cache(), catalog::CacheConfig::OFF);
     }
 
     /// Test mode is on for the embedded default and off in the production example.
