@@ -1,7 +1,10 @@
 -- wrk script for scripts/bench-perf.sh: GET requests over a list of paths, taken in turn.
 --
 -- From the environment: BENCH_PATHS (URL paths, space-separated, e.g. the
--- /api/catalog/products/{id} of every bench product, or just /healthz).
+-- /api/catalog/products/{id} of every bench product, or just /healthz), and BENCH_NO_CACHE:
+-- when 1, every request carries `Cache-Control: no-cache`, which makes the product read skip
+-- the shop's in-process catalog cache and read the database (to measure the uncached read
+-- in the same process as the cached one).
 --
 -- At the end it prints one line that the script parses:
 --   get-result requests=N seconds=S p50_ms=X p99_ms=Y ok=N non_2xx=N socket_errors=N
@@ -21,9 +24,13 @@ function init(args)
     if #paths == 0 then
         error("BENCH_PATHS must name at least one path")
     end
+    local headers = nil
+    if os.getenv("BENCH_NO_CACHE") == "1" then
+        headers = { ["Cache-Control"] = "no-cache" }
+    end
     requests = {}
     for i, path in ipairs(paths) do
-        requests[i] = wrk.format("GET", path)
+        requests[i] = wrk.format("GET", path, headers)
     end
     sent = 0
     ok = 0

@@ -153,7 +153,9 @@ impl Contexts {
             let db = open_store(&store, catalog::CONTEXT).await?;
             catalog::migrate(&db).await.context("migrate catalog")?;
             stores.push((catalog::CONTEXT, db.clone()));
-            Some(CatalogModule::new(db, clock.clone()))
+            let catalog = CatalogModule::with_cache(db, clock.clone(), settings.catalog_cache());
+            catalog.listen_for_changes().await;
+            Some(catalog)
         } else {
             None
         };

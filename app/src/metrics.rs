@@ -1,7 +1,8 @@
 //! `/metrics` in the Prometheus text format.
 //!
 //! Crates record through the `metrics` facade (`web-kit`: requests; `orders`: checkout
-//! outcomes; `messaging`: event delivery, and the parked events, counted on each scrape;
+//! outcomes; `catalog`: product cache hits, misses and invalidations; `messaging`: event
+//! delivery, and the parked events, counted on each scrape;
 //! `remote`: boundary calls, retries and circuit breakers; `routing`: routed requests);
 //! this module installs the one recorder the process has and renders it. Metric names start
 //! with `shop_`.

@@ -244,6 +244,15 @@ pub struct RateLimitSettings {
 #[derive(Debug, Clone, Deserialize)]
 pub struct CatalogSettings {
     pub seed_demo: bool,
+    pub cache: CatalogCacheSettings,
+}
+
+/// The in-process cache of product pages.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CatalogCacheSettings {
+    pub enabled: bool,
+    pub capacity: usize,
+    pub ttl_ms: u64,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -397,6 +406,7 @@ impl Settings {
             ),
             ("server.body_read_timeout_ms", server.body_read_timeout_ms),
             ("server.handler_timeout_ms", server.handler_timeout_ms),
+            ("catalog.cache.ttl_ms", self.catalog.cache.ttl_ms),
             (
                 "auth.rate_limits.address_per_minute",
                 u64::from(limits.address_per_minute),
@@ -658,6 +668,19 @@ impl Settings {
         }
     }
 
+    /// The catalog's product cache (off when disabled or of no capacity).
+    pub fn catalog_cache(&self) -> catalog::CacheConfig {
+        let cache = &self.catalog.cache;
+        if !cache.enabled || cache.capacity == 0 {
+            return catalog::CacheConfig::OFF;
+        }
+        catalog::CacheConfig {
+            enabled: true,
+            capacity: cache.capacity,
+            ttl: Duration::from_millis(cache.ttl_ms),
+        }
+    }
+
     pub fn orders(&self) -> orders::OrdersConfig {
         orders::OrdersConfig {
             charge_timeout: Duration::from_millis(self.orders.charge_timeout_ms),
@@ -808,6 +831,20 @@ mod tests {
         let mut settings = Settings::defaults();
         settings.auth.rate_limits.account_burst = 0;
         assert!(settings.validate().is_err());
+        let mut settings = Settings::defaults();
+        settings.catalog.cache.ttl_ms = 0;
+        assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn the_catalog_cache_is_on_by_default_and_can_be_turned_off() {
+        let mut settings = Settings::defaults();
+        assert_eq!(settings.catalog_cache(), catalog::CacheConfig::default());
+        settings.catalog.cache.capacity = 0;
+        assert_eq!(settings.catalog_cache(), catalog::CacheConfig::OFF);
+        let mut settings = Settings::defaults();
+        settings.catalog.cache.enabled = false;
+        assert_eq!(settings.catalog_cache(), catalog::CacheConfig::OFF);
     }
 
     /// Test mode is on for the embedded default and off in the production example.

@@ -129,9 +129,49 @@ async fn products_by_id(store: TestStore) {
         .error(StatusCode::BAD_REQUEST, "invalid_path");
 }
 
+/// A product read is served from the catalog's cache; `Cache-Control: no-cache` reads the
+/// database (and refreshes the cache). The change here goes behind the cache's back (as
+/// another process's would, its notification lost), so only the fresh read must see it.
+async fn no_cache_reads_the_database(store: TestStore) {
+    use sea_orm::ConnectionTrait;
+
+    let app = spawn_app(store).await;
+    let admin = app.admin_token().await;
+    let created = app.create_product(&admin, "NC-1", 1234, "things", 5).await;
+    let path = format!(
+        "/api/catalog/products/{}",
+        created["id"].as_str().expect("id")
+    );
+    assert_eq!(app.get(&path, None).await.ok(StatusCode::OK), &created);
+
+    let db = &app
+        .contexts
+        .stores
+        .iter()
+        .find(|(context, _)| *context == "catalog")
+        .expect("catalog's store")
+        .1;
+    db.execute_unprepared("UPDATE products SET price_minor = 4321 WHERE sku = 'NC-1'")
+        .await
+        .expect("update behind the cache's back");
+
+    let fresh = app
+        .send(
+            app.client
+                .get(app.url(&path))
+                .header("Cache-Control", "max-age=0, no-cache"),
+        )
+        .await;
+    assert_eq!(fresh.ok(StatusCode::OK)["price"]["amount_minor"], 4321);
+    // The fresh read refreshed the cached page.
+    let again = app.get(&path, None).await;
+    assert_eq!(again.ok(StatusCode::OK)["price"]["amount_minor"], 4321);
+}
+
 testkit::backend_tests!(
     a_new_shop_has_a_demo_catalog,
     search_filter_and_page,
     bad_paging_and_filters_are_400s,
     products_by_id,
+    no_cache_reads_the_database,
 );

@@ -4,14 +4,15 @@
 
 use std::sync::Arc;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header::{self, HeaderMap};
+use actix_web::{HttpRequest, HttpResponse, web};
 use catalog_api::{Category, NewProduct, Product, ProductPatch, ProductQuery, StockLevel};
 use kernel::{Page, ProductId};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use web_kit::{AdminUser, ErrorBody, HttpError, resource};
 
-use crate::CatalogService;
+use crate::{CatalogService, Freshness};
 
 /// The path prefixes of this context's public routes: each is one `web::scope` below. A
 /// process that sends the context's routes to another process (strangler fig) matches them.
@@ -101,11 +102,20 @@ async fn search(
 }
 
 /// One product.
+///
+/// Served from the catalog's in-process cache when it holds the product: name, price and
+/// the rest are never older than a change made through this shop process, and at most
+/// `catalog.cache.ttl_ms` (5 s by default) older than a change made through another one.
+/// The stock shown is informative and may be as old (orders reserve against the database,
+/// never against this figure). `Cache-Control: no-cache` reads the database instead.
 #[utoipa::path(
     get, path = "/api/catalog/products/{id}", tag = "catalog",
-    params(("id" = ProductId, Path, description = "Product id")),
+    params(
+        ("id" = ProductId, Path, description = "Product id"),
+        ("Cache-Control" = Option<String>, Header, description = "`no-cache`: read the product from the database rather than from the cache (and refresh the cache); other directives are ignored"),
+    ),
     responses(
-        (status = 200, description = "The product", body = Product),
+        (status = 200, description = "The product (its stock possibly up to `catalog.cache.ttl_ms` old)", body = Product),
         (status = 400, description = "`invalid_path`", body = ErrorBody),
         (status = 404, description = "`product_not_found`", body = ErrorBody),
     )
@@ -113,8 +123,26 @@ async fn search(
 async fn get(
     catalog: web::Data<CatalogService>,
     id: web::Path<ProductId>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
-    Ok(HttpResponse::Ok().json(catalog.get_product(id.into_inner()).await?))
+    let freshness = freshness(request.headers());
+    let product = catalog.read_product(id.into_inner(), freshness).await?;
+    Ok(HttpResponse::Ok().json(&*product))
+}
+
+/// `Cache-Control: no-cache` (a directive of any of the header's values, in any case) asks
+/// for a fresh read.
+fn freshness(headers: &HeaderMap) -> Freshness {
+    let no_cache = headers
+        .get_all(header::CACHE_CONTROL)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"));
+    if no_cache {
+        Freshness::Fresh
+    } else {
+        Freshness::Cached
+    }
 }
 
 /// Categories with at least one active product.
@@ -200,4 +228,30 @@ async fn adjust_stock(
 ) -> Result<HttpResponse, HttpError> {
     let level = catalog.adjust_stock(id.into_inner(), body.delta).await?;
     Ok(HttpResponse::Ok().json(level))
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::header::{CACHE_CONTROL, HeaderMap, HeaderValue};
+
+    use super::freshness;
+    use crate::Freshness;
+
+    fn check(values: &[&str], expected: Freshness) {
+        let mut headers = HeaderMap::new();
+        for value in values {
+            headers.append(CACHE_CONTROL, HeaderValue::from_str(value).expect("valid"));
+        }
+        assert_eq!(freshness(&headers), expected, "{values:?}");
+    }
+
+    #[test]
+    fn no_cache_asks_for_a_fresh_read() {
+        check(&[], Freshness::Cached);
+        check(&["no-cache"], Freshness::Fresh);
+        check(&["max-age=0, No-Cache"], Freshness::Fresh);
+        check(&["max-age=60", "no-cache"], Freshness::Fresh);
+        check(&["no-store"], Freshness::Cached);
+        check(&["no-cache-please"], Freshness::Cached);
+    }
 }

@@ -4,7 +4,7 @@
 //! holds the SQL. Stock and reservations are in `stock.rs`.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use catalog_api::{
@@ -14,13 +14,30 @@ use catalog_api::{
 use kernel::{Clock, FieldError, FieldErrors, OrderId, Page, ProductId};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
+use crate::cache::{self, CacheConfig, Listening, ProductCache, Source};
 use crate::domain::{self, MAX_BATCH};
-use crate::store::{self, SearchFilter};
+use crate::store::{self, ChangeListener, SearchFilter};
 
 #[derive(Debug)]
 pub struct CatalogService {
     pub(crate) db: DatabaseConnection,
     pub(crate) clock: Arc<dyn Clock>,
+    /// Product pages for the public reads; never consulted by reservations nor by the
+    /// port (`cache.rs`).
+    pub(crate) cache: Arc<ProductCache>,
+    /// The task that invalidates pages other processes change, once started.
+    listening: OnceLock<Listening>,
+}
+
+/// How fresh a product read must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Freshness {
+    /// The cached page will do: it may be up to `catalog.cache.ttl_ms` behind another
+    /// process's write (and its stock behind other processes' reservations), never behind
+    /// a write of this process that returned.
+    Cached,
+    /// Read the database (and refresh the cached page): `Cache-Control: no-cache`.
+    Fresh,
 }
 
 /// A search query's values, checked: every problem at once, as `invalid_query`.
@@ -74,8 +91,50 @@ fn check_query(query: &ProductQuery) -> Result<SearchFilter, CatalogError> {
 }
 
 impl CatalogService {
-    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>) -> Self {
-        Self { db, clock }
+    /// A service whose product cache is `cache` (`CacheConfig::OFF` for none).
+    pub fn new(db: DatabaseConnection, clock: Arc<dyn Clock>, cache: CacheConfig) -> Self {
+        Self {
+            cache: Arc::new(ProductCache::new(cache, clock.clone())),
+            db,
+            clock,
+            listening: OnceLock::new(),
+        }
+    }
+
+    /// Starts following other processes' writes (Postgres `LISTEN catalog_changed`) to
+    /// invalidate their products' pages, until this service is dropped. Answers whether it
+    /// listens now; when it could not connect it keeps trying in the background (the
+    /// cache's time to live bounds staleness meanwhile). Nothing to do without a cache or
+    /// on SQLite (false). Must run inside a Tokio runtime; a second call does nothing.
+    pub async fn listen_for_changes(&self) -> bool {
+        if !self.cache.is_on() || self.listening.get().is_some() {
+            return false;
+        }
+        let (listener, listening) = match ChangeListener::connect(&self.db).await {
+            Ok(None) => return false,
+            Ok(Some(listener)) => (Some(listener), true),
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for catalog changes yet; retrying");
+                (None, false)
+            }
+        };
+        let task = tokio::spawn(cache::follow(
+            Arc::downgrade(&self.cache),
+            listener,
+            self.db.clone(),
+        ));
+        if self.listening.set(Listening::new(task)).is_err() {
+            return false;
+        }
+        listening
+    }
+
+    /// Drops the cached pages of products a write of this process changed: after its
+    /// transaction committed, before it returns.
+    pub(crate) fn changed(&self, ids: impl IntoIterator<Item = ProductId>) {
+        for id in ids {
+            self.cache.invalidate(id, Source::Write);
+        }
     }
 
     pub(crate) async fn count_products(&self) -> Result<u64, CatalogError> {
@@ -96,12 +155,40 @@ impl CatalogService {
             .map_err(db_kit::internal)
     }
 
-    #[tracing::instrument(skip(self))]
+    /// One product, read from the database (one statement: the product joined with its
+    /// stock).
+    #[tracing::instrument(level = "debug", skip(self))]
     pub async fn get_product(&self, id: ProductId) -> Result<Product, CatalogError> {
         store::find_product(&self.db, id)
             .await
             .map_err(db_kit::internal)?
             .ok_or(CatalogError::ProductNotFound { product_id: id })
+    }
+
+    /// One product's page, as the public route serves it: from the cache when `freshness`
+    /// allows and it holds the page, otherwise from the database, refreshing the cache.
+    /// Unknown ids are not cached. The stock it shows informs people and decides nothing:
+    /// reservations read the database.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn read_product(
+        &self,
+        id: ProductId,
+        freshness: Freshness,
+    ) -> Result<Arc<Product>, CatalogError> {
+        match freshness {
+            Freshness::Cached => {
+                if let Some(product) = self.cache.get(id) {
+                    return Ok(product);
+                }
+            }
+            Freshness::Fresh => self.cache.bypassed(),
+        }
+        // Before the read: a write that invalidates the page after this point refuses
+        // this fill, whatever the read saw.
+        let ticket = self.cache.ticket(id);
+        let product = Arc::new(self.get_product(id).await?);
+        self.cache.fill(ticket, product.clone());
+        Ok(product)
     }
 
     /// Categories that have at least one active product.
@@ -137,7 +224,13 @@ impl CatalogService {
         let created = store::find_product(&txn, id)
             .await
             .map_err(db_kit::internal)?;
-        txn.commit().await.map_err(db_kit::internal)?;
+        store::notify_changed(&txn, id)
+            .await
+            .map_err(db_kit::internal)?;
+        // Invalidated even when the commit's outcome is unknown (an error may hide it).
+        let committed = txn.commit().await;
+        self.changed([id]);
+        committed.map_err(db_kit::internal)?;
         tracing::info!(product_id = %id, "product created");
         created.ok_or_else(db_kit::missing_row)
     }
@@ -161,7 +254,13 @@ impl CatalogService {
         let updated = store::find_product(&txn, id)
             .await
             .map_err(db_kit::internal)?;
-        txn.commit().await.map_err(db_kit::internal)?;
+        store::notify_changed(&txn, id)
+            .await
+            .map_err(db_kit::internal)?;
+        // Invalidated even when the commit's outcome is unknown (an error may hide it).
+        let committed = txn.commit().await;
+        self.changed([id]);
+        committed.map_err(db_kit::internal)?;
         updated.ok_or_else(db_kit::missing_row)
     }
 
@@ -198,23 +297,48 @@ impl CatalogApi for CatalogService {
             .map_err(db_kit::internal)
     }
 
+    // Each reservation step moves units its products' pages show: their cached pages are
+    // dropped once it returns (not announced to other processes, whose pages catch up
+    // within the time to live). Reservations themselves never read the cache.
+
     async fn reserve_stock(
         &self,
         order_id: OrderId,
         lines: Vec<StockLine>,
     ) -> Result<Reservation, CatalogError> {
-        self.reserve(order_id, lines).await
+        let products: Vec<ProductId> = lines.iter().map(|line| line.product_id).collect();
+        let reserved = self.reserve(order_id, lines).await;
+        self.changed(products);
+        reserved
     }
 
     async fn commit_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
-        self.commit(order_id).await
+        let committed = self.commit(order_id).await;
+        self.moved(&committed);
+        committed
     }
 
     async fn release_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
-        self.release(order_id).await
+        let released = self.release(order_id).await;
+        self.moved(&released);
+        released
     }
 
     async fn restock_reservation(&self, order_id: OrderId) -> Result<Reservation, CatalogError> {
-        self.restock(order_id).await
+        let restocked = self.restock(order_id).await;
+        self.moved(&restocked);
+        restocked
+    }
+}
+
+impl CatalogService {
+    /// After a reservation step: its lines' pages are stale. When the step failed in a way
+    /// that may hide a commit (an internal error), any page may be.
+    fn moved(&self, step: &Result<Reservation, CatalogError>) {
+        match step {
+            Ok(reservation) => self.changed(reservation.lines.iter().map(|line| line.product_id)),
+            Err(CatalogError::Internal | CatalogError::Unavailable { .. }) => self.cache.clear(),
+            Err(_) => {}
+        }
     }
 }

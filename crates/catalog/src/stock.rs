@@ -57,7 +57,13 @@ impl CatalogService {
                 }
             });
         }
-        txn.commit().await.map_err(db_kit::internal)?;
+        store::notify_changed(&txn, id)
+            .await
+            .map_err(db_kit::internal)?;
+        // Invalidated even when the commit's outcome is unknown (an error may hide it).
+        let committed = txn.commit().await;
+        self.changed([id]);
+        committed.map_err(db_kit::internal)?;
         tracing::info!(product_id = %id, delta, available = level.available, "stock adjusted");
         Ok(level)
     }

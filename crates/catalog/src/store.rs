@@ -3,6 +3,7 @@
 //! functions read and write (on the connection or the caller's transaction).
 
 use std::collections::HashMap;
+use std::sync::{LazyLock, OnceLock};
 
 use catalog_api::{Product, ProductPatch, ReservationStatus, StockLevel, StockLine};
 use chrono::{DateTime, Utc};
@@ -10,7 +11,8 @@ use kernel::{Currency, Money, OrderId, Page, PageRequest, ProductId};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, Condition, IntoActiveModel, QueryOrder, QuerySelect,
+    ActiveModelTrait, ActiveValue::Set, Condition, DbBackend, FromQueryResult, IntoActiveModel,
+    QueryOrder, QuerySelect, Statement,
 };
 
 use crate::domain::{self, ValidProduct};
@@ -246,27 +248,225 @@ pub async fn search<C: ConnectionTrait>(
     Ok(Page::new(items, total, page))
 }
 
+/// The columns of a product page, products joined with their stock, as [`ProductRow`]
+/// reads them. One statement per read: a product and its stock never take two round trips
+/// (nor two pooled connections).
+const PRODUCT_PAGE: &str = "SELECT p.id, p.sku, p.name, p.description, p.price_minor, \
+     p.currency, p.category, p.active, p.created_at, p.updated_at, \
+     s.available, s.reserved \
+     FROM products p LEFT JOIN stock s ON s.product_id = p.id";
+
+/// A row of [`PRODUCT_PAGE`]: the product's columns and its stock (NULL without a stock
+/// row, which reads as none available).
+#[derive(Debug, FromQueryResult)]
+struct ProductRow {
+    id: Uuid,
+    sku: String,
+    name: String,
+    description: String,
+    price_minor: i64,
+    currency: String,
+    category: String,
+    active: bool,
+    created_at: DateTimeUtc,
+    updated_at: DateTimeUtc,
+    available: Option<i64>,
+    reserved: Option<i64>,
+}
+
+impl ProductRow {
+    fn into_product(self) -> Result<Product, DbErr> {
+        let currency =
+            Currency::parse(&self.currency).map_err(|error| DbErr::Type(error.to_string()))?;
+        let price = Money::new(self.price_minor, currency)
+            .map_err(|error| DbErr::Type(error.to_string()))?;
+        Ok(Product {
+            id: ProductId::from_uuid(self.id),
+            sku: self.sku,
+            name: self.name,
+            description: self.description,
+            price,
+            category: self.category,
+            active: self.active,
+            stock: StockLevel {
+                available: quantity(self.available.unwrap_or(0))?,
+                reserved: quantity(self.reserved.unwrap_or(0))?,
+            },
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+/// `p.id = <one parameter>` in the placeholder syntax of `backend`.
+fn find_product_sql(backend: DbBackend) -> &'static str {
+    static POSTGRES: LazyLock<String> = LazyLock::new(|| format!("{PRODUCT_PAGE} WHERE p.id = $1"));
+    static SQLITE: LazyLock<String> = LazyLock::new(|| format!("{PRODUCT_PAGE} WHERE p.id = ?"));
+    match backend {
+        DbBackend::Postgres => POSTGRES.as_str(),
+        _ => SQLITE.as_str(),
+    }
+}
+
+/// A product with its stock, in one statement whose text never changes, so that each
+/// pooled connection prepares it once and reuses it (sqlx caches prepared statements per
+/// connection, keyed by their text).
 pub async fn find_product<C: ConnectionTrait>(
     db: &C,
     id: ProductId,
 ) -> Result<Option<Product>, DbErr> {
-    let Some(row) = products::Entity::find_by_id(id.as_uuid()).one(db).await? else {
-        return Ok(None);
-    };
-    Ok(with_stock(db, vec![row]).await?.pop())
+    let backend = db.get_database_backend();
+    let statement = Statement::from_sql_and_values(
+        backend,
+        find_product_sql(backend),
+        [Value::from(id.as_uuid())],
+    );
+    ProductRow::find_by_statement(statement)
+        .one(db)
+        .await?
+        .map(ProductRow::into_product)
+        .transpose()
 }
 
-/// The products among `ids` that exist, in id order.
+/// How many ids one batch statement takes: the batch's size rounded up to a power of two
+/// (the last id repeats to fill it), so that a handful of statement texts serve every batch
+/// size up to `domain::MAX_BATCH` and each stays prepared on its connection.
+fn batch_slots(ids: usize) -> usize {
+    ids.max(1).next_power_of_two()
+}
+
+/// `p.id IN (<slots> parameters) ORDER BY p.id`, in the placeholder syntax of `backend`;
+/// built once per (backend, size).
+fn find_products_sql(backend: DbBackend, slots: usize) -> &'static str {
+    const SIZES: usize = usize::BITS as usize;
+    static POSTGRES: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    static SQLITE: [OnceLock<String>; SIZES] = [const { OnceLock::new() }; SIZES];
+    let postgres = backend == DbBackend::Postgres;
+    let cells = if postgres { &POSTGRES } else { &SQLITE };
+    cells[slots.trailing_zeros() as usize].get_or_init(|| {
+        let placeholders: Vec<String> = (1..=slots)
+            .map(|n| {
+                if postgres {
+                    format!("${n}")
+                } else {
+                    "?".to_owned()
+                }
+            })
+            .collect();
+        format!(
+            "{PRODUCT_PAGE} WHERE p.id IN ({}) ORDER BY p.id",
+            placeholders.join(", ")
+        )
+    })
+}
+
+/// The products among `ids` that exist, in id order, with their stock: one statement.
 pub async fn find_products<C: ConnectionTrait>(
     db: &C,
     ids: Vec<ProductId>,
 ) -> Result<Vec<Product>, DbErr> {
-    let rows = products::Entity::find()
-        .filter(products::Column::Id.is_in(ids.into_iter().map(|id| id.as_uuid())))
-        .order_by_asc(products::Column::Id)
+    let Some(&last) = ids.last() else {
+        return Ok(Vec::new());
+    };
+    let slots = batch_slots(ids.len());
+    let values: Vec<Value> = ids
+        .iter()
+        .chain(std::iter::repeat_n(&last, slots - ids.len()))
+        .map(|id| Value::from(id.as_uuid()))
+        .collect();
+    let backend = db.get_database_backend();
+    let statement =
+        Statement::from_sql_and_values(backend, find_products_sql(backend, slots), values);
+    ProductRow::find_by_statement(statement)
         .all(db)
-        .await?;
-    with_stock(db, rows).await
+        .await?
+        .into_iter()
+        .map(ProductRow::into_product)
+        .collect()
+}
+
+/// The Postgres channel on which every write of a product announces it, the product's id
+/// as the payload, so that other processes drop their cached page (`cache.rs`).
+pub const CHANGES_CHANNEL: &str = "catalog_changed";
+
+/// The `application_name` of the connection that listens on [`CHANGES_CHANNEL`] (its
+/// own, not one of the pool's).
+pub const LISTENER_NAME: &str = "shop:catalog:listener";
+
+/// Announces on [`CHANGES_CHANNEL`] that `id` changed, in the caller's transaction: Postgres
+/// delivers it when (and only if) the transaction commits. Nothing on SQLite, whose other
+/// processes rely on the cache's time to live alone.
+pub async fn notify_changed<C: ConnectionTrait>(db: &C, id: ProductId) -> Result<(), DbErr> {
+    if db.get_database_backend() != DbBackend::Postgres {
+        return Ok(());
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        "SELECT pg_notify($1, $2)",
+        [Value::from(CHANGES_CHANNEL), Value::from(id.to_string())],
+    ))
+    .await?;
+    Ok(())
+}
+
+/// What the listening connection heard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// This product changed.
+    Product(ProductId),
+    /// A notification whose payload is not a product id: anything may have changed.
+    Unreadable,
+    /// The connection was lost and made again (listening again): notifications sent
+    /// meanwhile are lost, so anything may have changed.
+    Reconnected,
+}
+
+/// A connection of its own (outside the context's pool, so it takes none of its
+/// connections), LISTENing on [`CHANGES_CHANNEL`].
+#[derive(Debug)]
+pub struct ChangeListener {
+    listener: sqlx::postgres::PgListener,
+}
+
+impl ChangeListener {
+    /// Connects and listens, with the options of catalog's pool (server, user, role);
+    /// `None` on SQLite.
+    pub async fn connect(db: &DatabaseConnection) -> Result<Option<Self>, sqlx::Error> {
+        if db.get_database_backend() != DbBackend::Postgres {
+            return Ok(None);
+        }
+        let options = db
+            .get_postgres_connection_pool()
+            .connect_options()
+            .as_ref()
+            .clone()
+            .application_name(LISTENER_NAME);
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(1)
+            .min_connections(0)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect_lazy_with(options);
+        let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
+        // Its pool is its own: nothing closes it but dropping the listener.
+        listener.ignore_pool_close_event(true);
+        listener.listen(CHANGES_CHANNEL).await?;
+        Ok(Some(Self { listener }))
+    }
+
+    /// Waits for the next notification. After a lost connection it connects and listens
+    /// again before answering [`Change::Reconnected`]; an error means it could not.
+    pub async fn next(&mut self) -> Result<Change, sqlx::Error> {
+        Ok(match self.listener.try_recv().await? {
+            Some(notification) => notification
+                .payload()
+                .parse::<Uuid>()
+                .map_or(Change::Unreadable, |id| {
+                    Change::Product(ProductId::from_uuid(id))
+                }),
+            None => Change::Reconnected,
+        })
+    }
 }
 
 /// Whether each of `ids` that exists is active.

@@ -1,6 +1,7 @@
 //! catalog's behaviour through its service (the port `CatalogApi` and the operations of its
 //! routes), on SQLite and on Postgres.
 
+mod cache;
 mod products;
 mod search;
 mod stock;

@@ -233,8 +233,41 @@ async fn patches_change_only_what_they_name(store: TestStore) {
     );
 }
 
+/// A batch read is one statement whose size is rounded up (the last id repeated): every
+/// size answers each existing product once, in id order, with its stock.
+async fn batches_of_every_size_answer_each_product_once(store: TestStore) {
+    let catalog = catalog(&store).await;
+    let mut products = Vec::new();
+    for n in 0..9_u32 {
+        let product = catalog
+            .create_product(new_product(
+                &format!("BATCH-{n}"),
+                "Batch",
+                100,
+                "things",
+                n,
+            ))
+            .await
+            .expect("create");
+        products.push(product);
+    }
+    for size in 1..=products.len() {
+        let mut ids: Vec<ProductId> = products[..size].iter().map(|p| p.id).collect();
+        ids.push(ProductId::new());
+        ids.reverse();
+        let mut expected = products[..size].to_vec();
+        expected.sort_by_key(|product| product.id);
+        assert_eq!(
+            catalog.get_products(ids).await.expect("batch"),
+            expected,
+            "{size} products"
+        );
+    }
+}
+
 testkit::backend_tests!(
     products_are_created_and_read_back,
+    batches_of_every_size_answer_each_product_once,
     skus_are_unique,
     invalid_products_are_refused_with_every_field,
     search_filters_and_pages,
