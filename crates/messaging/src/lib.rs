@@ -51,7 +51,7 @@ mod store;
 
 pub use broker::{Broker, BrokerConfig, BrokerError, PUBLISHED, Published, RECEIVED, redact_url};
 pub use bus::{
-    Bus, BusBuilder, BusConfig, EventFilter, FailedEvent, ParkedStatus, Progress, Stage,
+    Bus, BusBuilder, BusConfig, EventFilter, FailedEvent, ParkedStatus, Progress, Sleeping, Stage,
 };
 pub use consumer::{Consumer, EventHandler, HandlerError};
 pub use outbox::Outbox;
