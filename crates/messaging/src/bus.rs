@@ -141,8 +141,10 @@ impl Progress {
 }
 
 /// What one relay batch did.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Relayed {
+    /// Which of this process's consumers (by index) it stored events for.
+    delivered_to: Vec<bool>,
     /// Rows dispatched, or whose delivery failed.
     relayed: usize,
     /// Whether more rows may be due now: the batch was full, or rows were held back behind
@@ -365,8 +367,9 @@ impl Bus {
         // each event is delivered alone, so that only the ones that cannot be delivered count
         // an attempt.
         let mut delivered: Vec<(outbox::Model, EventEnvelope)> = Vec::new();
+        let mut delivered_to = vec![false; self.consumers.len()];
         let mut batch_ok = true;
-        for consumer in &self.consumers {
+        for (index, consumer) in self.consumers.iter().enumerate() {
             let share: Vec<(EventEnvelope, i64)> = envelopes
                 .iter()
                 .filter(|(row, _)| consumer.wants(&row.name))
@@ -377,6 +380,7 @@ impl Bus {
                 batch_ok = false;
                 break;
             }
+            delivered_to[index] = !share.is_empty();
         }
         for (row, envelope) in envelopes {
             if batch_ok {
@@ -384,11 +388,15 @@ impl Bus {
                 continue;
             }
             let mut outcome = Ok(());
-            for consumer in self.consumers.iter().filter(|c| c.wants(&row.name)) {
+            for (index, consumer) in self.consumers.iter().enumerate() {
+                if !consumer.wants(&row.name) {
+                    continue;
+                }
                 if let Err(error) = consumer.accept_from(&envelope, row.seq, now).await {
                     outcome = Err(error);
                     break;
                 }
+                delivered_to[index] = true;
             }
             match outcome {
                 Ok(()) => delivered.push((row, envelope)),
@@ -461,6 +469,7 @@ impl Bus {
                 > 0;
         let full = u64::try_from(claimed).unwrap_or(u64::MAX) >= self.config.batch_size;
         Ok(Relayed {
+            delivered_to,
             relayed,
             more: !waiting && claimed > 0 && (full || unblocked),
             next_due: outbox_next_due(db, now).await?,
@@ -882,7 +891,9 @@ impl Bus {
         due: &mut [Option<DateTime<Utc>>],
     ) -> Result<Pass, DbErr> {
         let mut pass = Pass::default();
-        let mut delivered = false;
+        // Consumers run when events were stored for them (events nobody here subscribed to
+        // cost no consumer a claim), when signalled, or in a pass over everything.
+        let mut delivered = vec![false; self.consumers.len()];
         for (index, publisher) in self.publishers.iter().enumerate() {
             let signalled = signals.publishers[index].swap(false, Ordering::SeqCst);
             if !(signalled || matches!(scope, Scope::Everything | Scope::Publishers)) {
@@ -894,7 +905,9 @@ impl Bus {
                 pass.waiting |= relayed.waiting;
                 if relayed.relayed > 0 {
                     pass.worked = true;
-                    delivered = true;
+                }
+                for (to, stored) in delivered.iter_mut().zip(&relayed.delivered_to) {
+                    *to |= *stored;
                 }
                 if !relayed.more {
                     break;
@@ -902,10 +915,10 @@ impl Bus {
             }
         }
         let signalled = signals.consumers.swap(false, Ordering::SeqCst);
-        if !(delivered || signalled || scope == Scope::Everything) {
-            return Ok(pass);
-        }
         for (index, consumer) in self.consumers.iter().enumerate() {
+            if !(delivered[index] || signalled || scope == Scope::Everything) {
+                continue;
+            }
             loop {
                 let processed = consumer
                     .process_once(
