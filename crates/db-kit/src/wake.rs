@@ -215,7 +215,9 @@ pub struct SweepTimes {
 /// start, then one whenever `wake` is notified in process, after its listening connection
 /// (re)connected, and when the due time the last pass returned comes. `pass` does the due
 /// work and answers when the next piece of work it knows of becomes due (none: nothing
-/// unfinished), so a loop with nothing unfinished waits without a query.
+/// unfinished), so a loop with nothing unfinished waits without a query. A due time already
+/// past (work that became due while the pass ran, or that it could not take) brings the next
+/// pass `after_error` later, never at once, so work that stays due cannot spin the loop.
 pub async fn sweep<E, F, Fut>(
     wake: &Wake,
     shutdown: &CancellationToken,
@@ -235,7 +237,14 @@ pub async fn sweep<E, F, Fut>(
     loop {
         if run {
             deadline = match pass().await {
-                Ok(due) => due.map(|due| deadline_at(due + PAST, clock.now())),
+                Ok(due) => due.map(|due| {
+                    let now = clock.now();
+                    if due < now {
+                        Instant::now() + times.after_error
+                    } else {
+                        deadline_at(due + PAST, now)
+                    }
+                }),
                 Err(error) => {
                     tracing::error!(error = %error, "sweep failed; trying again later");
                     Some(Instant::now() + times.after_error)

@@ -214,7 +214,7 @@ impl OrdersModule {
                 let service = service.clone();
                 async move {
                     while service.recover_due().await? >= batch.max(1) {}
-                    store::next_due_for_recovery(&service.db, service.clock.now())
+                    store::next_due_for_recovery(&service.db)
                         .await
                         .map_err(db_kit::internal::<OrdersError>)
                 }

@@ -371,12 +371,12 @@ pub async fn due_for_recovery<C: ConnectionTrait>(
     Ok(ids.into_iter().map(OrderId::from_uuid).collect())
 }
 
-/// When the next unfinished order that is not due yet becomes due: its runner's lease ends
-/// or its next attempt comes, whichever is later. `None` when every unfinished order is due
-/// now, parked or there is none: the recovery sweep then waits for a wake-up.
+/// When the next unfinished order becomes due: its runner's lease ends or its next attempt
+/// comes, whichever is later (possibly already past: it became due after the sweep looked).
+/// `None` when every unfinished order is parked or there is none: the recovery sweep then
+/// waits for a wake-up.
 pub async fn next_due_for_recovery<C: ConnectionTrait>(
     db: &C,
-    now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, DbErr> {
     const DUE: &str = "CASE WHEN lease_until IS NULL THEN next_attempt_at \
          WHEN next_attempt_at IS NULL THEN lease_until \
@@ -386,7 +386,6 @@ pub async fn next_due_for_recovery<C: ConnectionTrait>(
         .column_as(Expr::cust(format!("MIN({DUE})")), "due")
         .filter(orders::Column::Status.is_in(IN_FLIGHT.map(status_code)))
         .filter(orders::Column::ParkedAt.is_null())
-        .filter(sea_orm::sea_query::ExprTrait::gt(Expr::cust(DUE), now))
         .into_tuple::<Option<DateTime<Utc>>>()
         .one(db)
         .await

@@ -936,7 +936,7 @@ impl PaymentsService {
         &self,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, PaymentsError> {
         self.sweep().await?;
-        store::next_due(&self.db, self.clock.now())
+        store::next_due(&self.db)
             .await
             .map_err(db_kit::internal)
     }

@@ -431,16 +431,12 @@ pub async fn find_due<C: ConnectionTrait>(
         .await
 }
 
-/// When the next payment or unconfirmed refund that is not due yet becomes due for the
-/// sweep; `None` when none is waiting.
-pub async fn next_due<C: ConnectionTrait>(
-    db: &C,
-    now: DateTime<Utc>,
-) -> Result<Option<DateTime<Utc>>, DbErr> {
+/// When the next payment or unconfirmed refund becomes due for the sweep (possibly already
+/// past: it became due after the sweep looked); `None` when none is waiting.
+pub async fn next_due<C: ConnectionTrait>(db: &C) -> Result<Option<DateTime<Utc>>, DbErr> {
     let payment: Option<DateTime<Utc>> = payments::Entity::find()
         .select_only()
         .column_as(payments::Column::ReconcileAt.min(), "due")
-        .filter(payments::Column::ReconcileAt.gt(now))
         .into_tuple::<Option<DateTime<Utc>>>()
         .one(db)
         .await?
@@ -449,7 +445,6 @@ pub async fn next_due<C: ConnectionTrait>(
         .select_only()
         .column_as(refunds::Column::RetryAt.min(), "due")
         .filter(refunds::Column::ProviderReference.is_null())
-        .filter(refunds::Column::RetryAt.gt(now))
         .into_tuple::<Option<DateTime<Utc>>>()
         .one(db)
         .await?
