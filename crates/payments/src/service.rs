@@ -936,9 +936,7 @@ impl PaymentsService {
         &self,
     ) -> Result<Option<chrono::DateTime<chrono::Utc>>, PaymentsError> {
         self.sweep().await?;
-        store::next_due(&self.db)
-            .await
-            .map_err(db_kit::internal)
+        store::next_due(&self.db).await.map_err(db_kit::internal)
     }
 
     pub(crate) fn db(&self) -> &DatabaseConnection {
