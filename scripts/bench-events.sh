@@ -20,9 +20,9 @@
 # argon2, so psql writes them straight into auth's outbox, with payloads as auth writes them,
 # in --transactions transactions of --events/--transactions rows each, committed back to back;
 # after each COMMIT it notes the time (clock_timestamp(), on the same clock as the shop's) and
-# the highest outbox seq, in a `bench.commits` table of the throwaway database. Nothing wakes
-# the relay from outside its process (a publisher in the shop wakes it in memory), so it finds
-# the first rows at its next poll, within messaging.poll_interval_ms (250 ms). --warmup events
+# the highest outbox seq, in a `bench.commits` table of the throwaway database. Each of its
+# transactions also sends the wake-up a publisher's commit sends (pg_notify on auth's channel,
+# docs/EVENTS.md "Waking up, not polling"), so the relay takes the rows at once. --warmup events
 # go through first, uncounted, so that pools, the stream and the durable consumer exist; then
 # the database is analyzed, as autovacuum would be within the shop's first minute.
 #
@@ -217,6 +217,7 @@ INSERT INTO auth.outbox (id, name, aggregate_id, payload, occurred_at, status, a
                          next_attempt_at)
 SELECT $(event_columns id "'$run-$i-' || n"), 'pending', 0, clock_timestamp()
 FROM (SELECT gen_random_uuid() AS id, n FROM generate_series(1, $size) AS n) AS fresh;
+SELECT pg_notify('shop_wake_auth', 'bench-events.sh');
 COMMIT;
 INSERT INTO bench.commits (run, upto_seq, committed_at)
 SELECT '$run', max(seq), clock_timestamp() FROM auth.outbox;

@@ -625,11 +625,6 @@ impl Settings {
                     .into(),
             ));
         }
-        if payments.reconcile_interval_secs == 0 {
-            return Err(SettingsError::Invalid(
-                "payments.reconcile_interval_secs must be positive".into(),
-            ));
-        }
         Ok(())
     }
 
@@ -821,9 +816,6 @@ mod tests {
         // Payments must give up on the provider before orders gives up on payments.
         let mut settings = Settings::defaults();
         settings.payments.provider_timeout_ms = settings.orders.charge_timeout_ms;
-        assert!(settings.validate().is_err());
-        let mut settings = Settings::defaults();
-        settings.payments.reconcile_interval_secs = 0;
         assert!(settings.validate().is_err());
         let mut settings = Settings::defaults();
         settings.server.handler_timeout_ms = 0;

@@ -11,6 +11,7 @@ mod migrate;
 mod paging;
 mod postgres;
 mod store;
+pub mod wake;
 
 pub use migrate::migrate;
 pub use paging::fetch_page;

@@ -2,10 +2,12 @@
 //! consumers' handlers, retries, parks, replays and purges.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use kernel::Clock;
+use db_kit::wake::{Wake, Woken};
+use kernel::{Clock, EventEnvelope};
 use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
@@ -13,8 +15,9 @@ use sea_orm::{
     QuerySelect, TransactionTrait,
 };
 use serde::Serialize;
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
@@ -34,7 +37,8 @@ pub struct BusConfig {
     /// First retry delay; doubles per attempt up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
-    /// How often the background loops look for due work when nobody wakes them.
+    /// A safety-net pass this often even when nothing wakes the bus; zero (the default):
+    /// none, so an idle bus issues no query.
     pub poll_interval: Duration,
     /// How long dispatched outbox rows and handled inbox rows are kept.
     pub retention: Duration,
@@ -48,7 +52,7 @@ impl Default for BusConfig {
             max_attempts: 8,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
-            poll_interval: Duration::from_millis(250),
+            poll_interval: Duration::ZERO,
             retention: Duration::from_secs(7 * 24 * 3600),
             purge_interval: Duration::from_secs(3600),
         }
@@ -60,6 +64,8 @@ struct Publisher {
     context: &'static str,
     db: DatabaseConnection,
     wake: Arc<Notify>,
+    /// What its outbox's wake-ups to other processes carry.
+    sender: String,
 }
 
 #[derive(Debug)]
@@ -80,6 +86,7 @@ impl BusBuilder {
             context: outbox.context(),
             db,
             wake: outbox.wake(),
+            sender: outbox.sender().to_owned(),
         });
         self
     }
@@ -115,6 +122,7 @@ impl BusBuilder {
             publish_to_broker: self.publish_to_broker,
             subscribed: self.subscribed,
             handled: Arc::new(Notify::new()),
+            sleeping: Arc::new(watch::Sender::new(Sleeping::default())),
         }
     }
 }
@@ -130,6 +138,22 @@ impl Progress {
     pub fn is_idle(&self) -> bool {
         self.relayed == 0 && self.handled == 0
     }
+}
+
+/// What one relay batch did.
+#[derive(Debug, Clone, Default)]
+struct Relayed {
+    /// Which of this process's consumers (by index) it stored events for.
+    delivered_to: Vec<bool>,
+    /// Rows dispatched, or whose delivery failed.
+    relayed: usize,
+    /// Whether more rows may be due now: the batch was full, or rows were held back behind
+    /// the ones it dispatched.
+    more: bool,
+    /// When the next row waiting for a retry becomes due.
+    next_due: Option<DateTime<Utc>>,
+    /// The broker could not take events: they wait for the next wake-up or due time.
+    waiting: bool,
 }
 
 /// Why a delivery failed.
@@ -218,9 +242,25 @@ pub struct Bus {
     publish_to_broker: bool,
     /// Consumers that take events from the broker.
     subscribed: Vec<Consumer>,
-    /// Woken after the relay, or a broker subscriber, delivered something, so processors
-    /// start at once.
+    /// Woken after a broker subscriber stored something or an operator put an event back
+    /// in line, so processors start at once.
     handled: Arc<Notify>,
+    /// The background loop's state each time it goes to sleep.
+    sleeping: Arc<watch::Sender<Sleeping>>,
+}
+
+/// The background loop's state when it last went to sleep ([`Bus::sleeping`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sleeping {
+    /// How many times it went to sleep since it started.
+    pub sleeps: u64,
+    /// How many times it woke (before the pass that follows issues any statement).
+    pub wakes: u64,
+    /// Whether it sleeps until a due time (a retry, a safety-net pass), rather than until
+    /// something wakes it (or the purge, which runs only after events were handled).
+    pub until_due: bool,
+    /// Whether it listens for other processes' commits (Postgres only).
+    pub listening: bool,
 }
 
 impl Bus {
@@ -248,13 +288,14 @@ impl Bus {
     pub async fn run_once(&self) -> Result<Progress, DbErr> {
         let mut progress = Progress::default();
         for publisher in &self.publishers {
-            progress.relayed += self.relay(publisher).await?;
+            progress.relayed += self.relay(publisher).await?.relayed;
         }
         let now = self.clock.now();
         for consumer in &self.consumers {
             progress.handled += consumer
                 .process_once(now, self.config.batch_size, self.retry_policy())
-                .await?;
+                .await?
+                .claimed;
         }
         Ok(progress)
     }
@@ -273,8 +314,11 @@ impl Bus {
         }
     }
 
-    /// Relays up to one batch of `publisher`'s due events.
-    async fn relay(&self, publisher: &Publisher) -> Result<usize, DbErr> {
+    /// Relays up to one batch of `publisher`'s due events: one transaction on Postgres that
+    /// claims the batch, hands it to each local consumer in one insert, publishes it to the
+    /// broker if there is one, marks every dispatched row in one statement and learns when
+    /// the next row waiting for a retry is due.
+    async fn relay(&self, publisher: &Publisher) -> Result<Relayed, DbErr> {
         let now = self.clock.now();
         let postgres = publisher.db.get_database_backend() == DbBackend::Postgres;
         // On Postgres the claimed rows stay locked until this transaction ends, so another
@@ -286,102 +330,183 @@ impl Bus {
         } else {
             None
         };
-        let rows = match &txn {
-            Some(txn) => claim_outbox(txn, now, self.config.batch_size).await?,
-            None => claim_outbox(&publisher.db, now, self.config.batch_size).await?,
+        let result = match &txn {
+            Some(txn) => self.relay_on(txn, publisher, now).await,
+            None => self.relay_on(&publisher.db, publisher, now).await,
         };
-        let mut count = 0;
-        for row in rows {
-            let outcome = self.deliver(publisher.context, &row, now).await;
-            if let Err(DeliveryError::Broker(error)) = &outcome
-                && error.is_unavailable()
-            {
-                // The broker cannot take events now: no fault of this one. It waits in the
-                // outbox with those behind it, in order, counting no attempt, so an outage
-                // of any length parks nothing; the next pass tries it first again.
-                metrics::counter!(crate::RELAYED, "publisher" => publisher.context, "outcome" => "waiting").increment(1);
-                tracing::warn!(context = publisher.context, error = %error, "the broker cannot take events; they wait in the outbox");
-                let mut update = row.into_active_model();
-                update.last_error = Set(Some(error.to_string()));
-                match &txn {
-                    Some(txn) => update.update(txn).await?,
-                    None => update.update(&publisher.db).await?,
-                };
-                break;
-            }
-            count += 1;
-            let attempts = row.attempts + 1;
-            let mut update = row.into_active_model();
-            update.attempts = Set(attempts);
-            let counted = match (&outcome, attempts >= self.config.max_attempts) {
-                (Ok(()), _) => "dispatched",
-                (Err(_), false) => "retry",
-                (Err(_), true) => "parked",
-            };
-            metrics::counter!(crate::RELAYED, "publisher" => publisher.context, "outcome" => counted).increment(1);
-            match outcome {
-                Ok(()) => {
-                    update.status = Set(DISPATCHED.to_owned());
-                    update.dispatched_at = Set(Some(now));
-                    update.last_error = Set(None);
-                }
-                Err(error) => {
-                    if attempts >= self.config.max_attempts {
-                        tracing::error!(context = publisher.context, error = %error, attempts, "event delivery failed; parked");
-                        update.status = Set(FAILED.to_owned());
-                    } else {
-                        tracing::warn!(context = publisher.context, error = %error, attempts, "event delivery failed; will retry");
-                        update.next_attempt_at = Set(backoff::next_attempt(
-                            now,
-                            attempts,
-                            self.config.retry_base,
-                            self.config.retry_max,
-                        ));
-                    }
-                    update.last_error = Set(Some(error.to_string()));
-                }
-            }
-            match &txn {
-                Some(txn) => update.update(txn).await?,
-                None => update.update(&publisher.db).await?,
-            };
-        }
+        let relayed = result?;
         if let Some(txn) = txn {
             txn.commit().await?;
         }
-        if count > 0 {
-            self.handled.notify_waiters();
-        }
-        Ok(count)
+        Ok(relayed)
     }
 
-    /// Hands an event to this process's consumers of it and, when consumers elsewhere may
-    /// want it, to the broker (acknowledged before the row is marked dispatched).
-    async fn deliver(
+    async fn relay_on<C: ConnectionTrait>(
         &self,
-        publisher: &'static str,
-        row: &outbox::Model,
+        db: &C,
+        publisher: &Publisher,
         now: DateTime<Utc>,
-    ) -> Result<(), DeliveryError> {
-        let envelope = store::envelope(
-            row.id,
-            &row.name,
-            &row.aggregate_id,
-            &row.payload,
-            row.occurred_at,
-        )?;
-        for consumer in self
-            .consumers
-            .iter()
-            .filter(|consumer| consumer.wants(&row.name))
-        {
-            consumer.accept_from(&envelope, row.seq, now).await?;
+    ) -> Result<Relayed, DbErr> {
+        let rows = claim_outbox(db, now, self.config.batch_size).await?;
+        let claimed = rows.len();
+        let mut envelopes = Vec::with_capacity(claimed);
+        let mut failures: Vec<(outbox::Model, DeliveryError)> = Vec::new();
+        for row in rows {
+            match store::envelope(
+                row.id,
+                &row.name,
+                &row.aggregate_id,
+                &row.payload,
+                row.occurred_at,
+            ) {
+                Ok(envelope) => envelopes.push((row, envelope)),
+                Err(error) => failures.push((row, error.into())),
+            }
         }
-        if self.publish_to_broker
-            && let Some(broker) = &self.broker
-        {
-            broker.publish(publisher, &envelope, row.seq).await?;
+        // Every local consumer gets its share of the batch in one insert. Should that fail,
+        // each event is delivered alone, so that only the ones that cannot be delivered count
+        // an attempt.
+        let mut delivered: Vec<(outbox::Model, EventEnvelope)> = Vec::new();
+        let mut delivered_to = vec![false; self.consumers.len()];
+        let mut batch_ok = true;
+        for (index, consumer) in self.consumers.iter().enumerate() {
+            let share: Vec<(EventEnvelope, i64)> = envelopes
+                .iter()
+                .filter(|(row, _)| consumer.wants(&row.name))
+                .map(|(row, envelope)| (envelope.clone(), row.seq))
+                .collect();
+            if let Err(error) = consumer.accept_all(&share, now).await {
+                tracing::warn!(context = publisher.context, consumer = consumer.name(), error = %error, "delivering a batch failed; delivering its events one at a time");
+                batch_ok = false;
+                break;
+            }
+            delivered_to[index] = !share.is_empty();
         }
+        for (row, envelope) in envelopes {
+            if batch_ok {
+                delivered.push((row, envelope));
+                continue;
+            }
+            let mut outcome = Ok(());
+            for (index, consumer) in self.consumers.iter().enumerate() {
+                if !consumer.wants(&row.name) {
+                    continue;
+                }
+                if let Err(error) = consumer.accept_from(&envelope, row.seq, now).await {
+                    outcome = Err(error);
+                    break;
+                }
+                delivered_to[index] = true;
+            }
+            match outcome {
+                Ok(()) => delivered.push((row, envelope)),
+                Err(error) => failures.push((row, error.into())),
+            }
+        }
+        // To the broker, in order, each acknowledged before its row is marked dispatched.
+        let mut dispatched = Vec::with_capacity(delivered.len());
+        let mut waiting = false;
+        for (row, envelope) in delivered {
+            if waiting {
+                break;
+            }
+            if self.publish_to_broker
+                && let Some(broker) = &self.broker
+                && let Err(error) = broker.publish(publisher.context, &envelope, row.seq).await
+            {
+                if error.is_unavailable() {
+                    // The broker cannot take events now: no fault of this one. It waits in
+                    // the outbox with those behind it, in order, counting no attempt, so an
+                    // outage of any length parks nothing; the next pass tries it first again.
+                    metrics::counter!(crate::RELAYED, "publisher" => publisher.context, "outcome" => "waiting").increment(1);
+                    tracing::warn!(context = publisher.context, error = %error, "the broker cannot take events; they wait in the outbox");
+                    outbox::Entity::update_many()
+                        .col_expr(outbox::Column::LastError, Expr::value(error.to_string()))
+                        .filter(outbox::Column::Seq.eq(row.seq))
+                        .exec(db)
+                        .await?;
+                    waiting = true;
+                    continue;
+                }
+                failures.push((row, error.into()));
+                continue;
+            }
+            dispatched.push(row);
+        }
+        if !dispatched.is_empty() {
+            metrics::counter!(crate::RELAYED, "publisher" => publisher.context, "outcome" => "dispatched")
+                .increment(dispatched.len() as u64);
+            outbox::Entity::update_many()
+                .col_expr(outbox::Column::Status, Expr::value(DISPATCHED))
+                .col_expr(outbox::Column::DispatchedAt, Expr::value(now))
+                .col_expr(
+                    outbox::Column::Attempts,
+                    Expr::col(outbox::Column::Attempts).add(1),
+                )
+                .col_expr(
+                    outbox::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(outbox::Column::Seq.is_in(dispatched.iter().map(|row| row.seq)))
+                .exec(db)
+                .await?;
+        }
+        let relayed = dispatched.len() + failures.len();
+        for (row, error) in failures {
+            self.record_delivery_failure(db, publisher, row, &error, now)
+                .await?;
+        }
+        // Rows held back behind the ones just dispatched may be taken now.
+        let unblocked = !dispatched.is_empty()
+            && outbox::Entity::find()
+                .filter(outbox::Column::Status.eq(PENDING))
+                .filter(
+                    outbox::Column::AggregateId
+                        .is_in(dispatched.iter().map(|row| row.aggregate_id.clone())),
+                )
+                .count(db)
+                .await?
+                > 0;
+        let full = u64::try_from(claimed).unwrap_or(u64::MAX) >= self.config.batch_size;
+        Ok(Relayed {
+            delivered_to,
+            relayed,
+            more: !waiting && claimed > 0 && (full || unblocked),
+            next_due: outbox_next_due(db, now).await?,
+            waiting,
+        })
+    }
+
+    /// Counts a failed delivery: schedules the next attempt with backoff, or parks the row.
+    async fn record_delivery_failure<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        publisher: &Publisher,
+        row: outbox::Model,
+        error: &DeliveryError,
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        let attempts = row.attempts + 1;
+        let parked = attempts >= self.config.max_attempts;
+        let counted = if parked { "parked" } else { "retry" };
+        metrics::counter!(crate::RELAYED, "publisher" => publisher.context, "outcome" => counted)
+            .increment(1);
+        let mut update = row.into_active_model();
+        update.attempts = Set(attempts);
+        if parked {
+            tracing::error!(context = publisher.context, error = %error, attempts, "event delivery failed; parked");
+            update.status = Set(FAILED.to_owned());
+        } else {
+            tracing::warn!(context = publisher.context, error = %error, attempts, "event delivery failed; will retry");
+            update.next_attempt_at = Set(backoff::next_attempt(
+                now,
+                attempts,
+                self.config.retry_base,
+                self.config.retry_max,
+            ));
+        }
+        update.last_error = Set(Some(error.to_string()));
+        update.update(db).await?;
         Ok(())
     }
 
@@ -481,7 +606,7 @@ impl Bus {
             })
             .await?;
             if reset > 0 {
-                self.handled.notify_waiters();
+                self.handled.notify_one();
                 return Ok(true);
             }
         }
@@ -512,7 +637,7 @@ impl Bus {
             .await?;
         }
         if retried > 0 {
-            self.handled.notify_waiters();
+            self.handled.notify_one();
         }
         Ok(retried)
     }
@@ -545,7 +670,7 @@ impl Bus {
                 .exec(consumer.db())
                 .await?;
             if discarded.rows_affected > 0 {
-                self.handled.notify_waiters();
+                self.handled.notify_one();
                 return Ok(true);
             }
         }
@@ -625,7 +750,21 @@ impl Bus {
         Ok(pending)
     }
 
+    /// Watches the background loop go to sleep: what an operator's tooling (and the tests
+    /// that prove an idle bus issues no query) can observe of it.
+    pub fn sleeping(&self) -> watch::Receiver<Sleeping> {
+        self.sleeping.subscribe()
+    }
+
     /// Runs the relay, the handlers and the purge in the background until `shutdown`.
+    ///
+    /// Nothing is polled: a pass runs when a publisher of this process commits (its outbox's
+    /// wake-up), when a broker subscriber stored events or an operator put one back in line,
+    /// when another process commits events of a context this bus relays (Postgres `LISTEN`,
+    /// see `db_kit::wake`), when its listening connection comes back (notifications may have
+    /// been missed), and when the earliest retry it learnt of in its last pass is due. While
+    /// nothing is due it waits without a query; the purge runs only when events were handled
+    /// since the last one. `poll_interval`, when not zero, adds a safety-net pass.
     pub fn spawn(self: Arc<Self>, shutdown: CancellationToken) -> JoinHandle<()> {
         tokio::spawn(async move {
             let subscribers: Vec<JoinHandle<()>> = match &self.broker {
@@ -643,35 +782,96 @@ impl Bus {
                     .collect(),
                 None => Vec::new(),
             };
-            let mut purge = tokio::time::interval(self.config.purge_interval);
-            let mut poll = tokio::time::interval(self.config.poll_interval);
-            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let wake = Wake::new();
+            let signals = Signals::forward(&self, &wake, &shutdown);
+            let listener = self.publishers.first().and_then(|first| {
+                wake.listen(
+                    &first.db,
+                    self.publishers
+                        .iter()
+                        .map(|publisher| db_kit::wake::channel(publisher.context))
+                        .collect(),
+                    self.publishers
+                        .iter()
+                        .map(|publisher| publisher.sender.to_string())
+                        .collect(),
+                    shutdown.clone(),
+                )
+            });
+            let mut due = vec![None; self.publishers.len() + self.consumers.len()];
+            let mut scope = Scope::Everything;
+            let mut handled_since_purge = true;
+            let mut next_purge = Instant::now();
+            let mut failures: u32 = 0;
             loop {
-                let woken: Vec<_> = self.publishers.iter().map(|p| p.wake.notified()).collect();
-                // A process without publishers (catalog alone) is woken by nothing but time.
-                let any_woken = async {
-                    if woken.is_empty() {
-                        std::future::pending::<()>().await;
-                    } else {
-                        futures::future::select_all(woken.into_iter().map(Box::pin)).await;
+                let mut retry_at = None;
+                match self.background_pass(scope, &signals, &mut due).await {
+                    Ok(pass) => {
+                        failures = 0;
+                        handled_since_purge |= pass.worked;
+                        if pass.waiting {
+                            // The broker cannot take events: try again after a while.
+                            retry_at = Some(Instant::now() + self.config.retry_base);
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(error = %error, "event delivery pass failed");
+                        failures = failures.saturating_add(1);
+                        let now = self.clock.now();
+                        let at = backoff::next_attempt(
+                            now,
+                            i32::try_from(failures).unwrap_or(i32::MAX),
+                            self.config.retry_base,
+                            self.config.retry_max,
+                        );
+                        retry_at = Some(db_kit::wake::deadline_at(at, now));
+                    }
+                }
+                let now = self.clock.now();
+                let mut deadline = due
+                    .iter()
+                    .flatten()
+                    .min()
+                    .map(|at| db_kit::wake::deadline_at(*at, now));
+                deadline = earliest_instant(deadline, retry_at);
+                if !self.config.poll_interval.is_zero() {
+                    deadline = earliest_instant(
+                        deadline,
+                        Some(Instant::now() + self.config.poll_interval),
+                    );
+                }
+                let purge_at = handled_since_purge.then_some(next_purge);
+                let until = earliest_instant(deadline, purge_at);
+                self.sleeping.send_modify(|state| {
+                    state.sleeps += 1;
+                    state.until_due = deadline.is_some();
+                    state.listening = wake.listening();
+                });
+                let woken = wake.wait(until, &shutdown).await;
+                self.sleeping.send_modify(|state| state.wakes += 1);
+                scope = match woken {
+                    Woken::Shutdown => break,
+                    Woken::Local => Scope::Signalled,
+                    Woken::Remote => Scope::Publishers,
+                    Woken::Reconnected => Scope::Everything,
+                    Woken::Deadline => {
+                        if purge_at.is_some_and(|at| at <= Instant::now()) {
+                            if let Err(error) = self.purge().await {
+                                tracing::error!(error = %error, "purging events failed");
+                            }
+                            handled_since_purge = false;
+                            next_purge = Instant::now() + self.config.purge_interval;
+                        }
+                        if deadline.is_some_and(|at| at <= Instant::now()) {
+                            Scope::Everything
+                        } else {
+                            Scope::Signalled
+                        }
                     }
                 };
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = poll.tick() => {}
-                    () = any_woken => {}
-                    _ = self.handled.notified() => {}
-                    _ = purge.tick() => {
-                        if let Err(error) = self.purge().await {
-                            tracing::error!(error = %error, "purging events failed");
-                        }
-                        continue;
-                    }
-                }
-                if let Err(error) = self.run_until_idle().await {
-                    tracing::error!(error = %error, "event delivery pass failed");
-                }
             }
+            drop(listener);
+            signals.stop().await;
             for subscriber in subscribers {
                 if let Err(error) = subscriber.await {
                     tracing::error!(error = %error, "a broker subscriber failed");
@@ -679,6 +879,143 @@ impl Bus {
             }
             tracing::info!("event bus stopped");
         })
+    }
+
+    /// One pass of the background loop over what `scope` names: each publisher relays batch
+    /// after batch while more may be due, then each consumer that may have work handles
+    /// batch after batch. Each one's next due time (a retry) is written into `due`.
+    async fn background_pass(
+        &self,
+        scope: Scope,
+        signals: &Signals,
+        due: &mut [Option<DateTime<Utc>>],
+    ) -> Result<Pass, DbErr> {
+        let mut pass = Pass::default();
+        // Consumers run when events were stored for them (events nobody here subscribed to
+        // cost no consumer a claim), when signalled, or in a pass over everything.
+        let mut delivered = vec![false; self.consumers.len()];
+        for (index, publisher) in self.publishers.iter().enumerate() {
+            let signalled = signals.publishers[index].swap(false, Ordering::SeqCst);
+            if !(signalled || matches!(scope, Scope::Everything | Scope::Publishers)) {
+                continue;
+            }
+            loop {
+                let relayed = self.relay(publisher).await?;
+                due[index] = relayed.next_due;
+                pass.waiting |= relayed.waiting;
+                if relayed.relayed > 0 {
+                    pass.worked = true;
+                }
+                for (to, stored) in delivered.iter_mut().zip(&relayed.delivered_to) {
+                    *to |= *stored;
+                }
+                if !relayed.more {
+                    break;
+                }
+            }
+        }
+        let signalled = signals.consumers.swap(false, Ordering::SeqCst);
+        for (index, consumer) in self.consumers.iter().enumerate() {
+            if !(delivered[index] || signalled || scope == Scope::Everything) {
+                continue;
+            }
+            loop {
+                let processed = consumer
+                    .process_once(
+                        self.clock.now(),
+                        self.config.batch_size,
+                        self.retry_policy(),
+                    )
+                    .await?;
+                due[self.publishers.len() + index] = processed.next_due;
+                if processed.claimed > 0 {
+                    pass.worked = true;
+                }
+                if !processed.more {
+                    break;
+                }
+            }
+        }
+        Ok(pass)
+    }
+}
+
+/// What a background pass looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Scope {
+    /// Every publisher and consumer: at start, after the listening connection came back, at
+    /// a due time.
+    Everything,
+    /// Every publisher (another process committed events), and the consumers they deliver
+    /// to.
+    Publishers,
+    /// Only the publishers and consumers this process signalled.
+    Signalled,
+}
+
+/// What a background pass did.
+#[derive(Debug, Clone, Copy, Default)]
+struct Pass {
+    worked: bool,
+    waiting: bool,
+}
+
+/// The in-process wake-ups of a running bus: each publisher's outbox and the consumers'
+/// `handled`, each forwarded into the bus's one [`Wake`] and remembered in a flag, so a pass
+/// looks at what was signalled only.
+struct Signals {
+    publishers: Vec<Arc<AtomicBool>>,
+    consumers: Arc<AtomicBool>,
+    forwarders: Vec<JoinHandle<()>>,
+}
+
+impl Signals {
+    fn forward(bus: &Bus, wake: &Wake, shutdown: &CancellationToken) -> Self {
+        let mut forwarders = Vec::new();
+        let mut forward = |notify: Arc<Notify>, flag: Arc<AtomicBool>| {
+            let wake = wake.clone();
+            let shutdown = shutdown.clone();
+            forwarders.push(tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        () = notify.notified() => {
+                            flag.store(true, Ordering::SeqCst);
+                            wake.notify();
+                        }
+                    }
+                }
+            }));
+        };
+        let publishers: Vec<Arc<AtomicBool>> = bus
+            .publishers
+            .iter()
+            .map(|publisher| {
+                let flag = Arc::new(AtomicBool::new(false));
+                forward(publisher.wake.clone(), flag.clone());
+                flag
+            })
+            .collect();
+        let consumers = Arc::new(AtomicBool::new(false));
+        forward(bus.handled.clone(), consumers.clone());
+        Self {
+            publishers,
+            consumers,
+            forwarders,
+        }
+    }
+
+    async fn stop(self) {
+        for forwarder in self.forwarders {
+            let _ = forwarder.await;
+        }
+    }
+}
+
+fn earliest_instant(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -716,6 +1053,22 @@ async fn requeue_inbox(
         requeued += narrow(update).exec(consumer.db()).await?.rows_affected;
     }
     Ok(requeued)
+}
+
+/// When the next pending outbox row waiting for a retry becomes due.
+async fn outbox_next_due<C: ConnectionTrait>(
+    db: &C,
+    now: DateTime<Utc>,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    outbox::Entity::find()
+        .select_only()
+        .column_as(outbox::Column::NextAttemptAt.min(), "due")
+        .filter(outbox::Column::Status.eq(PENDING))
+        .filter(outbox::Column::NextAttemptAt.gt(now))
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(db)
+        .await
+        .map(Option::flatten)
 }
 
 /// Due pending outbox rows, oldest first, skipping rows with an earlier pending or parked row

@@ -8,11 +8,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use kernel::{EventEnvelope, IntegrationEvent};
-use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, Query};
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, LockBehavior, LockType, OnConflict, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, DbErr, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
-    TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseConnection,
+    DatabaseTransaction, DbBackend, DbErr, EntityTrait, IntoActiveModel, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, TransactionTrait,
 };
 use tracing::Instrument;
 
@@ -200,42 +200,100 @@ impl Consumer {
         }
     }
 
-    /// Handles up to `batch` due inbox rows, one transaction each; returns how many it
-    /// handled (successfully or not).
+    /// Stores events the relay hands over in one statement: a batch's bookkeeping is one
+    /// write. Events already stored (a delivery repeated) are left as they are.
+    pub(crate) async fn accept_all(
+        &self,
+        events: &[(EventEnvelope, i64)],
+        now: DateTime<Utc>,
+    ) -> Result<(), DbErr> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let rows = events.iter().map(|(event, source_seq)| inbox::ActiveModel {
+            id: Set(uuid::Uuid::now_v7()),
+            event_id: Set(event.id),
+            consumer: Set(self.name.clone()),
+            name: Set(event.name.clone()),
+            aggregate_id: Set(event.aggregate_id.clone()),
+            payload: Set(event.payload.to_string()),
+            occurred_at: Set(event.occurred_at),
+            status: Set(PENDING.to_owned()),
+            attempts: Set(0),
+            next_attempt_at: Set(now),
+            last_error: Set(None),
+            received_at: Set(now),
+            handled_at: Set(None),
+            processed_at: Set(None),
+            source_seq: Set(Some(*source_seq)),
+            ..Default::default()
+        });
+        inbox::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([inbox::Column::EventId, inbox::Column::Consumer])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .try_insert()
+            .exec_without_returning(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// Handles due inbox rows a batch at a time until none is left or `limit` rows were
+    /// taken; returns what it did and when the next row it could not take yet is due.
     pub(crate) async fn process_once(
         &self,
         now: DateTime<Utc>,
-        batch: u64,
+        limit: u64,
         retry: Retry,
-    ) -> Result<usize, DbErr> {
-        let mut count = 0;
-        while u64::try_from(count).unwrap_or(u64::MAX) < batch {
-            if !self.process_next(now, retry).await? {
+    ) -> Result<Processed, DbErr> {
+        let batch = self.process_batch(now, limit, retry).await?;
+        if !batch.commit_failed || batch.claimed <= 1 {
+            return Ok(batch);
+        }
+        // The batch's commit failed and nobody can tell which event made it fail: take the
+        // same rows again one transaction each, so only the guilty one counts an attempt.
+        let mut total = Processed::default();
+        for _ in 0..batch.claimed {
+            let single = self.process_batch(now, 1, retry).await?;
+            total.claimed += single.claimed;
+            total.more |= single.more;
+            total.next_due = earliest(total.next_due, single.next_due);
+            if single.claimed == 0 {
                 break;
             }
-            count += 1;
         }
-        Ok(count)
+        Ok(total)
     }
 
-    /// Claims the next due row and takes it as far as it goes: its handler in a transaction
-    /// of its own, which also marks the row handled, then, after the commit, its effects.
-    /// A failure of the handler, a panic, or a database error on the way (a statement, the
-    /// commit itself) rolls that transaction back and counts the attempt in another one, so
-    /// a poison event is retried with backoff and then parked, and the other events never
-    /// depend on it. A row whose handler committed earlier runs only its effects. Returns
-    /// false when nothing was due.
-    async fn process_next(&self, now: DateTime<Utc>, retry: Retry) -> Result<bool, DbErr> {
+    /// One batch: claims up to `limit` due rows in one transaction and runs each one's
+    /// handler in a savepoint of it, which also marks the row handled (a handler that fails
+    /// is rolled back to its savepoint and its attempt is counted in the same transaction),
+    /// commits once, then runs the effects after the commit and marks every row whose
+    /// effects succeeded done in one statement. So a batch of n events costs two commits
+    /// plus n handlers, where one event at a time cost three per event.
+    async fn process_batch(
+        &self,
+        now: DateTime<Utc>,
+        limit: u64,
+        retry: Retry,
+    ) -> Result<Processed, DbErr> {
         let txn = self.db.begin().await?;
-        let Some(row) = claim(&txn, &self.name, now).await? else {
-            txn.commit().await?;
-            return Ok(false);
+        let rows = claim(&txn, &self.name, now, limit).await?;
+        let claimed = rows.len();
+        let claimed_rows = if claimed == 1 {
+            rows.clone()
+        } else {
+            Vec::new()
         };
         // While its effects run, a handled row is claimed by this process until `lease`: no
         // other process runs them meanwhile, and if this one dies, another takes over then.
         let lease = now + chrono::Duration::from_std(retry.max).unwrap_or(chrono::Duration::MAX);
-        let span = tracing::info_span!("handle_event", consumer = %self.name, event = %row.name, event_id = %row.event_id);
-        async {
+        let mut effects = Vec::new();
+        let mut leased = Vec::new();
+        for row in rows {
+            let span = tracing::info_span!("handle_event", consumer = %self.name, event = %row.name, event_id = %row.event_id);
             let envelope = match store::envelope(
                 row.event_id,
                 &row.name,
@@ -245,63 +303,165 @@ impl Consumer {
             ) {
                 Ok(envelope) => envelope,
                 Err(error) => {
-                    rollback(txn).await;
-                    self.record_failure(&row, database(error), now, retry).await?;
-                    return Ok(true);
+                    self.record_failure(&txn, &row, database(error), now, retry)
+                        .instrument(span)
+                        .await?;
+                    continue;
                 }
             };
             if row.status == HANDLED {
-                let mut claimed = row.clone().into_active_model();
-                claimed.next_attempt_at = Set(lease);
-                claimed.update(&txn).await?;
-                txn.commit().await?;
-            } else if let Err(error) = self.handle_and_commit(txn, &envelope, &row, now, lease).await {
-                self.record_failure(&row, error, now, retry).await?;
-                return Ok(true);
+                leased.push(row.id);
+                effects.push((row, envelope));
+                continue;
             }
-            let handled = inbox::Model {
-                status: HANDLED.to_owned(),
-                ..row
-            };
-            match self.run_after_commit(&envelope).await {
-                Ok(()) => {
-                    inbox::Entity::update_many()
-                        .col_expr(inbox::Column::Status, Expr::value(DONE))
-                        .col_expr(inbox::Column::Attempts, Expr::value(handled.attempts + 1))
-                        .col_expr(inbox::Column::ProcessedAt, Expr::value(now))
-                        .col_expr(inbox::Column::LastError, Expr::value(Option::<String>::None))
-                        .filter(inbox::Column::Id.eq(handled.id))
-                        .filter(inbox::Column::Status.eq(HANDLED))
-                        .exec(&self.db)
-                        .await?;
-                    metrics::counter!(crate::HANDLED, "consumer" => self.name.clone(), "outcome" => "done")
-                        .increment(1);
+            let savepoint = txn.begin().await?;
+            let outcome = match self
+                .handle_in(&savepoint, &envelope, &row, now, lease)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(()) => savepoint.commit().await.map_err(database),
+                Err(error) => {
+                    rollback(savepoint).await;
+                    Err(error)
                 }
-                Err(error) => self.record_failure(&handled, error, now, retry).await?,
+            };
+            match outcome {
+                Ok(()) => effects.push((
+                    inbox::Model {
+                        status: HANDLED.to_owned(),
+                        ..row
+                    },
+                    envelope,
+                )),
+                Err(error) => {
+                    self.record_failure(&txn, &row, error, now, retry)
+                        .instrument(span)
+                        .await?;
+                }
             }
-            Ok(true)
         }
-        .instrument(span)
-        .await
+        if !leased.is_empty() {
+            inbox::Entity::update_many()
+                .col_expr(inbox::Column::NextAttemptAt, Expr::value(lease))
+                .filter(inbox::Column::Id.is_in(leased))
+                .exec(&txn)
+                .await?;
+        }
+        let full = u64::try_from(claimed).unwrap_or(u64::MAX) >= limit;
+        let more = claimed > 0
+            && (full
+                || self
+                    .unblocked(&txn, effects.iter().map(|(row, _)| row))
+                    .await?);
+        // The rows whose effects run now are claimed until `lease`, but this process finishes
+        // them (or records when to try again) itself: they are not due work to wait for.
+        let running: Vec<uuid::Uuid> = effects.iter().map(|(row, _)| row.id).collect();
+        let mut next_due = self.next_due(&txn, now, running).await?;
+        if let Err(error) = txn.commit().await {
+            tracing::warn!(consumer = %self.name, error = %error, claimed, "committing a batch of handlers failed");
+            // Alone in its batch, the row is the one that failed it: its attempt counts.
+            let mut next_due = None;
+            if let [row] = claimed_rows.as_slice() {
+                next_due = self
+                    .record_failure(&self.db, row, database(error), now, retry)
+                    .await?;
+            }
+            return Ok(Processed {
+                claimed,
+                more: false,
+                next_due,
+                commit_failed: true,
+            });
+        }
+        let mut done = Vec::new();
+        for (row, envelope) in effects {
+            let span = tracing::info_span!("after_commit", consumer = %self.name, event = %row.name, event_id = %row.event_id);
+            match self
+                .run_after_commit(&envelope)
+                .instrument(span.clone())
+                .await
+            {
+                Ok(()) => done.push(row.id),
+                Err(error) => {
+                    let next = self
+                        .record_failure(&self.db, &row, error, now, retry)
+                        .instrument(span)
+                        .await?;
+                    next_due = earliest(next_due, next);
+                }
+            }
+        }
+        if !done.is_empty() {
+            let count = done.len() as u64;
+            inbox::Entity::update_many()
+                .col_expr(inbox::Column::Status, Expr::value(DONE))
+                .col_expr(
+                    inbox::Column::Attempts,
+                    Expr::col(inbox::Column::Attempts).add(1),
+                )
+                .col_expr(inbox::Column::ProcessedAt, Expr::value(now))
+                .col_expr(
+                    inbox::Column::LastError,
+                    Expr::value(Option::<String>::None),
+                )
+                .filter(inbox::Column::Id.is_in(done))
+                .filter(inbox::Column::Status.eq(HANDLED))
+                .exec(&self.db)
+                .await?;
+            metrics::counter!(crate::HANDLED, "consumer" => self.name.clone(), "outcome" => "done")
+                .increment(count);
+        }
+        Ok(Processed {
+            claimed,
+            more,
+            next_due,
+            commit_failed: false,
+        })
     }
 
-    /// Runs the handler on `txn`, marks `row` handled in it and commits; on any failure rolls
-    /// the transaction back and returns the reason.
-    async fn handle_and_commit(
+    /// Whether a row of the aggregates of `rows` is still waiting: it was held back behind
+    /// them, and may be taken now.
+    async fn unblocked<'a>(
         &self,
-        txn: DatabaseTransaction,
-        envelope: &EventEnvelope,
-        row: &inbox::Model,
-        now: DateTime<Utc>,
-        lease: DateTime<Utc>,
-    ) -> Result<(), HandlerError> {
-        match self.handle_in(&txn, envelope, row, now, lease).await {
-            Ok(()) => txn.commit().await.map_err(database),
-            Err(error) => {
-                rollback(txn).await;
-                Err(error)
-            }
+        txn: &DatabaseTransaction,
+        rows: impl Iterator<Item = &'a inbox::Model>,
+    ) -> Result<bool, DbErr> {
+        let aggregates: Vec<String> = rows.map(|row| row.aggregate_id.clone()).collect();
+        if aggregates.is_empty() {
+            return Ok(false);
         }
+        let waiting = inbox::Entity::find()
+            .filter(inbox::Column::Consumer.eq(self.name.as_str()))
+            .filter(inbox::Column::Status.eq(PENDING))
+            .filter(inbox::Column::AggregateId.is_in(aggregates))
+            .count(txn)
+            .await?;
+        Ok(waiting > 0)
+    }
+
+    /// When this consumer's next row that is not due yet (a retry after backoff, a lapsing
+    /// claim on effects) becomes due.
+    async fn next_due(
+        &self,
+        txn: &DatabaseTransaction,
+        now: DateTime<Utc>,
+        except: Vec<uuid::Uuid>,
+    ) -> Result<Option<DateTime<Utc>>, DbErr> {
+        let mut select = inbox::Entity::find();
+        if !except.is_empty() {
+            select = select.filter(inbox::Column::Id.is_not_in(except));
+        }
+        select
+            .select_only()
+            .column_as(inbox::Column::NextAttemptAt.min(), "due")
+            .filter(inbox::Column::Consumer.eq(self.name.as_str()))
+            .filter(inbox::Column::Status.is_in([PENDING, HANDLED]))
+            .filter(inbox::Column::NextAttemptAt.gt(now))
+            .into_tuple::<Option<DateTime<Utc>>>()
+            .one(txn)
+            .await
+            .map(Option::flatten)
     }
 
     async fn handle_in(
@@ -331,16 +491,19 @@ impl Consumer {
             .unwrap_or_else(|_| Err(HandlerError::new("the effects after the commit panicked")))
     }
 
-    /// Counts a failed attempt at `row`, outside the failed transaction: schedules the next
-    /// one with backoff, or parks the row after the last. Conditional on the row being as it
-    /// was claimed, so an attempt another process recorded meanwhile is not counted twice.
-    async fn record_failure(
+    /// Counts a failed attempt at `row` through `db` (the batch's transaction after a
+    /// handler failed, the pool when the transaction itself failed or its effects did):
+    /// schedules the next one with backoff, or parks the row after the last. Conditional on
+    /// the row being as it was claimed, so an attempt another process recorded meanwhile is
+    /// not counted twice.
+    async fn record_failure<C: ConnectionTrait>(
         &self,
+        db: &C,
         row: &inbox::Model,
         error: HandlerError,
         now: DateTime<Utc>,
         retry: Retry,
-    ) -> Result<(), DbErr> {
+    ) -> Result<Option<DateTime<Utc>>, DbErr> {
         let attempts = row.attempts + 1;
         let parked = attempts >= retry.max_attempts;
         let counted = if parked { "parked" } else { "retry" };
@@ -357,18 +520,43 @@ impl Consumer {
         } else {
             "handling"
         };
-        if parked {
+        let next = if parked {
             tracing::error!(error = %error, attempts, stage, "event handler failed; parked");
             update = update.col_expr(inbox::Column::Status, Expr::value(FAILED));
+            None
         } else {
             tracing::warn!(error = %error, attempts, stage, "event handler failed; will retry");
-            update = update.col_expr(
-                inbox::Column::NextAttemptAt,
-                Expr::value(backoff::next_attempt(now, attempts, retry.base, retry.max)),
-            );
-        }
-        update.exec(&self.db).await?;
-        Ok(())
+            let next = backoff::next_attempt(now, attempts, retry.base, retry.max);
+            update = update.col_expr(inbox::Column::NextAttemptAt, Expr::value(next));
+            Some(next)
+        };
+        update.exec(db).await?;
+        Ok(next)
+    }
+}
+
+/// What one batch of a consumer did.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Processed {
+    /// Rows claimed (handled, failed or parked).
+    pub claimed: usize,
+    /// Whether more rows may be due now: the batch was full, or rows were held back behind
+    /// the ones it finished.
+    pub more: bool,
+    /// When the next row not yet due becomes due.
+    pub next_due: Option<DateTime<Utc>>,
+    /// The batch's transaction failed to commit: nothing of it happened.
+    commit_failed: bool,
+}
+
+/// The earlier of two optional times.
+pub(crate) fn earliest(
+    a: Option<DateTime<Utc>>,
+    b: Option<DateTime<Utc>>,
+) -> Option<DateTime<Utc>> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(Ord::min(a, b)),
+        (a, b) => a.or(b),
     }
 }
 
@@ -385,17 +573,17 @@ async fn rollback(txn: DatabaseTransaction) {
     }
 }
 
-/// The oldest due row of one consumer, pending or handled (its effects still to run),
-/// skipping any row with an earlier (by its publisher's sequence) unfinished row of the same
-/// aggregate (so one
-/// aggregate's events are handled, effects included, in order, and a parked one holds back
-/// the rest until it is retried or discarded), and on Postgres skipping rows another
-/// process holds.
+/// Up to `limit` due rows of one consumer, oldest first, pending or handled (their effects
+/// still to run), skipping any row with an earlier (by its publisher's sequence) unfinished
+/// row of the same aggregate (so one aggregate's events are handled, effects included, in
+/// order, at most one per batch, and a parked one holds back the rest until it is retried or
+/// discarded), and on Postgres skipping rows another process holds.
 async fn claim(
     txn: &DatabaseTransaction,
     consumer: &str,
     now: DateTime<Utc>,
-) -> Result<Option<inbox::Model>, DbErr> {
+    limit: u64,
+) -> Result<Vec<inbox::Model>, DbErr> {
     let earlier = Alias::new("earlier");
     let blocked = Query::select()
         .expr(Expr::val(1))
@@ -423,9 +611,9 @@ async fn claim(
         .filter(inbox::Column::NextAttemptAt.lte(now))
         .filter(Expr::exists(blocked).not())
         .order_by_asc(inbox::Column::Seq)
-        .limit(1);
+        .limit(limit);
     if sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
         select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
-    select.one(txn).await
+    select.all(txn).await
 }

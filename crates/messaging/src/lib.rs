@@ -10,11 +10,16 @@
 //!    [`Consumer`] subscribed to its name, and marks it dispatched.
 //! 3. [`Consumer::accept`] stores the event in the **consumer's own** `inbox`, keyed by
 //!    (event id, consumer): a second delivery of the same event is a no-op.
-//! 4. The consumer's processor claims due inbox rows the same way, one at a time, and runs
-//!    its [`EventHandler`] inside a transaction of that row alone on the consumer's
-//!    database, which also marks the row handled, so the handler's writes happen exactly
-//!    once. Whatever makes that transaction fail (the handler, a statement, the commit
-//!    itself) rolls it back and counts an attempt in another transaction.
+//! 4. The consumer's processor claims due inbox rows the same way, a batch at a time, and
+//!    runs its [`EventHandler`] for each inside a savepoint of the batch's transaction on the
+//!    consumer's database, which also marks the row handled, so the handler's writes happen
+//!    exactly once. A handler that fails is rolled back to its savepoint and its attempt
+//!    counted; a batch whose commit fails is taken again one row per transaction, so only the
+//!    event that made it fail counts an attempt.
+//!
+//! Nothing polls: [`Bus::spawn`] runs a pass when a commit wakes it (in process, or through
+//! Postgres `LISTEN`/`NOTIFY` from other processes, `db_kit::wake`) and otherwise sleeps until
+//! the next retry its last pass learnt of.
 //! 5. Once it committed, the handler's [`EventHandler::after_commit`] does what is not in the
 //!    database (sending the message the handler recorded), at least once; when it fails,
 //!    it alone is retried, parked, and replayed.
@@ -51,7 +56,7 @@ mod store;
 
 pub use broker::{Broker, BrokerConfig, BrokerError, PUBLISHED, Published, RECEIVED, redact_url};
 pub use bus::{
-    Bus, BusBuilder, BusConfig, EventFilter, FailedEvent, ParkedStatus, Progress, Stage,
+    Bus, BusBuilder, BusConfig, EventFilter, FailedEvent, ParkedStatus, Progress, Sleeping, Stage,
 };
 pub use consumer::{Consumer, EventHandler, HandlerError};
 pub use outbox::Outbox;

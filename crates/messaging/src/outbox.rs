@@ -14,6 +14,9 @@ use crate::store::{PENDING, outbox};
 pub struct Outbox {
     context: &'static str,
     wake: Arc<Notify>,
+    /// Names this outbox in its wake-ups to other processes, so its own process's listener
+    /// can tell them from theirs.
+    sender: Arc<str>,
 }
 
 impl Outbox {
@@ -21,6 +24,7 @@ impl Outbox {
         Self {
             context,
             wake: Arc::new(Notify::new()),
+            sender: uuid::Uuid::new_v4().to_string().into(),
         }
     }
 
@@ -62,8 +66,10 @@ impl Outbox {
     }
 
     /// The last step of every change that announces itself: appends `event` to the outbox
-    /// in `txn`, commits, and wakes the relay. Use this rather than `append` + `commit` +
-    /// `notify` by hand, so no publisher forgets a step.
+    /// in `txn`, commits, and wakes the relay: this process's at once, and on Postgres the
+    /// relays of other processes running this context through a `pg_notify` sent in `txn`
+    /// (so only if it commits). Use this rather than `append` + `commit` + `notify` by hand,
+    /// so no publisher forgets a step.
     pub async fn commit_with<E: IntegrationEvent>(
         &self,
         txn: DatabaseTransaction,
@@ -71,18 +77,30 @@ impl Outbox {
         occurred_at: DateTime<Utc>,
     ) -> Result<EventEnvelope, DbErr> {
         let envelope = self.append(&txn, event, occurred_at).await?;
+        db_kit::wake::notify(&txn, &self.channel(), &self.sender).await?;
         txn.commit().await?;
         self.notify();
         Ok(envelope)
     }
 
-    /// Tells the relay that a transaction with new events committed, so it need not wait for
-    /// its next poll. Forgetting to call it only delays delivery.
+    /// Tells this process's relay that a transaction with new events committed. The relay
+    /// does not poll: forgetting to call it leaves the events waiting for the next wake-up.
     pub fn notify(&self) {
         self.wake.notify_one();
     }
 
     pub(crate) fn wake(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// The Postgres channel on which this context's commits wake other processes.
+    pub fn channel(&self) -> String {
+        db_kit::wake::channel(self.context)
+    }
+
+    /// What this outbox's wake-ups carry, so that listeners in its own process, woken in
+    /// process already, ignore them.
+    pub fn sender(&self) -> &str {
+        &self.sender
     }
 }

@@ -144,6 +144,8 @@ pub(crate) struct Checkout {
     pub lease: Duration,
     pub retry: RetryPolicy,
     pub hook: Arc<dyn CheckoutHook>,
+    /// Wakes the recovery sweep when a run leaves its order unfinished.
+    pub sweep: db_kit::wake::Wake,
 }
 
 /// When the sweep runs an unfinished checkout again, and when it gives up on it.

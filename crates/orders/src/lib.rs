@@ -22,10 +22,12 @@ mod http;
 mod service;
 mod store;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use catalog_api::CatalogApi;
+use db_kit::wake::{SweepTimes, Wake};
 use kernel::Clock;
 use messaging::Outbox;
 use orders_api::{OrdersApi, OrdersError};
@@ -53,7 +55,9 @@ pub struct OrdersConfig {
     /// How long a runner's hold on an order lasts without renewal (it renews before every
     /// step); after a crash, the order waits this long before another runner takes it.
     pub lease: Duration,
-    /// How often the recovery sweep looks for unfinished checkouts.
+    /// A safety-net pass of the recovery sweep this often, besides the wake-ups and due
+    /// times that drive it; zero: none (the sweep issues no query while nothing is
+    /// unfinished).
     pub recovery_interval: Duration,
     /// Unfinished checkouts the sweep takes per round.
     pub recovery_batch: u64,
@@ -72,7 +76,7 @@ impl Default for OrdersConfig {
         Self {
             charge_timeout: Duration::from_secs(5),
             lease: Duration::from_secs(30),
-            recovery_interval: Duration::from_secs(15),
+            recovery_interval: Duration::ZERO,
             recovery_batch: 50,
             recovery_concurrency: 4,
             retry: RetryPolicy {
@@ -125,6 +129,7 @@ impl OrdersModule {
             lease: config.lease,
             retry: config.retry,
             hook,
+            sweep: Wake::new(),
         });
         let service = OrdersService {
             db,
@@ -171,28 +176,52 @@ impl OrdersModule {
         }
     }
 
-    /// One round of the recovery sweep, as `spawn_recovery` runs it every interval: up to
-    /// `recovery_batch` due checkouts that no live runner holds. Returns how many it ran.
+    /// One round of the recovery sweep: up to `recovery_batch` due checkouts that no live
+    /// runner holds. Returns how many it ran.
     pub async fn sweep_once(&self) -> Result<usize, OrdersError> {
         self.service.recover_due().await
     }
 
-    /// Sweeps for unfinished checkouts at once, then every `recovery_interval`: one batch per
-    /// round, with bounded concurrency, so that orders that cannot finish (backed off, then
-    /// parked) never hide the others.
+    /// Runs the recovery sweep until `shutdown`, without polling: a pass at start (what a
+    /// previous process left behind), then whenever a checkout of this process ends
+    /// unfinished, and when the next unfinished order becomes due (its retry comes or its
+    /// runner's lease ends), as the last pass learnt. Each pass runs batches (bounded
+    /// concurrency) while they come back full, so orders that cannot finish (backed off,
+    /// then parked) never hide the others. With no unfinished order it issues no query.
+    ///
+    /// Across processes, a commit on orders' wake-up channel (an order placed or finished
+    /// elsewhere) means an order may become due when that process's lease ends, should it
+    /// die first: the sweep then runs a pass one lease later, not at once.
+    /// `recovery_interval`, when not zero, adds a safety-net pass.
     pub fn spawn_recovery(&self, shutdown: CancellationToken) -> JoinHandle<()> {
         let service = self.service.clone();
-        let interval = self.config.recovery_interval;
+        let wake = service.checkout.sweep.clone();
+        let times = SweepTimes {
+            remote_horizon: self.config.lease,
+            after_error: self.config.retry.base,
+            safety_net: self.config.recovery_interval,
+        };
+        let listener = wake.listen(
+            &service.db,
+            vec![self.outbox.channel()],
+            HashSet::from([self.outbox.sender().to_owned()]),
+            shutdown.clone(),
+        );
+        let batch = usize::try_from(self.config.recovery_batch).unwrap_or(usize::MAX);
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = ticks.tick() => {}
+            let clock = service.clock.clone();
+            db_kit::wake::sweep(&wake, &shutdown, clock.as_ref(), times, || {
+                let service = service.clone();
+                async move {
+                    while service.recover_due().await? >= batch.max(1) {}
+                    store::next_due_for_recovery(&service.db)
+                        .await
+                        .map_err(db_kit::internal::<OrdersError>)
                 }
-                if let Err(error) = service.recover_due().await {
-                    tracing::error!(error = %error, "checkout recovery failed");
-                }
+            })
+            .await;
+            if let Some(listener) = listener {
+                let _ = listener.await;
             }
         })
     }

@@ -165,6 +165,10 @@ impl OrdersService {
             async move { checkout.run_as(id, runner, start, held).await }.in_current_span(),
         )
         .await;
+        if !matches!(ran, Ok(Ok(Ran::Finished(_) | Ran::Busy { .. }))) {
+            // Unfinished: due again later (a retry, or its lease's end); the sweep learns when.
+            self.checkout.sweep.notify();
+        }
         match ran {
             Ok(Ok(Ran::Finished(order) | Ran::Unfinished(order))) => Ok(order),
             Ok(Ok(Ran::Busy { retry_after })) => Err(OrdersError::RequestInProgress {

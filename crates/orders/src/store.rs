@@ -383,6 +383,27 @@ pub async fn due_for_recovery<C: ConnectionTrait>(
     Ok(ids.into_iter().map(OrderId::from_uuid).collect())
 }
 
+/// When the next unfinished order becomes due: its runner's lease ends or its next attempt
+/// comes, whichever is later (possibly already past: it became due after the sweep looked).
+/// `None` when every unfinished order is parked or there is none: the recovery sweep then
+/// waits for a wake-up.
+pub async fn next_due_for_recovery<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Option<DateTime<Utc>>, DbErr> {
+    const DUE: &str = "CASE WHEN lease_until IS NULL THEN next_attempt_at \
+         WHEN next_attempt_at IS NULL THEN lease_until \
+         WHEN lease_until > next_attempt_at THEN lease_until ELSE next_attempt_at END";
+    orders::Entity::find()
+        .select_only()
+        .column_as(Expr::cust(format!("MIN({DUE})")), "due")
+        .filter(orders::Column::Status.is_in(IN_FLIGHT.map(status_code)))
+        .filter(orders::Column::ParkedAt.is_null())
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(db)
+        .await
+        .map(Option::flatten)
+}
+
 /// How many unfinished orders the sweep has given up on.
 pub async fn count_parked<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
     orders::Entity::find()

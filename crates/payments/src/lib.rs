@@ -23,9 +23,11 @@ mod provider;
 mod service;
 mod store;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
+use db_kit::wake::SweepTimes;
 use kernel::Clock;
 use messaging::Outbox;
 use payments_api::{PaymentsApi, PaymentsError};
@@ -62,7 +64,8 @@ pub struct PaymentsConfig {
     /// Payments' deadline on every provider call. Shorter than callers wait for a charge
     /// (orders' `charge_timeout`), so payments records an unknown outcome itself.
     pub provider_timeout: Duration,
-    /// How often the reconciliation and refund sweeps run.
+    /// A safety-net pass of the reconciliation and refund sweeps this often, besides the
+    /// wake-ups and due times that drive them; zero: none.
     pub reconcile_interval: Duration,
     /// First retry delay of a lookup or refund the provider did not answer; it doubles with
     /// each attempt up to `retry_max`.
@@ -76,7 +79,7 @@ impl Default for PaymentsConfig {
             test_mode: true,
             slow_delay: Duration::from_secs(10),
             provider_timeout: Duration::from_secs(2),
-            reconcile_interval: Duration::from_secs(10),
+            reconcile_interval: Duration::ZERO,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
         }
@@ -89,6 +92,8 @@ pub struct PaymentsModule {
     service: Arc<PaymentsService>,
     outbox: Outbox,
     reconcile_interval: Duration,
+    provider_timeout: Duration,
+    retry_base: Duration,
 }
 
 impl PaymentsModule {
@@ -122,6 +127,8 @@ impl PaymentsModule {
             )),
             outbox,
             reconcile_interval: config.reconcile_interval,
+            provider_timeout: config.provider_timeout,
+            retry_base: config.retry_base,
         }
     }
 
@@ -152,23 +159,37 @@ impl PaymentsModule {
         self.service.confirm_refunds_due().await
     }
 
-    /// Runs the reconciliation and refund sweeps every `reconcile_interval` until
-    /// `shutdown`, starting at once: what a previous process left unknown or unconfirmed is
-    /// taken up at start.
+    /// Runs the reconciliation and refund sweeps until `shutdown`, without polling: a pass
+    /// at start (what a previous process left unknown or unconfirmed), then whenever a
+    /// charge of this process ends with its outcome unknown or a refund is sent, and when the
+    /// next payment or refund becomes due, as the last pass learnt. With nothing waiting for
+    /// the provider it issues no query. Across processes, a commit on payments' wake-up
+    /// channel means a charge of that process may become due within a provider deadline,
+    /// should it die first: a pass runs then. `reconcile_interval`, when not zero, adds a
+    /// safety-net pass.
     pub fn spawn_reconciliation(&self, shutdown: CancellationToken) -> JoinHandle<()> {
         let service = self.service.clone();
-        let interval = self.reconcile_interval;
+        let wake = service.sweep.clone();
+        let times = SweepTimes {
+            remote_horizon: self.provider_timeout,
+            after_error: self.retry_base,
+            safety_net: self.reconcile_interval,
+        };
+        let listener = wake.listen(
+            service.db(),
+            vec![self.outbox.channel()],
+            HashSet::from([self.outbox.sender().to_owned()]),
+            shutdown.clone(),
+        );
         tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(interval);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    _ = ticks.tick() => {}
-                }
-                if let Err(error) = service.sweep().await {
-                    tracing::error!(%error, "payments reconciliation failed");
-                }
+            let clock = service.clock();
+            db_kit::wake::sweep(&wake, &shutdown, clock.as_ref(), times, || {
+                let service = service.clone();
+                async move { service.sweep_and_learn().await }
+            })
+            .await;
+            if let Some(listener) = listener {
+                let _ = listener.await;
             }
         })
     }

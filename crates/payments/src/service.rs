@@ -99,6 +99,8 @@ pub struct PaymentsService {
     provider_timeout: Duration,
     retry_base: Duration,
     retry_max: Duration,
+    /// Wakes the reconciliation sweep when work is left for it.
+    pub(crate) sweep: db_kit::wake::Wake,
 }
 
 /// The outcome of trying to record a refund.
@@ -125,6 +127,7 @@ impl PaymentsService {
             provider_timeout: config.provider_timeout,
             retry_base: config.retry_base,
             retry_max: config.retry_max,
+            sweep: db_kit::wake::Wake::new(),
         }
     }
 
@@ -346,6 +349,7 @@ impl PaymentsService {
         store::mark_unknown(&self.db, id, self.clock.now())
             .await
             .map_err(db_kit::internal)?;
+        self.sweep.notify();
         metrics::counter!(OUTCOMES_UNKNOWN, "cause" => no_answer.cause()).increment(1);
         tracing::warn!(
             payment_id = %id,
@@ -433,6 +437,8 @@ impl PaymentsService {
         row: &payments::Model,
         refund: &refunds::Model,
     ) -> Result<(), NoAnswer> {
+        // Committed and due for the refund sweep until confirmed: the sweep learns when.
+        self.sweep.notify();
         let amount = store::refund_amount(row, refund).map_err(|error| {
             tracing::error!(refund_id = %refund.id, %error, "a refund's amount is unreadable");
             NoAnswer::Failed(ProviderError::Unavailable {
@@ -921,5 +927,25 @@ impl PaymentsApi for PaymentsService {
             .await?
             .ok_or(PaymentsError::PaymentNotFound { order_id })?;
         store::to_payment(row).map_err(db_kit::internal)
+    }
+}
+
+/// What the background sweep loop (`PaymentsModule::spawn_reconciliation`) needs.
+impl PaymentsService {
+    /// Both sweeps, then when the next payment or refund waiting for the provider becomes
+    /// due (`None`: none is waiting).
+    pub(crate) async fn sweep_and_learn(
+        &self,
+    ) -> Result<Option<chrono::DateTime<chrono::Utc>>, PaymentsError> {
+        self.sweep().await?;
+        store::next_due(&self.db).await.map_err(db_kit::internal)
+    }
+
+    pub(crate) fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    pub(crate) fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 }

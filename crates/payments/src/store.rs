@@ -448,6 +448,30 @@ pub async fn find_due<C: ConnectionTrait>(
         .await
 }
 
+/// When the next payment or unconfirmed refund becomes due for the sweep (possibly already
+/// past: it became due after the sweep looked); `None` when none is waiting.
+pub async fn next_due<C: ConnectionTrait>(db: &C) -> Result<Option<DateTime<Utc>>, DbErr> {
+    let payment: Option<DateTime<Utc>> = payments::Entity::find()
+        .select_only()
+        .column_as(payments::Column::ReconcileAt.min(), "due")
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(db)
+        .await?
+        .flatten();
+    let refund: Option<DateTime<Utc>> = refunds::Entity::find()
+        .select_only()
+        .column_as(refunds::Column::RetryAt.min(), "due")
+        .filter(refunds::Column::ProviderReference.is_null())
+        .into_tuple::<Option<DateTime<Utc>>>()
+        .one(db)
+        .await?
+        .flatten();
+    Ok(match (payment, refund) {
+        (Some(a), Some(b)) => Some(Ord::min(a, b)),
+        (a, b) => a.or(b),
+    })
+}
+
 /// Takes a due payment for one lookup under `claim`, and schedules the next lookup at `next`
 /// in case this one does not settle it (or its sweep dies). Conditional on the payment
 /// still being due, so of several sweeps exactly one takes it. Returns whether this did.

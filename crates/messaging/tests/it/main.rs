@@ -3,6 +3,7 @@
 //! with nothing but NATS JetStream between them.
 
 mod broker;
+mod idle;
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -877,8 +878,9 @@ async fn retrying_in_bulk_requeues_what_the_filter_names(store: TestStore) {
 
 /// A handler's transaction that cannot commit (a deferred foreign key fails at `COMMIT`)
 /// costs its event one attempt, recorded in a transaction of its own; the other events of
-/// the same pass are handled once each, and the poisoned one is retried with backoff and
-/// parked after the allowed attempts, like any other failure.
+/// the same batch, rolled back with it, are taken again one transaction each, so their work
+/// commits once, and the poisoned one is retried with backoff and parked after the allowed
+/// attempts, like any other failure.
 async fn a_transaction_that_cannot_commit_costs_an_attempt_and_parks(store: TestStore) {
     let fixture = Fixture::new(store, 0).await;
     let bus = fixture.bus();
@@ -929,12 +931,17 @@ async fn a_transaction_that_cannot_commit_costs_an_attempt_and_parks(store: Test
         .into_iter()
         .filter(|(thing, _)| thing != "poison")
         .collect();
-    assert_eq!(
-        handled_once,
-        [("a".into(), 1), ("b".into(), 1)],
-        "the others' handlers ran once"
+    // Their handlers ran in the batch that rolled back, then alone: `handle` may run more
+    // than once (its contract: nothing outside the transaction), its work commits once.
+    assert!(
+        handled_once.contains(&("a".into(), 1)) && handled_once.contains(&("b".into(), 1)),
+        "{handled_once:?}"
     );
-    assert_eq!(fixture.effects().await, 2);
+    assert_eq!(
+        fixture.effects().await,
+        2,
+        "the others' work committed once"
+    );
 }
 
 /// The effects after the commit run once the handler's transaction committed; a failure

@@ -52,6 +52,15 @@ fn config() -> OrdersConfig {
 }
 
 async fn rig_with(store: TestStore, payments: Payments, hook: Arc<dyn CheckoutHook>) -> Rig {
+    rig_configured(store, payments, hook, config()).await
+}
+
+async fn rig_configured(
+    store: TestStore,
+    payments: Payments,
+    hook: Arc<dyn CheckoutHook>,
+    config: OrdersConfig,
+) -> Rig {
     let db = store.connect(orders::CONTEXT).await;
     orders::migrate(&db).await.expect("migrate");
     let catalog = Arc::new(Catalog::default());
@@ -62,7 +71,7 @@ async fn rig_with(store: TestStore, payments: Payments, hook: Arc<dyn CheckoutHo
         clock.clone(),
         catalog.clone(),
         payments.clone(),
-        config(),
+        config,
         hook,
     );
     Rig {
@@ -221,6 +230,55 @@ async fn a_dead_runners_order_is_taken_over_only_after_its_lease(store: TestStor
     assert_eq!(later.recover().await.expect("recover"), 1);
     assert_eq!(rig.status(placed.order.id).await, OrderStatus::Confirmed);
     assert_eq!(rig.payments.charges.load(Ordering::SeqCst), 1);
+}
+
+/// The background sweep of another process, which never polls, takes a dead runner's order
+/// over once its lease ends: its pass at start learns when (or, started late, finds it
+/// due), and it wakes then (a one-second lease, so the test waits that long; nothing else
+/// wakes it).
+async fn the_sweep_takes_over_a_dead_runners_order_when_its_lease_ends(store: TestStore) {
+    let short = OrdersConfig {
+        lease: Duration::from_secs(1),
+        ..config()
+    };
+    let rig = rig_configured(
+        store,
+        Payments::default(),
+        Arc::new(CrashAt(Step::Charge, Moment::Before)),
+        short.clone(),
+    )
+    .await;
+    let tea = rig.catalog.add("tea", 450, 5);
+    let placed = rig
+        .api()
+        .place_order(order(UserId::new(), "k", tea, "tok_visa"))
+        .await
+        .expect("place");
+    assert_eq!(placed.order.status, OrderStatus::StockReserved);
+
+    let elsewhere = OrdersModule::with_hook(
+        rig.db.clone(),
+        rig.clock.clone(),
+        rig.catalog.clone(),
+        rig.payments.clone(),
+        short,
+        Arc::new(NoFaults),
+    );
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let sweep = elsewhere.spawn_recovery(shutdown.clone());
+    // The lease ends (on the shop's clock) before the sweep's due time comes.
+    rig.clock.advance(chrono::Duration::seconds(2));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while rig.status(placed.order.id).await != OrderStatus::Confirmed {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the sweep never took it over"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(rig.payments.charges.load(Ordering::SeqCst), 1);
+    shutdown.cancel();
+    sweep.await.expect("the sweep stops");
 }
 
 /// Giving up is decided before anything is undone: a charge that does not answer in time
@@ -462,6 +520,7 @@ async fn a_partial_detail_says_what_is_missing(store: TestStore) {
 testkit::backend_tests!(
     a_replay_of_a_request_in_flight_is_409_and_never_a_second_runner,
     a_dead_runners_order_is_taken_over_only_after_its_lease,
+    the_sweep_takes_over_a_dead_runners_order_when_its_lease_ends,
     a_checkout_is_given_up_before_it_is_undone,
     orders_that_cannot_finish_never_hide_the_others,
     a_customer_has_a_bounded_number_of_checkouts_in_flight,
