@@ -14,8 +14,13 @@
 //! send and its mark sends that message again on the next attempt: at least once, never a
 //! different message, and a sender treats a repeated id as the same message (the file sender
 //! overwrites its file).
+//!
+//! The messages a handling just stored are kept in memory for its `after_commit`, which then
+//! sends them without reading them back; an `after_commit` that finds none kept (a retry
+//! after a restart, another process, a kept list dropped) reads the unsent ones as before.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
 use auth_api::UserRegistered;
@@ -26,7 +31,7 @@ use orders_api::{OrderCancelled, OrderConfirmed, OrderPaymentFailed};
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr};
 
 use crate::domain::{self, Message, Recipient};
-use crate::sender::Sender;
+use crate::sender::{OutgoingMessage, Sender};
 use crate::store::{self, NewNotification};
 use crate::templates::Templates;
 
@@ -35,7 +40,18 @@ pub(crate) struct NotificationHandler {
     templates: Templates,
     sender: Arc<dyn Sender>,
     clock: Arc<dyn Clock>,
+    /// The messages each event's handling stored, by event id, for its `after_commit`;
+    /// `None` when the handling met a message stored earlier, which only the database
+    /// knows the state of. An entry whose transaction did not commit is replaced when the
+    /// event is handled again, and the map is emptied if it ever holds `MAX_KEPT` events
+    /// (the senders then read the database): a memory bound, not a correctness one.
+    kept: Mutex<Kept>,
 }
+
+type Kept = HashMap<uuid::Uuid, Option<Vec<OutgoingMessage>>>;
+
+/// Events whose stored messages are kept in memory at most.
+const MAX_KEPT: usize = 4096;
 
 fn decode<E: IntegrationEvent>(event: &EventEnvelope) -> Result<E, HandlerError> {
     event
@@ -53,6 +69,25 @@ impl NotificationHandler {
             templates: Templates::new(),
             sender,
             clock,
+            kept: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn kept(&self) -> std::sync::MutexGuard<'_, Kept> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Notes a message this handling stored (`Some`), or that the database must be asked.
+    fn keep(&self, event_id: uuid::Uuid, message: Option<OutgoingMessage>) {
+        let mut kept = self.kept();
+        if kept.len() >= MAX_KEPT {
+            kept.clear();
+        }
+        let entry = kept.entry(event_id).or_insert_with(|| Some(Vec::new()));
+        match (entry, message) {
+            (Some(messages), Some(message)) => messages.push(message),
+            (entry, None) => *entry = None,
+            (None, Some(_)) => {}
         }
     }
 
@@ -111,12 +146,19 @@ impl NotificationHandler {
             .map_err(database)?
         {
             tracing::debug!(notification_id = %id, "notification already recorded");
+            self.keep(event.id, None);
             return Ok(());
         }
         let rendered = self
             .templates
             .render(recipient, message)
             .map_err(|error| HandlerError::new(error.to_string()))?;
+        let outgoing = OutgoingMessage {
+            id,
+            to: recipient.email.clone(),
+            subject: rendered.subject.clone(),
+            body: rendered.body.clone(),
+        };
         let inserted = store::insert_notification(
             txn,
             NewNotification {
@@ -134,26 +176,33 @@ impl NotificationHandler {
         .await
         .map_err(database)?;
         if inserted {
+            self.keep(event.id, Some(outgoing));
             let kind: &'static str = kind.into();
             tracing::info!(notification_id = %id, kind, recipient_id = %recipient.user_id, "notification recorded");
         } else {
             // Another attempt stored it between the check and the insert: same id, same
             // message, sent once by whichever attempt committed.
             tracing::debug!(notification_id = %id, "notification stored concurrently");
+            self.keep(event.id, None);
         }
         Ok(())
     }
 
-    /// Sends `event`'s recorded notifications that are not sent yet, marking each sent.
+    /// Sends `event`'s recorded notifications that are not sent yet, marking each sent:
+    /// those its handling kept, or else those the database holds unsent.
     async fn send_unsent(
         &self,
         event: &EventEnvelope,
         db: &DatabaseConnection,
     ) -> Result<(), HandlerError> {
-        for message in store::unsent_messages(db, event.id)
-            .await
-            .map_err(database)?
-        {
+        let kept = self.kept().remove(&event.id).flatten();
+        let messages = match kept {
+            Some(messages) => messages,
+            None => store::unsent_messages(db, event.id)
+                .await
+                .map_err(database)?,
+        };
+        for message in messages {
             self.sender
                 .send(&message)
                 .await
@@ -174,6 +223,8 @@ impl EventHandler for NotificationHandler {
         event: &EventEnvelope,
         txn: &DatabaseTransaction,
     ) -> Result<(), HandlerError> {
+        // A handling that did not commit may have kept messages: this one stores its own.
+        self.kept().remove(&event.id);
         if event.is::<UserRegistered>() {
             let registered = decode::<UserRegistered>(event)?;
             self.user_registered(event, registered, txn).await
