@@ -73,6 +73,8 @@ pub struct BusBuilder {
     config: BusConfig,
     clock: Arc<dyn Clock>,
     publishers: Vec<Publisher>,
+    /// The publishers' outboxes, told at `build` which events anyone takes.
+    outboxes: Vec<Outbox>,
     consumers: Vec<Consumer>,
     broker: Option<Broker>,
     publish_to_broker: bool,
@@ -82,6 +84,7 @@ pub struct BusBuilder {
 impl BusBuilder {
     /// Relays `outbox`'s events, stored in `db` (the publishing context's own connection).
     pub fn publisher(mut self, outbox: &Outbox, db: DatabaseConnection) -> Self {
+        self.outboxes.push(outbox.clone());
         self.publishers.push(Publisher {
             context: outbox.context(),
             db,
@@ -113,6 +116,22 @@ impl BusBuilder {
     }
 
     pub fn build(self) -> Bus {
+        // Events nobody takes are recorded dispatched: with a broker anyone may take any
+        // event; without one, only this process's consumers take events.
+        let wanted = if self.publish_to_broker && self.broker.is_some() {
+            None
+        } else {
+            Some(
+                self.consumers
+                    .iter()
+                    .flat_map(|consumer| consumer.subscriptions().iter())
+                    .map(|name| (*name).to_owned())
+                    .collect(),
+            )
+        };
+        for outbox in &self.outboxes {
+            outbox.set_wanted(wanted.clone());
+        }
         Bus {
             config: self.config,
             clock: self.clock,
@@ -269,6 +288,7 @@ impl Bus {
             config,
             clock,
             publishers: Vec::new(),
+            outboxes: Vec::new(),
             consumers: Vec::new(),
             broker: None,
             publish_to_broker: false,

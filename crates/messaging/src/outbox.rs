@@ -1,13 +1,14 @@
 //! The publishing side: append an event in the caller's transaction.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use kernel::{EventEnvelope, IntegrationEvent};
 use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbErr};
 use tokio::sync::Notify;
 
-use crate::store::{PENDING, outbox};
+use crate::store::{DISPATCHED, PENDING, outbox};
 
 /// A publishing context's handle on its outbox.
 #[derive(Debug, Clone)]
@@ -17,6 +18,9 @@ pub struct Outbox {
     /// Names this outbox in its wake-ups to other processes, so its own process's listener
     /// can tell them from theirs.
     sender: Arc<str>,
+    /// Which events anyone takes from this outbox, as the bus that relays it was built:
+    /// `None` (no bus yet, or a broker that may carry them anywhere) relays every event.
+    wanted: Arc<RwLock<Option<HashSet<String>>>>,
 }
 
 impl Outbox {
@@ -25,7 +29,24 @@ impl Outbox {
             context,
             wake: Arc::new(Notify::new()),
             sender: uuid::Uuid::new_v4().to_string().into(),
+            wanted: Arc::new(RwLock::new(None)),
         }
+    }
+
+    /// Set by the bus when it is built: the events its consumers in this process take
+    /// (`None` when it publishes to a broker, which may carry any event anywhere).
+    pub(crate) fn set_wanted(&self, wanted: Option<HashSet<String>>) {
+        *self.wanted.write().unwrap_or_else(PoisonError::into_inner) = wanted;
+    }
+
+    /// Whether anyone takes `name`: an event nobody takes is recorded already dispatched,
+    /// and costs the relay nothing.
+    fn relayed(&self, name: &str) -> bool {
+        self.wanted
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .as_ref()
+            .is_none_or(|wanted| wanted.contains(name))
     }
 
     pub fn context(&self) -> &'static str {
@@ -33,7 +54,10 @@ impl Outbox {
     }
 
     /// Writes `event` to the outbox through `txn`, the transaction that makes the change the
-    /// event announces. The event exists if and only if that transaction commits.
+    /// event announces. The event exists if and only if that transaction commits. An event
+    /// no consumer takes (none in this process, and no broker to carry it elsewhere) is
+    /// recorded already dispatched: it stays in the outbox's history, and the relay has
+    /// nothing to do for it.
     pub async fn append<C, E>(
         &self,
         txn: &C,
@@ -46,17 +70,23 @@ impl Outbox {
     {
         let envelope = EventEnvelope::wrap(event, occurred_at)
             .map_err(|error| DbErr::Json(error.to_string()))?;
+        let relayed = self.relayed(&envelope.name);
+        let (status, dispatched_at) = if relayed {
+            (PENDING, None)
+        } else {
+            (DISPATCHED, Some(occurred_at))
+        };
         outbox::ActiveModel {
             id: Set(envelope.id),
             name: Set(envelope.name.clone()),
             aggregate_id: Set(envelope.aggregate_id.clone()),
             payload: Set(envelope.payload.to_string()),
             occurred_at: Set(envelope.occurred_at),
-            status: Set(PENDING.to_owned()),
+            status: Set(status.to_owned()),
             attempts: Set(0),
             next_attempt_at: Set(occurred_at),
             last_error: Set(None),
-            dispatched_at: Set(None),
+            dispatched_at: Set(dispatched_at),
             ..Default::default()
         }
         .insert(txn)
@@ -77,9 +107,14 @@ impl Outbox {
         occurred_at: DateTime<Utc>,
     ) -> Result<EventEnvelope, DbErr> {
         let envelope = self.append(&txn, event, occurred_at).await?;
-        db_kit::wake::notify(&txn, &self.channel(), &self.sender).await?;
+        let relayed = self.relayed(&envelope.name);
+        if relayed {
+            db_kit::wake::notify(&txn, &self.channel(), &self.sender).await?;
+        }
         txn.commit().await?;
-        self.notify();
+        if relayed {
+            self.notify();
+        }
         Ok(envelope)
     }
 
