@@ -131,6 +131,22 @@ impl CatalogService {
 
     /// Drops the cached pages of products a write of this process changed: after its
     /// transaction committed, before it returns.
+    /// The last step of every write to a product: tells other processes (`pg_notify` in
+    /// `txn`, so only if it commits), commits, and drops this process's cached page, even
+    /// when the commit's outcome is unknown (an error may hide a commit).
+    pub(crate) async fn commit_changed(
+        &self,
+        txn: sea_orm::DatabaseTransaction,
+        id: ProductId,
+    ) -> Result<(), CatalogError> {
+        store::notify_changed(&txn, id)
+            .await
+            .map_err(db_kit::internal)?;
+        let committed = txn.commit().await;
+        self.changed([id]);
+        committed.map_err(db_kit::internal)
+    }
+
     pub(crate) fn changed(&self, ids: impl IntoIterator<Item = ProductId>) {
         for id in ids {
             self.cache.invalidate(id, Source::Write);
@@ -224,13 +240,7 @@ impl CatalogService {
         let created = store::find_product(&txn, id)
             .await
             .map_err(db_kit::internal)?;
-        store::notify_changed(&txn, id)
-            .await
-            .map_err(db_kit::internal)?;
-        // Invalidated even when the commit's outcome is unknown (an error may hide it).
-        let committed = txn.commit().await;
-        self.changed([id]);
-        committed.map_err(db_kit::internal)?;
+        self.commit_changed(txn, id).await?;
         tracing::info!(product_id = %id, "product created");
         created.ok_or_else(db_kit::missing_row)
     }
@@ -254,13 +264,7 @@ impl CatalogService {
         let updated = store::find_product(&txn, id)
             .await
             .map_err(db_kit::internal)?;
-        store::notify_changed(&txn, id)
-            .await
-            .map_err(db_kit::internal)?;
-        // Invalidated even when the commit's outcome is unknown (an error may hide it).
-        let committed = txn.commit().await;
-        self.changed([id]);
-        committed.map_err(db_kit::internal)?;
+        self.commit_changed(txn, id).await?;
         updated.ok_or_else(db_kit::missing_row)
     }
 

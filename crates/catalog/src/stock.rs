@@ -57,13 +57,7 @@ impl CatalogService {
                 }
             });
         }
-        store::notify_changed(&txn, id)
-            .await
-            .map_err(db_kit::internal)?;
-        // Invalidated even when the commit's outcome is unknown (an error may hide it).
-        let committed = txn.commit().await;
-        self.changed([id]);
-        committed.map_err(db_kit::internal)?;
+        self.commit_changed(txn, id).await?;
         tracing::info!(product_id = %id, delta, available = level.available, "stock adjusted");
         Ok(level)
     }
