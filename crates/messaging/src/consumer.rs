@@ -248,15 +248,21 @@ impl Consumer {
         limit: u64,
         retry: Retry,
     ) -> Result<Processed, DbErr> {
-        let batch = self.process_batch(now, limit, retry).await?;
+        let batch = self
+            .process_batch(now, limit, retry, Claim::SkipLocked)
+            .await?;
         if !batch.commit_failed || batch.claimed <= 1 {
             return Ok(batch);
         }
         // The batch's commit failed and nobody can tell which event made it fail: take the
         // same rows again one transaction each, so only the guilty one counts an attempt.
+        // These claims wait for locks rather than skip them: Postgres answers a failed
+        // COMMIT before the aborting backend has released its row locks, so right after
+        // the failure the batch's rows may still be locked, by nobody who will keep them,
+        // and skipping them would find nothing to retry.
         let mut total = Processed::default();
         for _ in 0..batch.claimed {
-            let single = self.process_batch(now, 1, retry).await?;
+            let single = self.process_batch(now, 1, retry, Claim::Wait).await?;
             total.claimed += single.claimed;
             total.more |= single.more;
             total.next_due = earliest(total.next_due, single.next_due);
@@ -278,9 +284,10 @@ impl Consumer {
         now: DateTime<Utc>,
         limit: u64,
         retry: Retry,
+        how: Claim,
     ) -> Result<Processed, DbErr> {
         let txn = self.db.begin().await?;
-        let rows = claim(&txn, &self.name, now, limit).await?;
+        let rows = claim(&txn, &self.name, now, limit, how).await?;
         let claimed = rows.len();
         let claimed_rows = if claimed == 1 {
             rows.clone()
@@ -382,7 +389,10 @@ impl Consumer {
                 .instrument(span.clone())
                 .await
             {
-                Ok(()) => done.push(row.id),
+                Ok(()) => {
+                    metrics::counter!(crate::CONSUMED, "consumer" => self.name.clone(), "event" => row.name.clone(), "outcome" => "done").increment(1);
+                    done.push(row.id);
+                }
                 Err(error) => {
                     let next = self
                         .record_failure(&self.db, &row, error, now, retry)
@@ -509,6 +519,8 @@ impl Consumer {
         let counted = if parked { "parked" } else { "retry" };
         metrics::counter!(crate::HANDLED, "consumer" => self.name.clone(), "outcome" => counted)
             .increment(1);
+        metrics::counter!(crate::CONSUMED, "consumer" => self.name.clone(), "event" => row.name.clone(), "outcome" => counted)
+            .increment(1);
         let mut update = inbox::Entity::update_many()
             .col_expr(inbox::Column::Attempts, Expr::value(attempts))
             .col_expr(inbox::Column::LastError, Expr::value(error.0.clone()))
@@ -578,11 +590,23 @@ async fn rollback(txn: DatabaseTransaction) {
 /// row of the same aggregate (so one aggregate's events are handled, effects included, in
 /// order, at most one per batch, and a parked one holds back the rest until it is retried or
 /// discarded), and on Postgres skipping rows another process holds.
+/// How a claim treats rows another transaction has locked (Postgres; SQLite locks the
+/// whole database instead).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Claim {
+    /// Passes them by: another replica is working on them.
+    SkipLocked,
+    /// Waits for their lock: after a failed batch commit, whose rows stay locked until the
+    /// failed transaction has finished aborting.
+    Wait,
+}
+
 async fn claim(
     txn: &DatabaseTransaction,
     consumer: &str,
     now: DateTime<Utc>,
     limit: u64,
+    how: Claim,
 ) -> Result<Vec<inbox::Model>, DbErr> {
     let earlier = Alias::new("earlier");
     let blocked = Query::select()
@@ -613,7 +637,12 @@ async fn claim(
         .order_by_asc(inbox::Column::Seq)
         .limit(limit);
     if sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
-        select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
+        select = match how {
+            Claim::SkipLocked => {
+                select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)
+            }
+            Claim::Wait => select.lock(LockType::Update),
+        };
     }
     select.all(txn).await
 }

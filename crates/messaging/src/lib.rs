@@ -43,6 +43,14 @@
 pub const RELAYED: &str = "shop_events_relayed_total";
 /// Events handled from a consumer's inbox, by consumer and outcome (`done`, `retry`, `parked`).
 pub const HANDLED: &str = "shop_events_handled_total";
+/// Events written to an outbox, by publisher and event name (`orders.order_confirmed.v1`).
+/// Counted as the row is written in the publisher's transaction, so an event whose
+/// transaction then rolls back is counted too: rare (a failed commit), and the console's
+/// rates (`/console`) read it as "events announced".
+pub const WRITTEN: &str = "shop_events_written_total";
+/// Events a consumer finished, by consumer, event name and outcome (`done`, `retry`,
+/// `parked`): [`HANDLED`] by event, for the console's flows from publisher to consumer.
+pub const CONSUMED: &str = "shop_events_consumed_total";
 /// Events parked now, by owner (publisher or consumer): set by [`Bus::record_parked`].
 pub const PARKED: &str = "shop_events_parked";
 

@@ -92,6 +92,8 @@ impl Outbox {
         .insert(txn)
         .await?;
         tracing::debug!(context = self.context, event = %envelope.name, event_id = %envelope.id, "event recorded");
+        metrics::counter!(crate::WRITTEN, "publisher" => self.context, "event" => envelope.name.clone())
+            .increment(1);
         Ok(envelope)
     }
 
