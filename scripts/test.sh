@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite: unit, integration (SQLite and Postgres), black-box HTTP,
-# architecture, contract and tidy tests, then API fuzzing. Starts a throwaway Postgres and a
-# throwaway NATS server with JetStream for the run and removes them afterwards.
+# architecture, contract and tidy tests, then API fuzzing and the admin console in a real
+# browser (scripts/browser-test.sh, Playwright driving Debian's Chromium). Starts a throwaway
+# Postgres and a throwaway NATS server with JetStream for the run and removes them afterwards.
 # Extra arguments go to `cargo nextest run` (e.g. a test name filter).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -30,8 +31,10 @@ else
     cargo test --workspace --no-fail-fast "$@"
 fi
 # The whole suite (no filter given) also runs the doctests, which nextest does not run, and
-# fuzzes the HTTP API against its OpenAPI document (scripts/fuzz.sh, Schemathesis).
+# fuzzes the HTTP API against its OpenAPI document (scripts/fuzz.sh, Schemathesis), and
+# drives the admin console in headless Chromium (scripts/browser-test.sh, Playwright).
 if [ $# -eq 0 ]; then
     cargo test --workspace --doc --quiet
     ./scripts/fuzz.sh
+    ./scripts/browser-test.sh
 fi

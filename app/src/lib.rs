@@ -11,10 +11,12 @@
 //!   `metrics`: `/metrics` for Prometheus;
 //!   `admin`: parked events, their replay and their discard; `routing`: public routes sent
 //!   to the process a context moved to (strangler fig); `openapi`: the merged document;
+//!   `console`: `/console`, the administrators' view of the contexts at work;
 //! - `cli`: `serve`, `migrate`, `admin create`.
 
 pub mod admin;
 pub mod cli;
+pub mod console;
 pub mod contexts;
 pub mod metrics;
 pub mod openapi;

@@ -44,6 +44,14 @@ pub struct Settings {
     pub broker: BrokerSettings,
     pub log: LogSettings,
     pub telemetry: TelemetrySettings,
+    pub console: ConsoleSettings,
+}
+
+/// The administrators' console at `/console`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ConsoleSettings {
+    /// How often its pages refresh their figures, in milliseconds; 0: never (reload by hand).
+    pub refresh_ms: u64,
 }
 
 /// Which contexts this process runs and where the others live (see `placement.rs`).

@@ -227,6 +227,16 @@ fn http_server(
     // One set of counters for every worker, so that a limit holds for the whole process.
     let attempts = Arc::new(auth::Attempts::new(settings.attempt_limits()));
     let routing = Arc::new(Routing::new(settings, &contexts.placement)?);
+    let console = Arc::new(crate::console::Console::new(crate::console::Parts {
+        placement: contexts.placement.clone(),
+        bus: bus.clone(),
+        orders: orders.clone(),
+        accounts: accounts.clone(),
+        attempts: attempts.clone(),
+        stores: contexts.stores.clone(),
+        metrics: metrics.clone(),
+        refresh_ms: settings.console.refresh_ms,
+    }));
     for route in routing.routes() {
         tracing::info!(?route, "public routes sent to another process");
     }
@@ -264,6 +274,7 @@ fn http_server(
             })
             .configure(admin::configure(bus.clone()))
             .configure(routing::configure(routing.clone()))
+            .configure(crate::console::configure(console.clone()))
             .configure(ops::configure(readiness.clone()))
             .configure(crate::metrics::configure(metrics.clone(), bus.clone()))
             .service(web::redirect("/docs", "/docs/"))

@@ -9,6 +9,7 @@ mod auth;
 mod catalog;
 mod catalog_admin;
 mod checkout;
+mod console;
 mod contracts;
 mod deploy;
 mod errors;

@@ -43,6 +43,14 @@ impl Attempts {
         }
     }
 
+    /// Counts a login from `req`'s client address and on `email`'s account, as
+    /// `POST /api/auth/login` does: for the other forms that log in (the console's), so
+    /// that no way in escapes the limits.
+    pub fn check_login(&self, req: &HttpRequest, email: &str) -> Result<(), HttpError> {
+        self.per_address.check(&ClientAddress::of(req))?;
+        self.check_account(email)
+    }
+
     /// Counts an attempt on the account named by `email`, normalised as auth stores it.
     fn check_account(&self, email: &str) -> Result<(), HttpError> {
         let account =

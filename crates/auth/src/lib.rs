@@ -36,6 +36,10 @@ pub use token::{SigningKey, TokenConfig};
 /// The context's name, which is also its schema, its SQLite file and its role suffix.
 pub const CONTEXT: &str = "auth";
 
+/// What no code can say about auth: its purpose, its language and its invariants. The
+/// console's context page and `docs/contexts/auth.md` are made from it and from the code.
+pub const CANVAS: &str = include_str!("../canvas.toml");
+
 /// Applies auth's migrations to auth's own store.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     db_kit::migrate::<auth_migrations::Migrator>(db, CONTEXT).await

@@ -41,6 +41,10 @@ pub use store::{CHANGES_CHANNEL, LISTENER_NAME};
 /// The context's name, which is also its schema, its SQLite file and its role suffix.
 pub const CONTEXT: &str = "catalog";
 
+/// What no code can say about catalog: its purpose, its language and its invariants. The
+/// console's context page and `docs/contexts/catalog.md` are made from it and from the code.
+pub const CANVAS: &str = include_str!("../canvas.toml");
+
 /// Applies catalog's migrations to catalog's own store, then folds the search text of the
 /// products that do not have it yet (those that existed before it did, or were written by
 /// an older shop): SQL cannot fold text the way search does (`domain::fold`).

@@ -30,7 +30,7 @@ mod templates;
 use std::sync::Arc;
 
 use auth_api::UserRegistered;
-use kernel::Clock;
+use kernel::{Clock, IntegrationEvent};
 use messaging::Consumer;
 use notifications_api::NotificationsApi;
 use orders_api::{OrderCancelled, OrderConfirmed, OrderPaymentFailed};
@@ -45,6 +45,10 @@ use crate::handler::NotificationHandler;
 
 /// The context's name, which is also its schema, its SQLite file and its role suffix.
 pub const CONTEXT: &str = "notifications";
+
+/// What no code can say about notifications: its purpose, its language and its invariants. The
+/// console's context page and `docs/contexts/notifications.md` are made from it and from the code.
+pub const CANVAS: &str = include_str!("../canvas.toml");
 
 /// The name of notifications' consumer: it keys its inbox rows, so it never changes.
 pub const CONSUMER: &str = "notifications";
@@ -106,4 +110,13 @@ impl NotificationsModule {
             .subscribe::<OrderPaymentFailed>()
             .subscribe::<OrderCancelled>()
     }
+
+    /// The events [`consumer`](Self::consumer) subscribes to, by name, without a store:
+    /// what the console and the canvases show as notifications' events in.
+    pub const SUBSCRIPTIONS: [&'static str; 4] = [
+        UserRegistered::NAME,
+        OrderConfirmed::NAME,
+        OrderPaymentFailed::NAME,
+        OrderCancelled::NAME,
+    ];
 }

@@ -43,6 +43,10 @@ pub use service::OrdersService;
 /// The context's name, which is also its schema, its SQLite file and its role suffix.
 pub const CONTEXT: &str = "orders";
 
+/// What no code can say about orders: its purpose, its language and its invariants. The
+/// console's context page and `docs/contexts/orders.md` are made from it and from the code.
+pub const CANVAS: &str = include_str!("../canvas.toml");
+
 /// Applies orders' migrations to orders' own store.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     db_kit::migrate::<orders_migrations::Migrator>(db, CONTEXT).await

@@ -46,6 +46,10 @@ pub use service::{
 /// The context's name, which is also its schema, its SQLite file and its role suffix.
 pub const CONTEXT: &str = "payments";
 
+/// What no code can say about payments: its purpose, its language and its invariants. The
+/// console's context page and `docs/contexts/payments.md` are made from it and from the code.
+pub const CANVAS: &str = include_str!("../canvas.toml");
+
 /// Applies payments' migrations to payments' own store.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
     db_kit::migrate::<payments_migrations::Migrator>(db, CONTEXT).await

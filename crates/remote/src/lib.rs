@@ -20,6 +20,7 @@
 //!
 //! [`PortSpec`]: kernel::PortSpec
 
+pub mod docs;
 pub mod meter;
 pub mod propagation;
 mod server;
