@@ -236,6 +236,11 @@ fn http_server(
         stores: contexts.stores.clone(),
         metrics: metrics.clone(),
         refresh_ms: settings.console.refresh_ms,
+        routes: crate::placement::ALL
+            .into_iter()
+            .map(|context| (context, settings.routing.target(context).0.to_owned()))
+            .filter(|(_, url)| !url.is_empty())
+            .collect(),
     }));
     for route in routing.routes() {
         tracing::info!(?route, "public routes sent to another process");

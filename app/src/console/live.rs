@@ -65,6 +65,9 @@ pub struct EdgeStats {
     /// The 99th percentile latency of the window's calls (of all calls when no window is
     /// known), in seconds, estimated from the histogram's buckets.
     pub p99: Option<P99>,
+    /// No call in the window: the error share and the p99 are those of every call since the
+    /// process started.
+    pub since_start: bool,
     pub placement: String,
 }
 
@@ -227,8 +230,18 @@ impl Window {
             Some((length, sample)) => (Some(*length), sample.calls.get(&key).unwrap_or(&empty)),
             None => (None, &empty),
         };
-        let calls = now.total.saturating_sub(then.total);
-        let failed = now.failed.saturating_sub(then.failed);
+        let mut calls = now.total.saturating_sub(then.total);
+        let mut failed = now.failed.saturating_sub(then.failed);
+        // A window without calls says nothing about errors or latency: show those of every
+        // call since the start instead, and say so.
+        let since_start = calls == 0;
+        let then = if since_start {
+            calls = now.total;
+            failed = now.failed;
+            &empty
+        } else {
+            then
+        };
         let buckets: Vec<(f64, u64)> = now
             .buckets
             .iter()
@@ -245,8 +258,15 @@ impl Window {
         Some(EdgeStats {
             calls: Rate {
                 total: now.total,
-                per_second: length.map(|length| calls as f64 / length.as_secs_f64()),
+                per_second: length.map(|length| {
+                    if since_start {
+                        0.0
+                    } else {
+                        calls as f64 / length.as_secs_f64()
+                    }
+                }),
             },
+            since_start,
             error_share: (calls > 0).then(|| failed as f64 / calls as f64),
             p99: quantile(&buckets, 0.99),
             placement: now.placement.clone(),
@@ -371,6 +391,20 @@ shop_events_consumed_total{consumer="notifications",event="orders.order_confirme
     }
 
     #[test]
+    fn a_quiet_window_shows_errors_and_latency_since_the_start() {
+        let sample = Sample::parse(TEXT);
+        let window = Window {
+            now: sample.clone(),
+            then: Some((Duration::from_secs(10), sample)),
+        };
+        let edge = window.edge("orders", "catalog").expect("calls");
+        assert_eq!(edge.calls.per_second, Some(0.0));
+        assert!(edge.since_start);
+        assert_eq!(edge.error_share, Some(0.2));
+        assert_eq!(edge.p99, Some(P99::Above(0.01)));
+    }
+
+    #[test]
     fn a_window_counts_only_what_happened_in_it() {
         let then = Sample::parse(TEXT);
         let now = Sample::parse(
@@ -386,6 +420,7 @@ shop_events_consumed_total{consumer="notifications",event="orders.order_confirme
         assert_eq!(edge.calls.total, 30);
         assert_eq!(edge.calls.per_second, Some(2.0));
         assert_eq!(edge.error_share, Some(0.0));
+        assert!(!edge.since_start);
         // The window's 20 calls were all under 1 ms.
         match edge.p99 {
             Some(P99::Seconds(p99)) => assert!(p99 <= 0.001, "{p99}"),

@@ -74,6 +74,9 @@ pub struct Parts {
     pub stores: Vec<(&'static str, DatabaseConnection)>,
     pub metrics: PrometheusHandle,
     pub refresh_ms: u64,
+    /// Contexts whose public routes this process sends elsewhere (`routing.<context>_url`),
+    /// to name where a context runs when no port of it is called from here.
+    pub routes: Vec<(&'static str, String)>,
 }
 
 impl std::fmt::Debug for Parts {
@@ -92,13 +95,14 @@ impl Console {
                 context: (*context).to_owned(),
                 remote: if parts.placement.is_local(context) {
                     None
+                } else if let Some(url) = parts.placement.url(context) {
+                    Some(format!("{url} (internal)"))
+                } else if let Some((_, url)) =
+                    parts.routes.iter().find(|(routed, _)| routed == context)
+                {
+                    Some(format!("{url} (public)"))
                 } else {
-                    Some(
-                        parts
-                            .placement
-                            .url(context)
-                            .map_or_else(|| "not configured".to_owned(), ToString::to_string),
-                    )
+                    Some("another process".to_owned())
                 },
             })
             .collect::<Vec<_>>();

@@ -121,6 +121,10 @@ fn rate(rate: Rate) -> String {
     }
 }
 
+fn plural(count: u64, one: &str, many: &str) -> String {
+    format!("{count} {}", if count == 1 { one } else { many })
+}
+
 fn share(share: Option<f64>) -> String {
     share.map_or_else(|| "–".to_owned(), |share| format!("{:.1} %", share * 100.0))
 }
@@ -332,8 +336,8 @@ fn edge_row(edge: &Edge, stats: Option<EdgeStats>, window: &Window) -> Markup {
             td { (edge.reason) }
             td data-metric="calls-total" { (stats.calls.total) }
             td data-metric="rate" { (rate(stats.calls)) }
-            td data-metric="errors" { (share(stats.error_share)) }
-            td data-metric="p99" { (latency(stats.p99)) }
+            td data-metric="errors" { (share(stats.error_share)) @if stats.since_start && stats.calls.total > 0 { small { " since start" } } }
+            td data-metric="p99" { (latency(stats.p99)) @if stats.since_start && stats.calls.total > 0 { small { " since start" } } }
             td data-metric="events" {
                 @for event in &edge.events {
                     @let (done, _, _) = window.consumed(event, &edge.from);
@@ -409,12 +413,18 @@ fn map_svg(map: &Map, placed: &[Placed], window: &Window) -> Markup {
                         @let ly = (y1 + y2) / 2.0;
                         text x=(lx) y=(ly) text-anchor=(anchor) {
                             @if edge.events.is_empty() {
-                                tspan x=(lx) dy="-0.2em" { (stats.calls.total) " calls · " (rate(stats.calls)) }
-                                tspan x=(lx) dy="1.2em" { "p99 " (latency(stats.p99)) " · errors " (share(stats.error_share)) }
+                                tspan x=(lx) dy="-0.2em" { (plural(stats.calls.total, "call", "calls")) " · " (rate(stats.calls)) }
+                                tspan x=(lx) dy="1.2em" { "p99 " (latency(stats.p99)) " · errors " (share(stats.error_share)) @if stats.since_start { " (since start)" } }
                             } @else {
+                                @let written: u64 = edge.events.iter().map(|event| window.written(event).total).sum();
                                 @let done: u64 = edge.events.iter().map(|event| window.consumed(event, &edge.from).0.total).sum();
-                                tspan x=(lx) dy="-0.2em" { (done) " events handled" }
-                                tspan x=(lx) dy="1.2em" { "(events, no calls)" }
+                                @let remote = |context: &str| placed.iter().any(|placed| placed.context == context && placed.remote.is_some());
+                                tspan x=(lx) dy="-0.2em" {
+                                    @if remote(&edge.to) { "events written in " (edge.to) "'s process" } @else { (plural(written, "event", "events")) " written" }
+                                }
+                                tspan x=(lx) dy="1.2em" {
+                                    @if remote(&edge.from) { "handled in " (edge.from) "'s process" } @else { (done) " handled" }
+                                }
                             }
                         }
                     }

@@ -392,6 +392,42 @@ impl Split {
         self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
     }
 
+    /// A page of the shop process's console, as its administrator sees it.
+    pub async fn console_page(&self, path: &str) -> String {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let login = client
+            .post(format!("{}/console/login", self.shop.public))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(
+                url::form_urlencoded::Serializer::new(String::new())
+                    .append_pair("email", ADMIN_EMAIL)
+                    .append_pair("password", ADMIN_PASSWORD)
+                    .finish(),
+            )
+            .send()
+            .await
+            .expect("console login");
+        assert_eq!(login.status(), StatusCode::SEE_OTHER, "console login");
+        let cookie = login
+            .headers()
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.split(';').next())
+            .expect("a session cookie")
+            .to_owned();
+        let page = client
+            .get(format!("{}{path}", self.shop.public))
+            .header("Cookie", cookie)
+            .send()
+            .await
+            .expect("console page");
+        assert_eq!(page.status(), StatusCode::OK, "{path}");
+        page.text().await.expect("html")
+    }
+
     /// Registers a customer and logs in.
     pub async fn customer(&self, email: &str) -> String {
         let response = self

@@ -260,6 +260,31 @@ async fn journey(backend: Backend) {
         let body: Value = refused.json().await.expect("json");
         assert_eq!(body["error"]["code"], "unauthenticated");
     }
+
+    // The shop's console (/console) marks catalog and payments remote, at the addresses the
+    // shop calls them at, and counts the calls that crossed to them.
+    let console = split.console_page("/console").await;
+    for (context, process) in [("catalog", catalog), ("payments", &split.payments)] {
+        assert!(
+            console.contains(&format!(
+                "<tr data-context=\"{context}\" data-placement=\"remote\">"
+            )),
+            "{context} is remote on the console"
+        );
+        assert!(
+            console.contains(process.internal.trim_end_matches('/')),
+            "{context}'s address is on the console"
+        );
+    }
+    assert!(console.contains("<tr data-context=\"orders\" data-placement=\"local\">"));
+    let calls = console
+        .split("data-edge=\"orders-&gt;payments\"")
+        .nth(2)
+        .and_then(|row| row.split("data-metric=\"calls-total\">").nth(1))
+        .and_then(|cell| cell.split('<').next())
+        .and_then(|count| count.parse::<u64>().ok())
+        .expect("the edge's calls on the console");
+    assert!(calls >= 1, "the charge crossed orders -> payments");
 }
 
 /// Notifications in a process of its own: auth's and orders' events reach it through NATS
