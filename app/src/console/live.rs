@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub const WINDOW: Duration = Duration::from_secs(10);
 /// Samples older than this are dropped.
 const KEEP: Duration = Duration::from_secs(60);
+/// At most this many samples are kept, however many people watch (each view adds one).
+const MAX_SAMPLES: usize = 256;
 /// A window shorter than this says nothing about rates.
 const SHORTEST: Duration = Duration::from_millis(500);
 
@@ -197,9 +199,10 @@ impl History {
             .samples
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while samples
-            .front()
-            .is_some_and(|(taken, _)| now.duration_since(*taken) > KEEP)
+        while samples.len() >= MAX_SAMPLES
+            || samples
+                .front()
+                .is_some_and(|(taken, _)| now.duration_since(*taken) > KEEP)
         {
             samples.pop_front();
         }

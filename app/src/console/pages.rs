@@ -167,6 +167,7 @@ pub fn overview(view: &Overview<'_>) -> Markup {
             (window_text(window.length())) "."
         }
         (map_svg(view.map, view.placed, window))
+        p.caption { "Solid edges carry calls through a port; dashed edges carry events. A dashed, orange context runs in another process. * no call in the window: the error share and p99 since the start." }
         section {
             h2 { "Contexts" }
             table #contexts {
@@ -409,12 +410,15 @@ fn map_svg(map: &Map, placed: &[Placed], window: &Window) -> Markup {
                         line x1=(x1) y1=(y1) x2=(x2) y2=(y2) marker-end="url(#arrow)" {}
                         // The label sits beside the middle of the line, on the side it leans to,
                         // so the labels of two edges leaving one context do not meet.
-                        @let (lx, anchor) = if x2 + 1.0 < x1 { ((x1 + x2) / 2.0 - 8.0, "end") } else { ((x1 + x2) / 2.0 + 8.0, "start") };
-                        @let ly = (y1 + y2) / 2.0;
+                        // A slanted edge's label sits further along its line than a vertical one's.
+                        @let along = if (x2 - x1).abs() < 1.0 { 0.5 } else { 0.62 };
+                        @let (mx, my) = (x1 + (x2 - x1) * along, y1 + (y2 - y1) * along);
+                        @let (lx, anchor) = if x2 + 1.0 < x1 { (mx - 8.0, "end") } else { (mx + 8.0, "start") };
+                        @let ly = my;
                         text x=(lx) y=(ly) text-anchor=(anchor) {
                             @if edge.events.is_empty() {
                                 tspan x=(lx) dy="-0.2em" { (plural(stats.calls.total, "call", "calls")) " · " (rate(stats.calls)) }
-                                tspan x=(lx) dy="1.2em" { "p99 " (latency(stats.p99)) " · errors " (share(stats.error_share)) @if stats.since_start { " (since start)" } }
+                                tspan x=(lx) dy="1.2em" { "p99 " (latency(stats.p99)) " · " (share(stats.error_share)) " err" @if stats.since_start { "*" } }
                             } @else {
                                 @let written: u64 = edge.events.iter().map(|event| window.written(event).total).sum();
                                 @let done: u64 = edge.events.iter().map(|event| window.consumed(event, &edge.from).0.total).sum();
