@@ -500,6 +500,10 @@ async fn parked_orders_are_retried_from_the_console(store: TestStore) {
     .await;
     let overview = browser.get("/console").await;
     assert!(overview.body.contains(&row), "{}", overview.body);
+    assert!(
+        overview.body.contains("data-count=\"0\""),
+        "a parked order is not counted as unfinished"
+    );
     assert!(overview.body.contains("refund"), "the reason is shown");
 
     provider.down.store(false, Ordering::SeqCst);

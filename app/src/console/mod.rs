@@ -348,12 +348,23 @@ async fn overview(
         }
         (None, elsewhere) => Err(elsewhere.clone().unwrap_or_default()),
     };
+    let unfinished_orders = match &console.orders {
+        Some(orders) => orders
+            .unfinished_count()
+            .await
+            .map_err(|error| {
+                tracing::warn!(error = %error, "the console could not count unfinished orders");
+            })
+            .ok(),
+        None => None,
+    };
     let markup = pages::overview(&pages::Overview {
         map: &console.map,
         placed: &console.placed,
         window: &window,
         parked_events: parked_events.as_deref(),
         parked_orders: parked_orders.as_deref().map_err(Clone::clone),
+        unfinished_orders,
         notice: query.notice.as_deref().and_then(notice),
         refresh_ms: console.refresh_ms,
     });

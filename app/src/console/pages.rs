@@ -28,6 +28,8 @@ pub struct Overview<'a> {
     pub parked_events: Option<&'a [FailedEvent]>,
     /// `None`: orders runs elsewhere (or could not be asked); its address or the error.
     pub parked_orders: Result<&'a [ParkedOrder], String>,
+    /// Orders unfinished and not parked, when orders runs here and answered.
+    pub unfinished_orders: Option<u64>,
     pub notice: Option<&'static str>,
     pub refresh_ms: u64,
 }
@@ -277,7 +279,12 @@ pub fn overview(view: &Overview<'_>) -> Markup {
         }
         section {
             h2 { "Parked orders" }
-            p { "Checkouts the recovery sweep gave up on: the order holds its stock and waits for an operator (" code { "/api/admin/orders/parked" } " does the same)." }
+            p { "Checkouts and cancellations the recovery sweep gave up on: each waits for an operator (" code { "/api/admin/orders/parked" } " does the same)." }
+            @if let Some(unfinished) = view.unfinished_orders {
+                p #unfinished-orders data-metric="unfinished" data-count=(unfinished) {
+                    (plural(unfinished, "order is", "orders are")) " unfinished and not parked: in checkout now, or waiting for the recovery sweep to run them again."
+                }
+            }
             @match &view.parked_orders {
                 Err(why) => p #parked-orders-elsewhere { (why) },
                 Ok(orders) => {

@@ -454,6 +454,14 @@ impl OrdersService {
         Ok(count)
     }
 
+    /// How many orders are unfinished and not parked: in checkout now, or waiting for the
+    /// recovery sweep to run them again (an operator's view; `parked_orders` lists the rest).
+    pub async fn unfinished_count(&self) -> Result<u64, OrdersError> {
+        store::count_unfinished(&self.db)
+            .await
+            .map_err(db_kit::internal)
+    }
+
     /// Unfinished checkouts the sweep gave up on, the longest parked first.
     #[tracing::instrument(skip(self))]
     pub async fn parked_orders(&self, page: PageRequest) -> Result<Page<ParkedOrder>, OrdersError> {

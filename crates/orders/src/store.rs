@@ -404,6 +404,16 @@ pub async fn next_due_for_recovery<C: ConnectionTrait>(
         .map(Option::flatten)
 }
 
+/// How many orders are unfinished and not parked: in checkout now, or waiting for the sweep
+/// to run them again.
+pub async fn count_unfinished<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    orders::Entity::find()
+        .filter(orders::Column::ParkedAt.is_null())
+        .filter(orders::Column::Status.is_in(IN_FLIGHT.map(status_code)))
+        .count(db)
+        .await
+}
+
 /// How many unfinished orders the sweep has given up on.
 pub async fn count_parked<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
     orders::Entity::find()
