@@ -57,11 +57,11 @@ async fn a_context_role_cannot_read_another_contexts_tables() {
 
     // Each context's migration history lives in its own schema.
     for (schema, migrations) in [
-        ("auth", 2),
+        ("auth", 3),
         ("catalog", 2),
-        ("payments", 2),
-        ("orders", 2),
-        ("notifications", 3),
+        ("payments", 3),
+        ("orders", 4),
+        ("notifications", 4),
     ] {
         let sql = format!("SELECT COUNT(*) AS n FROM {schema}.seaql_migrations");
         let role = connect_as(&store, &format!("shop_{schema}")).await;

@@ -25,7 +25,8 @@ use crate::broker::{Broker, BrokerError};
 use crate::consumer::{Consumer, Retry};
 use crate::outbox::Outbox;
 use crate::store::{
-    self, DISCARDED, DISPATCHED, DONE, FAILED, HANDLED, OUTBOX_FINISHED, PENDING, inbox, outbox,
+    self, DISCARDED, DISPATCHED, DONE, FAILED, HANDLED, OUTBOX_CLAIMABLE, OUTBOX_UNFINISHED,
+    PENDING, inbox, outbox,
 };
 
 #[derive(Debug, Clone)]
@@ -1110,11 +1111,11 @@ async fn claim_outbox<C: ConnectionTrait>(
             Expr::col((earlier.clone(), outbox::Column::Seq))
                 .lt(Expr::col((outbox::Entity, outbox::Column::Seq))),
         )
-        // Unfinished: see `OUTBOX_FINISHED` for why this is not `is_in` the blocking ones.
-        .and_where(Expr::col((earlier, outbox::Column::Status)).is_not_in(OUTBOX_FINISHED))
+        // Unfinished: a literal, for the partial index (see `store::OUTBOX_UNFINISHED`).
+        .and_where(Expr::cust(OUTBOX_UNFINISHED))
         .to_owned();
     let mut select = outbox::Entity::find()
-        .filter(outbox::Column::Status.eq(PENDING))
+        .filter(Expr::cust(OUTBOX_CLAIMABLE))
         .filter(outbox::Column::NextAttemptAt.lte(now))
         .filter(Expr::exists(blocked).not())
         .order_by_asc(outbox::Column::Seq)

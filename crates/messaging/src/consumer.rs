@@ -17,7 +17,9 @@ use sea_orm::{
 use tracing::Instrument;
 
 use crate::backoff;
-use crate::store::{self, DONE, FAILED, HANDLED, INBOX_BLOCKING, PENDING, inbox};
+use crate::store::{
+    self, DONE, FAILED, HANDLED, INBOX_CLAIMABLE, INBOX_UNFINISHED, PENDING, inbox,
+};
 
 /// Reacts to the events a consumer subscribed to, in two steps.
 ///
@@ -627,11 +629,12 @@ async fn claim(
              THEN earlier.source_seq < inbox.source_seq \
              ELSE earlier.seq < inbox.seq END",
         ))
-        .and_where(Expr::col((earlier, inbox::Column::Status)).is_in(INBOX_BLOCKING))
+        // Unfinished: a literal, for the partial index (see `store::INBOX_UNFINISHED`).
+        .and_where(Expr::cust(INBOX_UNFINISHED))
         .to_owned();
     let mut select = inbox::Entity::find()
         .filter(inbox::Column::Consumer.eq(consumer))
-        .filter(inbox::Column::Status.is_in([PENDING, HANDLED]))
+        .filter(Expr::cust(INBOX_CLAIMABLE))
         .filter(inbox::Column::NextAttemptAt.lte(now))
         .filter(Expr::exists(blocked).not())
         .order_by_asc(inbox::Column::Seq)

@@ -15,22 +15,24 @@ pub(crate) const FAILED: &str = "failed";
 /// Given up by an operator: never delivered or handled, kept (and listed) until purged.
 pub(crate) const DISCARDED: &str = "discarded";
 
-/// The statuses of an outbox row that no longer hold back the later rows of its aggregate.
-/// Every other status (pending, failed) does: events of one aggregate leave in order, so a
-/// parked one stops the rest until it is retried.
+/// The claims' conditions, written as SQL literals rather than bound parameters, so that
+/// Postgres can prove they imply the predicates of the partial indexes of
+/// `migration::v4` and read only the rows that matter, however many finished rows the table
+/// keeps: the rows a claim may take (`*_CLAIMABLE`, oldest first), and the unfinished rows
+/// that hold back the later ones of their aggregate (`*_UNFINISHED`: pending and failed in
+/// the outbox; pending, handled with its effects still to run, and failed in an inbox).
 ///
-/// The relay asks "is an earlier row of this aggregate unfinished?" as `status NOT IN` these
-/// rather than `status IN` the others, because Postgres cannot answer a `NOT IN` from the
-/// `(status, next_attempt_at)` index. With `IN`, statistics taken while hardly any row was
-/// pending (any quiet hour) let the planner scan that index for every candidate row, so a
-/// backlog of n pending rows cost n² comparisons per claim (18 s at 10,000 in a 210,000-row
-/// outbox) until the table was analyzed again; with `NOT IN` it looks each row's aggregate up
-/// in `(aggregate_id, seq)` (50 ms there). A status added later holds back by default.
-pub(crate) const OUTBOX_FINISHED: [&str; 2] = [DISPATCHED, DISCARDED];
-
-/// The statuses of a consumer's inbox row that hold back the later rows of its aggregate, its
-/// effects after the commit included.
-pub(crate) const INBOX_BLOCKING: [&str; 3] = [PENDING, HANDLED, FAILED];
+/// The earlier rows are asked for by these exact statuses, and a status added later must
+/// join them (and the index predicates, in a new migration) to hold back. The outbox once
+/// asked `NOT IN` the finished statuses, so that no status index could serve that lookup: a
+/// plan that scanned the `(status, next_attempt_at)` index per candidate had cost n² per
+/// claim (18 s at 10,000 pending rows). The partial index makes the lookup small whatever
+/// plan is taken: it holds the unfinished rows only.
+pub(crate) const INBOX_CLAIMABLE: &str = "\"inbox\".\"status\" IN ('pending', 'handled')";
+pub(crate) const INBOX_UNFINISHED: &str =
+    "\"earlier\".\"status\" IN ('pending', 'handled', 'failed')";
+pub(crate) const OUTBOX_UNFINISHED: &str = "\"earlier\".\"status\" IN ('pending', 'failed')";
+pub(crate) const OUTBOX_CLAIMABLE: &str = "\"outbox\".\"status\" = 'pending'";
 
 pub(crate) mod outbox {
     use sea_orm::entity::prelude::*;
@@ -115,4 +117,31 @@ pub(crate) fn envelope(
         occurred_at,
         payload: serde_json::from_str(payload).map_err(|error| DbErr::Json(error.to_string()))?,
     })
+}
+
+#[cfg(test)]
+mod literals {
+    use super::*;
+
+    /// The claims' SQL literals name the same statuses as the constants the rest of the
+    /// crate writes.
+    #[test]
+    fn the_claim_literals_name_the_stored_statuses() {
+        assert_eq!(
+            INBOX_CLAIMABLE,
+            format!("\"inbox\".\"status\" IN ('{PENDING}', '{HANDLED}')")
+        );
+        assert_eq!(
+            INBOX_UNFINISHED,
+            format!("\"earlier\".\"status\" IN ('{PENDING}', '{HANDLED}', '{FAILED}')")
+        );
+        assert_eq!(
+            OUTBOX_CLAIMABLE,
+            format!("\"outbox\".\"status\" = '{PENDING}'")
+        );
+        assert_eq!(
+            OUTBOX_UNFINISHED,
+            format!("\"earlier\".\"status\" IN ('{PENDING}', '{FAILED}')")
+        );
+    }
 }

@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_create_notifications;
 mod m0002_inbox_handled_at;
 mod m0003_inbox_source_seq;
+mod m0004_inbox_claim_index;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_create_notifications::Migration),
             Box::new(m0002_inbox_handled_at::Migration),
             Box::new(m0003_inbox_source_seq::Migration),
+            Box::new(m0004_inbox_claim_index::Migration),
         ]
     }
 }

@@ -5,6 +5,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_create_payments;
 mod m0002_reconciliation;
+mod m0003_outbox_claim_index;
 
 #[derive(Debug)]
 pub struct Migrator;
@@ -14,6 +15,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_create_payments::Migration),
             Box::new(m0002_reconciliation::Migration),
+            Box::new(m0003_outbox_claim_index::Migration),
         ]
     }
 }

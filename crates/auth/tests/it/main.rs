@@ -159,7 +159,7 @@ async fn migrations_are_recorded_in_auths_own_history(store: TestStore) {
         .expect("query")
         .expect("a row");
     let applied: i64 = row.try_get("", "n").expect("count");
-    assert_eq!(applied, 2, "users, then the outbox");
+    assert_eq!(applied, 3, "users, the outbox, then its claim indexes");
     if store.backend == Backend::Postgres {
         let row = db
             .query_one_raw(Statement::from_string(
