@@ -6,6 +6,7 @@
 #
 #   scripts/bench-perf.sh [--duration 10] [--warmup 2] [--stores postgres,sqlite]
 #                         [--wrk-threads 1] [--pgbench-jobs 2] [--starts 3] [--perf DIR]
+#                         [--statements 15]
 #
 # 1. Postgres: `scripts/postgres.sh` starts a throwaway cluster (initdb defaults, with the
 #    durability switches that script turns off for disposable data). pgbench initialises a
@@ -36,6 +37,11 @@
 # draws DIR/<store>-<run>.svg when `inferno-collapse-perf` and `inferno-flamegraph` are on PATH
 # (`cargo install inferno`). Profiling slows the shop: figures of such a run are not a baseline.
 #
+# --statements N loads pg_stat_statements into the throwaway Postgres and prints, before the
+# table, the N statements Postgres spent the most time on during the measured checkouts at 16
+# connections, each with its calls and milliseconds per confirmed checkout. Where the
+# database's time goes, statement by statement: measure before changing an index or a query.
+#
 # Shop and Postgres CPU time per request are printed too (from /proc/PID/stat), to tell which
 # side a figure is spent on. Figures are only comparable within one run on one machine: quote
 # the ratios. Results and how to profile: docs/PERFORMANCE.md.
@@ -51,13 +57,14 @@ starts=3
 soak=60
 idle=10
 perf_dir=""
+statements=0
 read_connections=64
 checkout_connections=16
 pgbench_clients=16
 products=16
 customers=8
 initial_stock=1000000
-usage="usage: scripts/bench-perf.sh [--duration S] [--warmup S] [--stores postgres,sqlite] [--wrk-threads N] [--pgbench-jobs N] [--starts N] [--soak S] [--idle S] [--perf DIR]"
+usage="usage: scripts/bench-perf.sh [--duration S] [--warmup S] [--stores postgres,sqlite] [--wrk-threads N] [--pgbench-jobs N] [--starts N] [--soak S] [--idle S] [--perf DIR] [--statements N]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
@@ -69,6 +76,7 @@ while [ $# -gt 0 ]; do
         --soak) soak="$2"; shift 2 ;;
         --idle) idle="$2"; shift 2 ;;
         --perf) perf_dir="$2"; shift 2 ;;
+        --statements) statements="$2"; shift 2 ;;
         *) echo "$usage" >&2; exit 2 ;;
     esac
 done
@@ -222,6 +230,9 @@ postgres_pids() {
 
 postmaster=""
 if [[ ",$stores," == *,postgres,* ]]; then
+    if [ "$statements" -gt 0 ]; then
+        export POSTGRES_OPTIONS="-c shared_preload_libraries=pg_stat_statements"
+    fi
     postgres_url="$(scripts/postgres.sh start "$work/pg")"
     postgres_base="${postgres_url%/*}"
     postgres_port="$(cat "$work/pg/port")"
@@ -230,6 +241,9 @@ if [[ ",$stores," == *,postgres,* ]]; then
     for database in pgbench shop; do
         psql -qX "$postgres_url" -c "CREATE DATABASE $database" >/dev/null
     done
+    if [ "$statements" -gt 0 ]; then
+        psql -qX "$postgres_base/shop" -c "CREATE EXTENSION pg_stat_statements" >/dev/null
+    fi
     server_version="$(psql -qAtX "$postgres_url" -c 'SHOW server_version')"
     record pg.version "$server_version"
     pgbench_args=(-h 127.0.0.1 -p "$postgres_port" -U postgres -n -M prepared
@@ -450,18 +464,46 @@ run_get() {
 # Checkouts: warm-up, then the measured run between two settled states, so that on Postgres
 # the commits counted and the orders confirmed belong to the same window.
 run_checkout() {
-    local name="$1" connections="$2" commits_before confirmed_before
+    local name="$1" connections="$2" commits_before confirmed_before confirmed profiled=""
     export BENCH_TOKENS="$tokens" BENCH_PRODUCTS="$product_ids"
     wrk_warmup "$name" scripts/checkout.lua "$connections" "$url/api/orders"
     settle
     confirmed_before="$(confirmed_orders)"
     if [ "$store" = postgres ]; then commits_before="$(xact_commit)"; fi
+    if [ "$store" = postgres ] && [ "$statements" -gt 0 ] && [ "$name" = checkout-16 ]; then
+        profiled=1
+        psql -qAtX "$postgres_base/shop" -c "SELECT pg_stat_statements_reset()" >/dev/null
+    fi
     wrk_measure "$name" scripts/checkout.lua "$connections" "$url/api/orders"
     settle
     if [ "$store" = postgres ]; then
         record "$store.$name.commits" $(($(xact_commit) - commits_before))
     fi
-    record "$store.$name.confirmed_in_db" $(($(confirmed_orders) - confirmed_before))
+    confirmed=$(($(confirmed_orders) - confirmed_before))
+    record "$store.$name.confirmed_in_db" "$confirmed"
+    if [ -n "$profiled" ] && [ "$confirmed" -gt 0 ]; then
+        top_statements "$confirmed" >"$work/statements.txt"
+    fi
+}
+
+# The --statements statements of the shop's database that took Postgres the most time since
+# the last reset, per confirmed checkout ($1 of them), the event machinery's included.
+top_statements() {
+    psql -qX "$postgres_base/shop" -c "
+        SELECT calls,
+               round(calls::numeric / $1, 2) AS per_checkout,
+               round(total_exec_time::numeric / $1, 3) AS ms_per_checkout,
+               round(mean_exec_time::numeric, 3) AS mean_ms,
+               left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS statement
+        FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'shop')
+        ORDER BY total_exec_time DESC
+        LIMIT $statements"
+    psql -qX "$postgres_base/shop" -c "
+        SELECT round(sum(calls)::numeric / $1, 1) AS statements_per_checkout,
+               round(sum(total_exec_time)::numeric / $1, 3) AS exec_ms_per_checkout
+        FROM pg_stat_statements
+        WHERE dbid = (SELECT oid FROM pg_database WHERE datname = 'shop')"
 }
 
 rss_kb() {
@@ -597,6 +639,11 @@ if [[ ",$stores," == *,postgres,* ]]; then run_store postgres; fi
 if [[ ",$stores," == *,sqlite,* ]]; then run_store sqlite; fi
 
 # --- The table ----------------------------------------------------------------------------
+
+if [ -s "$work/statements.txt" ]; then
+    echo "The statements Postgres spent the most time on, checkout at $checkout_connections connections (execution time, lock waits included):"
+    cat "$work/statements.txt"
+fi
 
 python3 - "$results" "$duration" "$warmup" <<'EOF'
 import statistics

@@ -3,6 +3,8 @@
 #
 #   scripts/postgres.sh start DIR   create a cluster under DIR, start it, print its admin URL
 #   scripts/postgres.sh stop DIR    stop it (DIR can then be deleted)
+#   POSTGRES_OPTIONS="-c shared_preload_libraries=pg_stat_statements" scripts/postgres.sh start DIR
+#                                   more server settings (scripts/bench-perf.sh --statements)
 #
 # Finds initdb/pg_ctl on PATH or under /usr/lib/postgresql/*/bin, and installs Debian's
 # `postgresql` package only if neither has them. initdb refuses to run as root, so as root
@@ -61,7 +63,7 @@ start() {
         { cat "$dir/initdb.log" >&2; exit 1; }
     as_owner "$bin/pg_ctl" --pgdata="$dir/data" --log="$dir/server.log" --wait --silent \
         -o "-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=500 \
-            -c fsync=off -c synchronous_commit=off -c full_page_writes=off" start >&2 ||
+            -c fsync=off -c synchronous_commit=off -c full_page_writes=off ${POSTGRES_OPTIONS:-}" start >&2 ||
         { cat "$dir/server.log" >&2; exit 1; }
     echo "$port" >"$dir/port"
     echo "postgres://postgres@127.0.0.1:$port/postgres"

@@ -1100,7 +1100,7 @@ async fn claim_outbox<C: ConnectionTrait>(
     batch: u64,
 ) -> Result<Vec<outbox::Model>, DbErr> {
     let earlier = Alias::new("earlier");
-    let blocked = Query::select()
+    let mut blocked = Query::select()
         .expr(Expr::val(1))
         .from_as(outbox::Entity, earlier.clone())
         .and_where(
@@ -1114,13 +1114,17 @@ async fn claim_outbox<C: ConnectionTrait>(
         // Unfinished: a literal, for the partial index (see `store::OUTBOX_UNFINISHED`).
         .and_where(Expr::cust(OUTBOX_UNFINISHED))
         .to_owned();
+    let postgres = db.get_database_backend() == DbBackend::Postgres;
+    if postgres {
+        store::look_up_per_row(&mut blocked);
+    }
     let mut select = outbox::Entity::find()
         .filter(Expr::cust(OUTBOX_CLAIMABLE))
         .filter(outbox::Column::NextAttemptAt.lte(now))
         .filter(Expr::exists(blocked).not())
         .order_by_asc(outbox::Column::Seq)
         .limit(batch);
-    if db.get_database_backend() == DbBackend::Postgres {
+    if postgres {
         select = select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked);
     }
     select.all(db).await

@@ -611,7 +611,7 @@ async fn claim(
     how: Claim,
 ) -> Result<Vec<inbox::Model>, DbErr> {
     let earlier = Alias::new("earlier");
-    let blocked = Query::select()
+    let mut blocked = Query::select()
         .expr(Expr::val(1))
         .from_as(inbox::Entity, earlier.clone())
         .and_where(
@@ -632,6 +632,10 @@ async fn claim(
         // Unfinished: a literal, for the partial index (see `store::INBOX_UNFINISHED`).
         .and_where(Expr::cust(INBOX_UNFINISHED))
         .to_owned();
+    let postgres = sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres;
+    if postgres {
+        store::look_up_per_row(&mut blocked);
+    }
     let mut select = inbox::Entity::find()
         .filter(inbox::Column::Consumer.eq(consumer))
         .filter(Expr::cust(INBOX_CLAIMABLE))
@@ -639,7 +643,7 @@ async fn claim(
         .filter(Expr::exists(blocked).not())
         .order_by_asc(inbox::Column::Seq)
         .limit(limit);
-    if sea_orm::ConnectionTrait::get_database_backend(txn) == DbBackend::Postgres {
+    if postgres {
         select = match how {
             Claim::SkipLocked => {
                 select.lock_with_behavior(LockType::Update, LockBehavior::SkipLocked)

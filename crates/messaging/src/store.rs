@@ -32,6 +32,19 @@ pub(crate) const INBOX_CLAIMABLE: &str = "\"inbox\".\"status\" IN ('pending', 'h
 pub(crate) const INBOX_UNFINISHED: &str =
     "\"earlier\".\"status\" IN ('pending', 'handled', 'failed')";
 pub(crate) const OUTBOX_UNFINISHED: &str = "\"earlier\".\"status\" IN ('pending', 'failed')";
+/// Makes a claim's "is an earlier row of this aggregate unfinished?" subquery a lookup per
+/// candidate on Postgres, through the `(.., aggregate_id, seq)` index of the unfinished rows.
+///
+/// Postgres turns `NOT EXISTS` into an anti-join, and with statistics from a young table it
+/// ran that join as a scan of every unfinished row of the consumer per candidate (14 ms per
+/// claim with a few hundred in flight). `OFFSET 0` keeps the subquery from being pulled up
+/// into a join, so it runs as a subplan with the candidate's aggregate as its key: a claim
+/// costs one index probe per candidate, whatever the statistics say. (SQLite plans the
+/// subquery per row already, and wants no `OFFSET` without a `LIMIT`.)
+pub(crate) fn look_up_per_row(subquery: &mut sea_orm::sea_query::SelectStatement) {
+    subquery.offset(0);
+}
+
 pub(crate) const OUTBOX_CLAIMABLE: &str = "\"outbox\".\"status\" = 'pending'";
 
 pub(crate) mod outbox {
