@@ -11,3 +11,32 @@ pub mod v1;
 pub mod v2;
 pub mod v3;
 pub mod v4;
+
+/// What the frozen-migration tests share: a mock connection of `backend` that accepts any
+/// statement, and the SQL a migration sent through it, one statement a line.
+#[cfg(test)]
+mod recording {
+    use sea_orm::{DatabaseBackend, DatabaseConnection, MockDatabase, MockExecResult, Transaction};
+
+    /// A connection that answers every statement (up to 32) with an empty result.
+    pub(super) fn connection(backend: DatabaseBackend) -> DatabaseConnection {
+        MockDatabase::new(backend)
+            .append_exec_results((0..32).map(|_| MockExecResult::default()))
+            .into_connection()
+    }
+
+    /// The statements `db` received, joined by `;` and a newline (the snapshots' form).
+    pub(super) fn statements(db: DatabaseConnection) -> String {
+        db.into_transaction_log()
+            .into_iter()
+            .flat_map(|transaction: Transaction| {
+                transaction
+                    .statements()
+                    .iter()
+                    .map(|statement| statement.sql.clone())
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
+            .join(";\n")
+    }
+}

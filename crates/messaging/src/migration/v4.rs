@@ -70,34 +70,22 @@ pub async fn drop_outbox_claims_index(manager: &SchemaManager<'_>) -> Result<(),
 
 #[cfg(test)]
 mod tests {
-    use sea_orm::{DatabaseBackend, MockDatabase, MockExecResult, Transaction};
+    use sea_orm::DatabaseBackend;
     use sea_orm_migration::SchemaManager;
 
     use super::*;
+    use crate::migration::recording;
 
     /// The statements v4 issues on each backend, recorded once. If this test fails, a
     /// frozen migration changed: revert it and write a `v5` instead.
     #[tokio::test]
     async fn version_4_is_frozen() {
         for backend in [DatabaseBackend::Postgres, DatabaseBackend::Sqlite] {
-            let db = MockDatabase::new(backend)
-                .append_exec_results((0..8).map(|_| MockExecResult::default()))
-                .into_connection();
+            let db = recording::connection(backend);
             let manager = SchemaManager::new(&db);
             index_inbox_claims(&manager).await.expect("inbox index");
             index_outbox_claims(&manager).await.expect("outbox index");
-            let log: Vec<String> = db
-                .into_transaction_log()
-                .into_iter()
-                .flat_map(|transaction: Transaction| {
-                    transaction
-                        .statements()
-                        .iter()
-                        .map(|statement| statement.sql.clone())
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            insta::assert_snapshot!(format!("{backend:?}"), log.join(";\n"));
+            insta::assert_snapshot!(format!("{backend:?}"), recording::statements(db));
         }
     }
 }
