@@ -16,7 +16,10 @@ cleanup() {
 }
 trap cleanup EXIT
 
-SHOP_TEST_DATABASE_URL="$(scripts/postgres.sh start "$pg_dir")"
+# Each test drops its database when it ends (testkit); a small WAL keeps the many database
+# copies the run makes from piling up as segments, so the run needs little disk.
+SHOP_TEST_DATABASE_URL="$(POSTGRES_OPTIONS="-c max_wal_size=64MB -c min_wal_size=32MB ${POSTGRES_OPTIONS:-}" \
+    scripts/postgres.sh start "$pg_dir")"
 export SHOP_TEST_DATABASE_URL
 echo "test.sh: throwaway Postgres at $SHOP_TEST_DATABASE_URL" >&2
 SHOP_TEST_NATS_URL="$(scripts/nats.sh start "$nats_dir")"

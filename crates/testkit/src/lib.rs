@@ -24,8 +24,9 @@ pub enum Backend {
     Postgres,
 }
 
-/// A store that exists for one test. The SQLite files are deleted when it drops; Postgres
-/// databases are left to the throwaway server, which is deleted after the run.
+/// A store that exists for one test. The SQLite files are deleted when it drops, and so is
+/// the Postgres database (with `FORCE`, ending whatever connections the test left open), so
+/// a whole run keeps a few test databases on disk at a time, not hundreds.
 #[derive(Debug)]
 pub struct TestStore {
     pub backend: Backend,
@@ -87,6 +88,50 @@ impl TestStore {
         url.set_path(database);
         url.to_string()
     }
+}
+
+impl Drop for TestStore {
+    #[expect(
+        clippy::print_stderr,
+        reason = "a test's own output is where a leftover database is worth a line"
+    )]
+    fn drop(&mut self) {
+        let Some(database) = self.database.take() else {
+            return;
+        };
+        // Drop runs inside the test's runtime, which cannot be blocked on: the statement runs
+        // on a thread of its own with a runtime of its own. A failure only leaves the
+        // database to the throwaway server, so it is reported, never a panic (this may run
+        // while a failed test unwinds).
+        let dropped = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| error.to_string())?;
+            runtime.block_on(drop_database(&database))
+        })
+        .join();
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => eprintln!("testkit: could not drop a test database: {error}"),
+            Err(_) => eprintln!("testkit: dropping a test database panicked"),
+        }
+    }
+}
+
+async fn drop_database(name: &str) -> Result<(), String> {
+    let mut options = ConnectOptions::new(admin_url());
+    options.max_connections(1).sqlx_logging(false);
+    let admin = Database::connect(options)
+        .await
+        .map_err(|error| error.to_string())?;
+    let dropped = admin
+        .execute_unprepared(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+        .await
+        .map(|_| ())
+        .map_err(|error| error.to_string());
+    admin.close().await.map_err(|error| error.to_string())?;
+    dropped
 }
 
 /// The administrator URL of the test server.
