@@ -6,7 +6,7 @@
 #
 #   scripts/bench-perf.sh [--duration 10] [--warmup 2] [--stores postgres,sqlite]
 #                         [--wrk-threads 1] [--pgbench-jobs 2] [--starts 3] [--perf DIR]
-#                         [--statements 15]
+#                         [--statements 15] [--pool N]
 #
 # 1. Postgres: `scripts/postgres.sh` starts a throwaway cluster (initdb defaults, with the
 #    durability switches that script turns off for disposable data). pgbench initialises a
@@ -42,6 +42,9 @@
 # connections, each with its calls and milliseconds per confirmed checkout. Where the
 # database's time goes, statement by statement: measure before changing an index or a query.
 #
+# --pool N runs the shop with N pooled connections per context (`database.max_connections`)
+# instead of its configured default, to measure what the pool size does to each figure.
+#
 # Shop and Postgres CPU time per request are printed too (from /proc/PID/stat), to tell which
 # side a figure is spent on. Figures are only comparable within one run on one machine: quote
 # the ratios. Results and how to profile: docs/PERFORMANCE.md.
@@ -58,13 +61,14 @@ soak=60
 idle=10
 perf_dir=""
 statements=0
+pool=""
 read_connections=64
 checkout_connections=16
 pgbench_clients=16
 products=16
 customers=8
 initial_stock=1000000
-usage="usage: scripts/bench-perf.sh [--duration S] [--warmup S] [--stores postgres,sqlite] [--wrk-threads N] [--pgbench-jobs N] [--starts N] [--soak S] [--idle S] [--perf DIR] [--statements N]"
+usage="usage: scripts/bench-perf.sh [--duration S] [--warmup S] [--stores postgres,sqlite] [--wrk-threads N] [--pgbench-jobs N] [--starts N] [--soak S] [--idle S] [--perf DIR] [--statements N] [--pool N]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
@@ -77,6 +81,7 @@ while [ $# -gt 0 ]; do
         --idle) idle="$2"; shift 2 ;;
         --perf) perf_dir="$2"; shift 2 ;;
         --statements) statements="$2"; shift 2 ;;
+        --pool) pool="$2"; shift 2 ;;
         *) echo "$usage" >&2; exit 2 ;;
     esac
 done
@@ -588,6 +593,7 @@ run_store() {
         SHOP__DATA_DIR="$data"
         SHOP__SERVER__PORT="$port"
     )
+    if [ -n "$pool" ]; then shop_env+=(SHOP__DATABASE__MAX_CONNECTIONS="$pool"); fi
     launch "$store-shop" env "${shop_env[@]}" "$shop" serve
     shop_pid="$started"
     wait_ready "$store-shop" "$url" "$shop_pid"

@@ -5,6 +5,7 @@
 //! variables. Secrets are `SecretString`s: their `Debug` prints `[REDACTED]`, so logging the
 //! settings cannot leak them.
 
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -216,6 +217,9 @@ pub struct ServerSettings {
 pub struct DatabaseSettings {
     pub url: SecretString,
     pub max_connections: u32,
+    /// Pool sizes of single contexts, over `max_connections` (`[database.pools]`).
+    #[serde(default)]
+    pub pools: BTreeMap<String, u32>,
     pub acquire_timeout_secs: u64,
     pub log_statements: bool,
     pub roles: RoleSettings,
@@ -378,6 +382,23 @@ impl Settings {
             return Err(SettingsError::Invalid(
                 "database.url must be empty (embedded SQLite) or a postgres:// URL".into(),
             ));
+        }
+        if self.database.max_connections == 0 {
+            return Err(SettingsError::Invalid(
+                "database.max_connections must be at least 1".into(),
+            ));
+        }
+        for (context, size) in &self.database.pools {
+            if !crate::placement::ALL.contains(&context.as_str()) {
+                return Err(SettingsError::Invalid(format!(
+                    "database.pools.{context}: there is no context named {context}"
+                )));
+            }
+            if *size == 0 {
+                return Err(SettingsError::Invalid(format!(
+                    "database.pools.{context} must be at least 1"
+                )));
+            }
         }
         if self.database.roles.connect_as_role && url.is_empty() {
             return Err(SettingsError::Invalid(
@@ -747,6 +768,7 @@ impl Settings {
         } else {
             StoreConfig::sqlite(self.data_dir.clone())
         };
+        store.pool_sizes = self.database.pools.clone();
         store.acquire_timeout = Duration::from_secs(self.database.acquire_timeout_secs);
         store.log_statements = self.database.log_statements;
         let roles = &self.database.roles;
@@ -833,6 +855,36 @@ mod tests {
         assert!(settings.validate().is_err());
         let mut settings = Settings::defaults();
         settings.catalog.cache.ttl_ms = 0;
+        assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn catalog_gets_a_larger_pool_and_any_context_can_be_sized() {
+        let mut settings = Settings::defaults();
+        settings.database.url = SecretString::from("postgres://shop@db/shop");
+        settings.auth.jwt_secret = SecretString::from("k".repeat(32));
+        assert!(settings.validate().is_ok());
+        let store = settings.store();
+        assert_eq!(store.pool_size(catalog::CONTEXT), 32);
+        assert_eq!(
+            store.pool_size(orders::CONTEXT),
+            8,
+            "the others: max_connections"
+        );
+
+        settings.database.pools.insert("orders".into(), 16);
+        assert_eq!(settings.store().pool_size(orders::CONTEXT), 16);
+        settings.database.pools.insert("inventory".into(), 4);
+        let refused = settings.validate().expect_err("no such context");
+        assert!(
+            refused.to_string().contains("database.pools.inventory"),
+            "{refused}"
+        );
+        settings.database.pools.remove("inventory");
+        settings.database.pools.insert("orders".into(), 0);
+        assert!(settings.validate().is_err(), "an empty pool serves nothing");
+        settings.database.pools.remove("orders");
+        settings.database.max_connections = 0;
         assert!(settings.validate().is_err());
     }
 

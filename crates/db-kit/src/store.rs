@@ -1,5 +1,6 @@
 //! Store configuration and per-context connections.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -52,6 +53,9 @@ pub struct StoreConfig {
     /// has one writer at a time, and a single connection makes that explicit instead of
     /// surfacing as `database is locked` errors under load.
     pub max_connections: u32,
+    /// Contexts whose Postgres pool holds a different number of connections than
+    /// `max_connections` (catalog's, which serves the public product reads).
+    pub pool_sizes: BTreeMap<String, u32>,
     pub acquire_timeout: Duration,
     pub roles: RoleConfig,
     /// Log every SQL statement (debug aid).
@@ -96,6 +100,7 @@ impl StoreConfig {
                 data_dir: data_dir.into(),
             },
             max_connections: 1,
+            pool_sizes: BTreeMap::new(),
             acquire_timeout: Duration::from_secs(10),
             roles: RoleConfig::default(),
             log_statements: false,
@@ -106,10 +111,19 @@ impl StoreConfig {
         Self {
             backend: Backend::Postgres { url },
             max_connections,
+            pool_sizes: BTreeMap::new(),
             acquire_timeout: Duration::from_secs(10),
             roles: RoleConfig::default(),
             log_statements: false,
         }
+    }
+
+    /// How many connections `context`'s Postgres pool holds at most.
+    pub fn pool_size(&self, context: &str) -> u32 {
+        self.pool_sizes
+            .get(context)
+            .copied()
+            .unwrap_or(self.max_connections)
     }
 
     pub fn role_name(&self, context: &str) -> String {
@@ -157,7 +171,7 @@ impl StoreConfig {
             Backend::Postgres { url } => {
                 let mut options = ConnectOptions::new(url.expose_secret().to_owned());
                 options
-                    .max_connections(self.max_connections)
+                    .max_connections(self.pool_size(context))
                     .min_connections(0)
                     .acquire_timeout(self.acquire_timeout)
                     .idle_timeout(Duration::from_secs(60))
