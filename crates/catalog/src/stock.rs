@@ -95,14 +95,18 @@ impl CatalogService {
             return existing.map_or_else(|| Err(db_kit::missing_row()), domain::reserved_already);
         }
 
-        let ids: Vec<ProductId> = lines.iter().map(|line| line.product_id).collect();
-        let found = store::sellable(&txn, &ids)
-            .await
-            .map_err(db_kit::internal)?;
-        domain::check_sellable(&lines, &found)?;
-        store::insert_reservation_lines(&txn, order_id, &lines)
-            .await
-            .map_err(db_kit::internal)?;
+        // A reservation that goes through never pays for a separate look at the products:
+        // a line of an unknown product fails its foreign key, and each line's units are
+        // taken only from an active product that has them. A reservation that fails is
+        // explained after the rollback: unknown or inactive products first, then shortage.
+        if let Err(error) = store::insert_reservation_lines(&txn, order_id, &lines).await {
+            txn.rollback().await.map_err(db_kit::internal)?;
+            if !db_kit::is_foreign_key_violation(&error) {
+                return Err(db_kit::internal(error));
+            }
+            self.check_sellable(&lines).await?;
+            return Err(db_kit::internal(error));
+        }
         let mut short = Vec::new();
         for line in &lines {
             if !store::take_stock(&txn, line)
@@ -114,6 +118,7 @@ impl CatalogService {
         }
         if !short.is_empty() {
             txn.rollback().await.map_err(db_kit::internal)?;
+            self.check_sellable(&lines).await?;
             tracing::info!(order_id = %order_id, ?short, "reservation refused: out of stock");
             return Err(CatalogError::OutOfStock { product_ids: short });
         }
@@ -124,6 +129,16 @@ impl CatalogService {
             status: ReservationStatus::Reserved,
             lines,
         })
+    }
+
+    /// `ProductNotFound` or `ProductInactive` for the first line whose product is unknown
+    /// or not for sale; `Ok` when every product is sellable.
+    async fn check_sellable(&self, lines: &[StockLine]) -> Result<(), CatalogError> {
+        let ids: Vec<ProductId> = lines.iter().map(|line| line.product_id).collect();
+        let found = store::sellable(&self.db, &ids)
+            .await
+            .map_err(db_kit::internal)?;
+        domain::check_sellable(lines, &found)
     }
 
     #[tracing::instrument(skip(self))]
@@ -159,6 +174,11 @@ impl CatalogService {
     /// Moves a reservation from `from` to `target` exactly once, moving its units:
     /// reserved → committed takes them out of `reserved` (sold); reserved → released puts
     /// them back into `available`; committed → released (restock) puts sold units back.
+    ///
+    /// The common case first: the conditional update of the reservation's status, then its
+    /// lines, then the units; the reservation is read whole only when the update finds it in
+    /// another status (moved already, closed, or missing). A concurrent caller's update waits
+    /// for ours and then finds the status changed, so exactly one of them moves the units.
     async fn transition(
         &self,
         order_id: OrderId,
@@ -167,6 +187,31 @@ impl CatalogService {
     ) -> Result<Reservation, CatalogError> {
         for _ in 0..MAX_ATTEMPTS {
             let txn = self.db.begin().await.map_err(db_kit::internal)?;
+            let moved = store::move_reservation(&txn, order_id, from, target, self.clock.now())
+                .await
+                .map_err(db_kit::internal)?;
+            if moved {
+                let lines = store::reservation_lines(&txn, order_id)
+                    .await
+                    .map_err(db_kit::internal)?;
+                for line in &lines {
+                    store::move_units(
+                        &txn,
+                        line,
+                        from == ReservationStatus::Reserved,
+                        target == ReservationStatus::Released,
+                    )
+                    .await
+                    .map_err(db_kit::internal)?;
+                }
+                txn.commit().await.map_err(db_kit::internal)?;
+                tracing::info!(order_id = %order_id, from = ?from, to = ?target, "reservation moved");
+                return Ok(Reservation {
+                    order_id,
+                    status: target,
+                    lines,
+                });
+            }
             let Some(current) = store::find_reservation(&txn, order_id)
                 .await
                 .map_err(db_kit::internal)?
@@ -200,35 +245,13 @@ impl CatalogService {
                     Err(error) => return Err(db_kit::internal(error)),
                 }
             };
+            txn.rollback().await.map_err(db_kit::internal)?;
             match current.status {
                 status if status == target => return Ok(current),
+                // Back in `from` after our update found it elsewhere: look again.
                 status if status == from => {}
                 status => return Err(CatalogError::ReservationClosed { order_id, status }),
             }
-            let moved = store::move_reservation(&txn, order_id, from, target, self.clock.now())
-                .await
-                .map_err(db_kit::internal)?;
-            if !moved {
-                // Someone else closed it between our read and our write; look again.
-                txn.rollback().await.map_err(db_kit::internal)?;
-                continue;
-            }
-            for line in &current.lines {
-                store::move_units(
-                    &txn,
-                    line,
-                    from == ReservationStatus::Reserved,
-                    target == ReservationStatus::Released,
-                )
-                .await
-                .map_err(db_kit::internal)?;
-            }
-            txn.commit().await.map_err(db_kit::internal)?;
-            tracing::info!(order_id = %order_id, from = ?from, to = ?target, "reservation moved");
-            return Ok(Reservation {
-                status: target,
-                ..current
-            });
         }
         tracing::error!(order_id = %order_id, "reservation kept changing under us");
         Err(CatalogError::Internal)

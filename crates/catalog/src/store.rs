@@ -9,7 +9,7 @@ use catalog_api::{Product, ProductPatch, ReservationStatus, StockLevel, StockLin
 use chrono::{DateTime, Utc};
 use kernel::{Currency, Money, OrderId, Page, PageRequest, ProductId};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, Condition, DbBackend, FromQueryResult, IntoActiveModel,
     QueryOrder, QuerySelect, Statement,
@@ -645,8 +645,9 @@ pub async fn adjust_available<C: ConnectionTrait>(
     Ok(changed == 1)
 }
 
-/// Moves `quantity` units from available to reserved if that many are available, in one
-/// conditional statement. Returns whether it did.
+/// Moves `quantity` units from available to reserved if the product is active and that
+/// many are available, in one conditional statement. Returns whether it did; when it did
+/// not, [`sellable`] tells an unknown or inactive product from a short one.
 pub async fn take_stock<C: ConnectionTrait>(db: &C, line: &StockLine) -> Result<bool, DbErr> {
     let quantity = i64::from(line.quantity);
     let taken = stock::Entity::update_many()
@@ -660,6 +661,14 @@ pub async fn take_stock<C: ConnectionTrait>(db: &C, line: &StockLine) -> Result<
         )
         .filter(stock::Column::ProductId.eq(line.product_id.as_uuid()))
         .filter(stock::Column::Available.gte(quantity))
+        .filter(Expr::exists(
+            Query::select()
+                .expr(Expr::val(1))
+                .from(products::Entity)
+                .and_where(products::Column::Id.eq(line.product_id.as_uuid()))
+                .and_where(products::Column::Active.eq(true))
+                .to_owned(),
+        ))
         .exec(db)
         .await?
         .rows_affected;
@@ -706,6 +715,18 @@ pub async fn find_reservation<C: ConnectionTrait>(
     else {
         return Ok(None);
     };
+    Ok(Some(catalog_api::Reservation {
+        order_id,
+        status: decode_status(&row.status)?,
+        lines: reservation_lines(db, order_id).await?,
+    }))
+}
+
+/// A reservation's lines, sorted by product (the order its stock rows are locked in).
+pub async fn reservation_lines<C: ConnectionTrait>(
+    db: &C,
+    order_id: OrderId,
+) -> Result<Vec<StockLine>, DbErr> {
     let lines = reservation_lines::Entity::find()
         .filter(reservation_lines::Column::OrderId.eq(order_id.as_uuid()))
         .all(db)
@@ -720,11 +741,7 @@ pub async fn find_reservation<C: ConnectionTrait>(
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
     lines.sort_by_key(|line| line.product_id);
-    Ok(Some(catalog_api::Reservation {
-        order_id,
-        status: decode_status(&row.status)?,
-        lines,
-    }))
+    Ok(lines)
 }
 
 /// Claims `order_id` for a reservation in `status` (or a tombstone, `released`). A second

@@ -26,6 +26,14 @@ pub fn is_unique_violation(error: &DbErr) -> bool {
     matches!(error.sql_err(), Some(SqlErr::UniqueConstraintViolation(_)))
 }
 
+/// Whether a statement failed on a foreign key: it named a row that does not exist.
+pub fn is_foreign_key_violation(error: &DbErr) -> bool {
+    matches!(
+        error.sql_err(),
+        Some(SqlErr::ForeignKeyConstraintViolation(_))
+    )
+}
+
 /// Logs a database failure where it happened (inside the caller's span, so with the
 /// operation and its arguments) and turns it into the context's `internal` error.
 /// Use as `.map_err(db_kit::internal)`.
