@@ -886,6 +886,13 @@ mod tests {
         settings.database.pools.remove("orders");
         settings.database.max_connections = 0;
         assert!(settings.validate().is_err());
+
+        let sqlite = Settings::defaults().store();
+        assert_eq!(
+            sqlite.pool_size(catalog::CONTEXT),
+            1,
+            "SQLite: one connection"
+        );
     }
 
     #[test]

@@ -118,12 +118,16 @@ impl StoreConfig {
         }
     }
 
-    /// How many connections `context`'s Postgres pool holds at most.
+    /// How many connections `context`'s pool holds at most: on SQLite always one.
     pub fn pool_size(&self, context: &str) -> u32 {
-        self.pool_sizes
-            .get(context)
-            .copied()
-            .unwrap_or(self.max_connections)
+        match self.backend {
+            Backend::Sqlite { .. } => 1,
+            Backend::Postgres { .. } => self
+                .pool_sizes
+                .get(context)
+                .copied()
+                .unwrap_or(self.max_connections),
+        }
     }
 
     pub fn role_name(&self, context: &str) -> String {
