@@ -139,16 +139,6 @@ impl NotificationHandler {
     ) -> Result<(), HandlerError> {
         let kind = message.kind();
         let id = domain::notification_id(event.id, kind, recipient.user_id);
-        // The inbox normally stops a second delivery, but its rows are purged after a
-        // while; this check keeps a late redelivery from recording the message again.
-        if store::notification_exists(txn, event.id, recipient.user_id)
-            .await
-            .map_err(database)?
-        {
-            tracing::debug!(notification_id = %id, "notification already recorded");
-            self.keep(event.id, None);
-            return Ok(());
-        }
         let rendered = self
             .templates
             .render(recipient, message)
@@ -180,9 +170,10 @@ impl NotificationHandler {
             let kind: &'static str = kind.into();
             tracing::info!(notification_id = %id, kind, recipient_id = %recipient.user_id, "notification recorded");
         } else {
-            // Another attempt stored it between the check and the insert: same id, same
-            // message, sent once by whichever attempt committed.
-            tracing::debug!(notification_id = %id, "notification stored concurrently");
+            // Recorded already, by an earlier delivery (the inbox normally stops a second
+            // one, but its rows are purged after a while) or by a concurrent attempt: same
+            // id, same message, sent once. The insert is the check: no read before it.
+            tracing::debug!(notification_id = %id, "notification already recorded");
             self.keep(event.id, None);
         }
         Ok(())

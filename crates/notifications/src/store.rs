@@ -100,20 +100,6 @@ pub async fn find_recipient<C: ConnectionTrait>(
         }))
 }
 
-/// True when `event` already gave `recipient` its message.
-pub async fn notification_exists<C: ConnectionTrait>(
-    db: &C,
-    event_id: Uuid,
-    recipient: UserId,
-) -> Result<bool, DbErr> {
-    let found = notifications::Entity::find()
-        .filter(notifications::Column::EventId.eq(event_id))
-        .filter(notifications::Column::RecipientId.eq(recipient.as_uuid()))
-        .count(db)
-        .await?;
-    Ok(found > 0)
-}
-
 /// A rendered message, to be recorded before it is sent.
 #[derive(Debug)]
 pub struct NewNotification {
