@@ -8,8 +8,8 @@
 //!
 //! - `service`: `CatalogService::get_product`, the shop's own read (sea-orm, one prepared
 //!   statement, `catalog::store::find_product`);
-//! - `sqlx`: the same statement text through sqlx alone on the same pool, to tell what
-//!   sea-orm adds.
+//! - `sqlx`: the same statement text (`catalog::product_read_sql`) through sqlx alone on the
+//!   same pool, to tell what sea-orm adds.
 //!
 //! Each round prints reads per second and the CPU milliseconds per read of this process and
 //! of Postgres (every process named `postgres` on the machine, so run it on a quiet one).
@@ -31,13 +31,6 @@ use kernel::{Currency, Money, ProductId, SystemClock};
 use sea_orm::DatabaseConnection;
 use testkit::{Backend, TestStore};
 use uuid::Uuid;
-
-/// The text of `catalog::store::find_product` on Postgres (a private constant there); the
-/// bench checks that both read the same product.
-const SQL: &str = "SELECT p.id, p.sku, p.name, p.description, p.price_minor, \
-     p.currency, p.category, p.active, p.created_at, p.updated_at, \
-     s.available, s.reserved \
-     FROM products p LEFT JOIN stock s ON s.product_id = p.id WHERE p.id = $1";
 
 const TASKS: usize = 64;
 const PRODUCTS: usize = 24;
@@ -126,7 +119,7 @@ async fn read(
             )
         }
         Path::Sqlx => {
-            let row: Row = sqlx::query_as(SQL)
+            let row: Row = sqlx::query_as(catalog::product_read_sql())
                 .bind(id.as_uuid())
                 .fetch_one(pool)
                 .await

@@ -36,6 +36,8 @@ use sea_orm::{DatabaseConnection, DbErr};
 pub use cache::{CacheConfig, HITS, INVALIDATIONS, MISSES};
 pub use http::{CatalogDoc, PUBLIC_SCOPES, configure};
 pub use service::{CatalogService, Freshness};
+#[doc(hidden)]
+pub use store::product_read_sql;
 pub use store::{CHANGES_CHANNEL, LISTENER_NAME};
 
 /// The context's name, which is also its schema, its SQLite file and its role suffix.

@@ -308,6 +308,12 @@ fn find_product_sql(backend: DbBackend) -> &'static str {
     }
 }
 
+/// The statement text of a product read by id on Postgres, for the `read_path` bench, which
+/// runs the same text through sqlx alone to tell what sea-orm adds. Not part of the port.
+pub fn product_read_sql() -> &'static str {
+    find_product_sql(DbBackend::Postgres)
+}
+
 /// A product with its stock, in one statement whose text never changes, so that each
 /// pooled connection prepares it once and reuses it (sqlx caches prepared statements per
 /// connection, keyed by their text).

@@ -158,7 +158,7 @@ impl StoreConfig {
                 let path = data_dir.join(format!("{context}.db"));
                 let mut options = ConnectOptions::new(format!("sqlite://{}", path.display()));
                 options
-                    .max_connections(1)
+                    .max_connections(self.pool_size(context))
                     .min_connections(1)
                     .acquire_timeout(self.acquire_timeout)
                     .sqlx_logging(self.log_statements)
