@@ -5,10 +5,14 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use kernel::{EventEnvelope, IntegrationEvent};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseTransaction, DbErr};
+use sea_orm::sea_query::UpdateStatement;
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
+    DbBackend, DbErr, TransactionTrait,
+};
 use tokio::sync::Notify;
 
-use crate::store::{DISPATCHED, PENDING, outbox};
+use crate::store::{self, DISPATCHED, PENDING, outbox};
 
 /// A publishing context's handle on its outbox.
 #[derive(Debug, Clone)]
@@ -68,15 +72,26 @@ impl Outbox {
         C: ConnectionTrait,
         E: IntegrationEvent,
     {
+        let (envelope, row) = self.row(event, occurred_at)?;
+        row.insert(txn).await?;
+        self.written(&envelope);
+        Ok(envelope)
+    }
+
+    /// The event's envelope and its outbox row, `dispatched` already if nobody takes it.
+    fn row<E: IntegrationEvent>(
+        &self,
+        event: &E,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<(EventEnvelope, outbox::ActiveModel), DbErr> {
         let envelope = EventEnvelope::wrap(event, occurred_at)
             .map_err(|error| DbErr::Json(error.to_string()))?;
-        let relayed = self.relayed(&envelope.name);
-        let (status, dispatched_at) = if relayed {
+        let (status, dispatched_at) = if self.relayed(&envelope.name) {
             (PENDING, None)
         } else {
             (DISPATCHED, Some(occurred_at))
         };
-        outbox::ActiveModel {
+        let row = outbox::ActiveModel {
             id: Set(envelope.id),
             name: Set(envelope.name.clone()),
             aggregate_id: Set(envelope.aggregate_id.clone()),
@@ -88,13 +103,15 @@ impl Outbox {
             last_error: Set(None),
             dispatched_at: Set(dispatched_at),
             ..Default::default()
-        }
-        .insert(txn)
-        .await?;
+        };
+        Ok((envelope, row))
+    }
+
+    /// Logs and counts an event written.
+    fn written(&self, envelope: &EventEnvelope) {
         tracing::debug!(context = self.context, event = %envelope.name, event_id = %envelope.id, "event recorded");
         metrics::counter!(crate::WRITTEN, "publisher" => self.context, "event" => envelope.name.clone())
             .increment(1);
-        Ok(envelope)
     }
 
     /// The last step of every change that announces itself: appends `event` to the outbox
@@ -118,6 +135,49 @@ impl Outbox {
             self.notify();
         }
         Ok(envelope)
+    }
+
+    /// A change to this context's own rows and the event that announces it, written
+    /// together or not at all. `change` is an `UPDATE` that touches a row only when the
+    /// change applies (a conditional move of one row's status, say); the event is written
+    /// only if it touched one. Returns the event's envelope, or `None` when the change
+    /// touched nothing, and then nothing was written.
+    ///
+    /// On Postgres this is one autocommit statement: the change and the outbox insert in
+    /// one `WITH`, with the wake-up of other processes' relays in it
+    /// (`store::change_then_append`), one round trip where `begin`, the change, the insert,
+    /// the `pg_notify` and `commit` take five. On SQLite it is that transaction.
+    pub async fn commit_change<E: IntegrationEvent>(
+        &self,
+        db: &DatabaseConnection,
+        change: UpdateStatement,
+        event: &E,
+        occurred_at: DateTime<Utc>,
+    ) -> Result<Option<EventEnvelope>, DbErr> {
+        let backend = db.get_database_backend();
+        if backend != DbBackend::Postgres {
+            let txn = db.begin().await?;
+            let changed = txn.execute_raw(backend.build(&change)).await?;
+            if changed.rows_affected() == 0 {
+                txn.rollback().await?;
+                return Ok(None);
+            }
+            return self.commit_with(txn, event, occurred_at).await.map(Some);
+        }
+        let (envelope, row) = self.row(event, occurred_at)?;
+        let relayed = self.relayed(&envelope.name);
+        let channel = self.channel();
+        let wake = relayed.then_some((channel.as_str(), &*self.sender));
+        let statement = store::change_then_append(change, &row, wake);
+        let written = db.query_all_raw(backend.build(&statement)).await?;
+        if written.is_empty() {
+            return Ok(None);
+        }
+        self.written(&envelope);
+        if relayed {
+            self.notify();
+        }
+        Ok(Some(envelope))
     }
 
     /// Tells this process's relay that a transaction with new events committed. The relay

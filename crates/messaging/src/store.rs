@@ -132,6 +132,80 @@ pub(crate) fn envelope(
     })
 }
 
+/// The name the change takes inside [`change_then_append`]'s statement.
+const CHANGED: &str = "changed";
+/// The name the outbox insert takes inside [`change_then_append`]'s statement.
+const APPENDED: &str = "appended";
+
+/// `change` (an `UPDATE` of the publisher's own rows) and the insert of `row` into the
+/// outbox as one Postgres statement: the row is inserted only if the change touched a row,
+/// and `wake` (channel, sender) adds a `pg_notify` sent only then. The statement returns one
+/// row per event written, zero or one (the change is meant to touch one row at most; the
+/// insert takes the first):
+///
+/// ```sql
+/// WITH "changed" AS (UPDATE .. WHERE .. RETURNING 1),
+///      "appended" AS (INSERT INTO "outbox" (..) SELECT $.. FROM "changed" LIMIT 1 RETURNING "seq")
+/// SELECT "appended"."seq"[, CAST(pg_notify($.., $..) AS text)] FROM "appended"
+/// ```
+///
+/// Postgres runs both data-modifying parts in the statement's one snapshot and transaction:
+/// an autocommit statement is the change and its event together or neither.
+pub(crate) fn change_then_append(
+    mut change: sea_orm::sea_query::UpdateStatement,
+    row: &outbox::ActiveModel,
+    wake: Option<(&str, &str)>,
+) -> sea_orm::sea_query::WithQuery {
+    use sea_orm::sea_query::{
+        CommonTableExpression, Expr, Func, Query, SelectStatement, WithClause,
+    };
+    use sea_orm::{ActiveModelTrait, ActiveValue, Iterable};
+
+    change.returning(Query::returning().expr(Expr::cust("1")));
+    let (columns, values): (Vec<_>, Vec<_>) = outbox::Column::iter()
+        .filter_map(|column| match row.get(column) {
+            ActiveValue::Set(value) | ActiveValue::Unchanged(value) => {
+                Some((column, Expr::val(value)))
+            }
+            ActiveValue::NotSet => None,
+        })
+        .unzip();
+    let mut values_if_changed = Query::select();
+    values_if_changed.exprs(values).from(CHANGED).limit(1);
+    let mut insert = Query::insert();
+    insert
+        .into_table(outbox::Entity)
+        .columns(columns)
+        .select_from(values_if_changed)
+        .expect("one value per column, both taken from the same row")
+        .returning_col(outbox::Column::Seq);
+    let mut written: SelectStatement = Query::select();
+    written
+        .column((APPENDED, outbox::Column::Seq))
+        .from(APPENDED);
+    if let Some((channel, sender)) = wake {
+        written.expr(Func::cast_as(
+            Func::cust("pg_notify").arg(channel).arg(sender),
+            "text",
+        ));
+    }
+    WithClause::new()
+        .cte(
+            CommonTableExpression::new()
+                .query(change)
+                .table_name(CHANGED)
+                .to_owned(),
+        )
+        .cte(
+            CommonTableExpression::new()
+                .query(insert)
+                .table_name(APPENDED)
+                .to_owned(),
+        )
+        .to_owned()
+        .query(written)
+}
+
 #[cfg(test)]
 mod literals {
     use super::*;
@@ -155,6 +229,43 @@ mod literals {
         assert_eq!(
             OUTBOX_UNFINISHED,
             format!("\"earlier\".\"status\" IN ('{PENDING}', '{FAILED}')")
+        );
+    }
+}
+
+#[cfg(test)]
+mod change_then_append {
+    use sea_orm::sea_query::{Expr, ExprTrait, Query};
+    use sea_orm::{ActiveValue::Set, DbBackend};
+
+    use super::*;
+
+    /// The one statement a change and its event make on Postgres: the change returns a row
+    /// only if it applied, the insert takes its values from that row (so no change, no
+    /// event), and the wake-up is sent per event written. Parameters are numbered across the
+    /// whole statement.
+    #[test]
+    fn the_event_is_inserted_only_from_the_changed_row() {
+        let mut change = Query::update();
+        change
+            .table("orders")
+            .value("status", "confirmed")
+            .and_where(Expr::col("id").eq(7));
+        let row = outbox::ActiveModel {
+            name: Set("OrderConfirmed".to_owned()),
+            status: Set(PENDING.to_owned()),
+            ..Default::default()
+        };
+        let statement = DbBackend::Postgres.build(&change_then_append(
+            change,
+            &row,
+            Some(("shop_wake_orders", "sender")),
+        ));
+        assert_eq!(
+            statement.sql,
+            "WITH \"changed\" AS (UPDATE \"orders\" SET \"status\" = $1 WHERE \"id\" = $2 RETURNING 1) , \
+             \"appended\" AS (INSERT INTO \"outbox\" (\"name\", \"status\") SELECT $3, $4 FROM \"changed\" LIMIT $5 RETURNING \"seq\") \
+             SELECT \"appended\".\"seq\", CAST(pg_notify($6, $7) AS text) FROM \"appended\""
         );
     }
 }

@@ -48,7 +48,7 @@ use orders_api::{
 use payments_api::{
     ChargeRequest, FailureReason, PaymentStatus, PaymentToken, PaymentsApi, PaymentsError,
 };
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use uuid::Uuid;
 
 use crate::domain::can_move;
@@ -658,8 +658,8 @@ impl Checkout {
         })
     }
 
-    /// Persists a transition, with the lease as `lease` says, and its event in one
-    /// transaction (a transition without an event is one statement). Returns whether it was
+    /// Persists a transition, with the lease as `lease` says, and its event if it has one,
+    /// together (`move_announcing`); a transition without an event is one statement. Returns whether it was
     /// recorded: if another runner moved the order first, nothing is written.
     #[allow(clippy::too_many_arguments)]
     async fn record(
@@ -673,12 +673,40 @@ impl Checkout {
         lease: store::Lease,
     ) -> Result<bool, OrdersError> {
         debug_assert!(can_move(order.status, to), "{:?} -> {to:?}", order.status);
-        let announced = matches!(
-            to,
-            OrderStatus::Confirmed | OrderStatus::PaymentFailed | OrderStatus::Cancelled
-        );
-        if !announced {
-            let moved = store::move_status(
+        let moved = match to {
+            OrderStatus::Confirmed => {
+                let event = OrderConfirmed {
+                    order_id: order.id,
+                    customer_id: order.customer_id,
+                    total: order.total,
+                    line_count: u32::try_from(order.lines.len()).unwrap_or(u32::MAX),
+                    confirmed_at: now,
+                };
+                self.move_announcing(order, runner, to, reason, now, lease, &event)
+                    .await?
+            }
+            OrderStatus::PaymentFailed => {
+                let event = OrderPaymentFailed {
+                    order_id: order.id,
+                    customer_id: order.customer_id,
+                    total: order.total,
+                    reason: reason.unwrap_or(OrderFailure::PaymentRejected),
+                    failed_at: now,
+                };
+                self.move_announcing(order, runner, to, reason, now, lease, &event)
+                    .await?
+            }
+            OrderStatus::Cancelled => {
+                let event = OrderCancelled {
+                    order_id: order.id,
+                    customer_id: order.customer_id,
+                    refunded: refunded.unwrap_or(order.total),
+                    cancelled_at: now,
+                };
+                self.move_announcing(order, runner, to, reason, now, lease, &event)
+                    .await?
+            }
+            _ => store::move_status(
                 &self.db,
                 order.id,
                 runner,
@@ -689,55 +717,12 @@ impl Checkout {
                 lease,
             )
             .await
-            .map_err(db_kit::internal)?;
-            if moved {
-                self.recorded(order, to, reason);
-            }
-            return Ok(moved);
+            .map_err(db_kit::internal)?,
+        };
+        if moved {
+            self.recorded(order, to, reason);
         }
-        let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let moved =
-            store::move_status(&txn, order.id, runner, order.status, to, reason, now, lease)
-                .await
-                .map_err(db_kit::internal)?;
-        if !moved {
-            txn.rollback().await.map_err(db_kit::internal)?;
-            return Ok(false);
-        }
-        match to {
-            OrderStatus::Confirmed => {
-                let event = OrderConfirmed {
-                    order_id: order.id,
-                    customer_id: order.customer_id,
-                    total: order.total,
-                    line_count: u32::try_from(order.lines.len()).unwrap_or(u32::MAX),
-                    confirmed_at: now,
-                };
-                self.publish(txn, &event, now).await?;
-            }
-            OrderStatus::PaymentFailed => {
-                let event = OrderPaymentFailed {
-                    order_id: order.id,
-                    customer_id: order.customer_id,
-                    total: order.total,
-                    reason: reason.unwrap_or(OrderFailure::PaymentRejected),
-                    failed_at: now,
-                };
-                self.publish(txn, &event, now).await?;
-            }
-            OrderStatus::Cancelled => {
-                let event = OrderCancelled {
-                    order_id: order.id,
-                    customer_id: order.customer_id,
-                    refunded: refunded.unwrap_or(order.total),
-                    cancelled_at: now,
-                };
-                self.publish(txn, &event, now).await?;
-            }
-            _ => txn.commit().await.map_err(db_kit::internal)?,
-        }
-        self.recorded(order, to, reason);
-        Ok(true)
+        Ok(moved)
     }
 
     /// Counts and logs a recorded transition.
@@ -750,17 +735,27 @@ impl Checkout {
         tracing::info!(order_id = %order.id, from = ?order.status, to = ?to, reason = ?reason, "order moved");
     }
 
-    async fn publish<E: IntegrationEvent>(
+    /// Records a transition and the event that announces it, together or not at all
+    /// (`Outbox::commit_change`: one statement on Postgres). Returns whether it was recorded.
+    #[allow(clippy::too_many_arguments)]
+    async fn move_announcing<E: IntegrationEvent>(
         &self,
-        txn: sea_orm::DatabaseTransaction,
-        event: &E,
+        order: &Order,
+        runner: Uuid,
+        to: OrderStatus,
+        reason: Option<OrderFailure>,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), OrdersError> {
-        self.outbox
-            .commit_with(txn, event, now)
+        lease: store::Lease,
+        event: &E,
+    ) -> Result<bool, OrdersError> {
+        let change =
+            store::move_status_change(order.id, runner, order.status, to, reason, now, lease);
+        let written = self
+            .outbox
+            .commit_change(&self.db, change, event, now)
             .await
-            .map(|_| ())
-            .map_err(db_kit::internal)
+            .map_err(db_kit::internal)?;
+        Ok(written.is_some())
     }
 }
 

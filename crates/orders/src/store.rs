@@ -9,8 +9,10 @@ use chrono::{DateTime, Utc};
 use kernel::{Currency, Money, OrderId, Page, PageRequest, ProductId, UserId};
 use orders_api::{Order, OrderFailure, OrderLine, OrderStatus, ShippingAddress, Viewer};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::Expr;
-use sea_orm::{Condition, DbBackend, IntoActiveModel, QueryOrder, QuerySelect, Statement};
+use sea_orm::sea_query::{Expr, UpdateStatement};
+use sea_orm::{
+    Condition, DbBackend, IntoActiveModel, QueryOrder, QuerySelect, QueryTrait, Statement,
+};
 
 pub mod orders {
     use sea_orm::entity::prelude::*;
@@ -228,6 +230,23 @@ pub async fn move_status<C: ConnectionTrait>(
     now: DateTime<Utc>,
     lease: Lease,
 ) -> Result<bool, DbErr> {
+    let change = move_status_change(id, runner, from, to, failure_reason, now, lease);
+    let moved = db.execute(&change).await?;
+    Ok(moved.rows_affected() == 1)
+}
+
+/// The conditional `UPDATE` of [`move_status`], for a caller that writes it together with
+/// the event announcing it (`Outbox::commit_change`).
+#[allow(clippy::too_many_arguments)]
+pub fn move_status_change(
+    id: OrderId,
+    runner: Uuid,
+    from: OrderStatus,
+    to: OrderStatus,
+    failure_reason: Option<OrderFailure>,
+    now: DateTime<Utc>,
+    lease: Lease,
+) -> UpdateStatement {
     let mut update = orders::Entity::update_many()
         .col_expr(orders::Column::Status, Expr::value(status_code(to)))
         .col_expr(orders::Column::UpdatedAt, Expr::value(now));
@@ -235,13 +254,11 @@ pub async fn move_status<C: ConnectionTrait>(
         let reason: &'static str = reason.into();
         update = update.col_expr(orders::Column::FailureReason, Expr::value(reason));
     }
-    let moved = with_lease(update, lease)
+    with_lease(update, lease)
         .filter(orders::Column::Id.eq(id.as_uuid()))
         .filter(orders::Column::RunnerId.eq(runner))
         .filter(orders::Column::Status.eq(status_code(from)))
-        .exec(db)
-        .await?;
-    Ok(moved.rows_affected == 1)
+        .into_query()
 }
 
 /// Takes the order's lease for `runner` until `until`, if no live runner holds it (none, an

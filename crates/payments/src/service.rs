@@ -255,13 +255,13 @@ impl PaymentsService {
             },
         };
         let now = kernel::stored_precision(self.clock.now());
-        let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        let written = stored.applied_to(row.clone(), now);
-        let recorded = store::record_outcome(&txn, row.id, stored, None, now)
-            .await
-            .map_err(db_kit::internal)?;
+        // Recorded by this call, the payment is what it wrote: no need to read it back.
+        let payment =
+            store::to_payment(stored.applied_to(row.clone(), now)).map_err(db_kit::internal)?;
+        let recorded = self
+            .announce(row.id, stored, None, &payment, outcome.clone(), now)
+            .await?;
         if !recorded {
-            txn.rollback().await.map_err(db_kit::internal)?;
             let current = self.reread(row.id).await?;
             let status = store::decode_status(&current.status).map_err(db_kit::internal)?;
             if status == PaymentStatus::Voided {
@@ -281,9 +281,6 @@ impl PaymentsService {
             }
             return self.current(row.id).await;
         }
-        // Recorded by this call, so the payment is what it wrote: no need to read it back.
-        let payment = store::to_payment(written).map_err(db_kit::internal)?;
-        self.announce(txn, &payment, outcome, now).await?;
         Ok(payment)
     }
 
@@ -299,15 +296,20 @@ impl PaymentsService {
         store::to_payment(updated).map_err(db_kit::internal)
     }
 
-    /// Publishes what the provider decided for a payment whose outcome `txn` just stored,
-    /// and commits.
+    /// Stores what the provider decided for a pending payment (`stored`, which makes it
+    /// `payment`; for a sweep, only while `claim` still holds it) with the event announcing
+    /// it, together or not at all (`Outbox::commit_change`: one statement on Postgres).
+    /// Returns whether it was stored: when two callers race, exactly one stores it.
     async fn announce(
         &self,
-        txn: sea_orm::DatabaseTransaction,
+        id: Uuid,
+        stored: Outcome,
+        claim: Option<Uuid>,
         payment: &Payment,
         outcome: ProviderOutcome,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<(), PaymentsError> {
+    ) -> Result<bool, PaymentsError> {
+        let change = store::record_outcome(id, stored, claim, now);
         let published = match outcome {
             ProviderOutcome::Approved { reference } => {
                 let event = PaymentCaptured {
@@ -317,7 +319,9 @@ impl PaymentsService {
                     amount: payment.captured,
                     provider_reference: reference,
                 };
-                self.outbox.commit_with(txn, &event, now).await
+                self.outbox
+                    .commit_change(&self.db, change, &event, now)
+                    .await
             }
             ProviderOutcome::Declined(reason) => {
                 let event = PaymentFailed {
@@ -327,15 +331,19 @@ impl PaymentsService {
                     amount: payment.amount,
                     reason,
                 };
-                self.outbox.commit_with(txn, &event, now).await
+                self.outbox
+                    .commit_change(&self.db, change, &event, now)
+                    .await
             }
         };
-        published.map_err(db_kit::internal)?;
+        if published.map_err(db_kit::internal)?.is_none() {
+            return Ok(false);
+        }
         match payment.failure_reason {
             None => tracing::info!(payment_id = %payment.id, "payment captured"),
             Some(reason) => tracing::info!(payment_id = %payment.id, ?reason, "payment failed"),
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The provider's answer to a charge was not heard: the charge may or may not have been
@@ -770,18 +778,12 @@ impl PaymentsService {
                 failure_reason: Some(*reason),
             },
         };
-        let now = self.clock.now();
-        let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        if !store::record_outcome(&txn, row.id, stored, Some(claim), now)
+        let now = kernel::stored_precision(self.clock.now());
+        let id = row.id;
+        let payment =
+            store::to_payment(stored.applied_to(row.clone(), now)).map_err(db_kit::internal)?;
+        self.announce(id, stored, Some(claim), &payment, outcome, now)
             .await
-            .map_err(db_kit::internal)?
-        {
-            txn.rollback().await.map_err(db_kit::internal)?;
-            return Ok(false);
-        }
-        let payment = self.current_in(&txn, row.id).await?;
-        self.announce(txn, &payment, outcome, now).await?;
-        Ok(true)
     }
 
     /// One pass of the refund sweep: takes up to a batch of refunds the provider has not

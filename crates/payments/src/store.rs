@@ -6,8 +6,10 @@ use chrono::{DateTime, Utc};
 use kernel::{Currency, Money, OrderId, PaymentId, UserId};
 use payments_api::{ChargeRequest, FailureReason, Payment, PaymentStatus};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::{Expr, ExprTrait};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, PaginatorTrait, QueryOrder, QuerySelect};
+use sea_orm::sea_query::{Expr, ExprTrait, UpdateStatement};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, PaginatorTrait, QueryOrder, QuerySelect, QueryTrait,
+};
 
 pub mod payments {
     use sea_orm::entity::prelude::*;
@@ -258,15 +260,15 @@ impl Outcome {
 }
 
 /// Stores the provider's answer if the payment is still `pending` (and, for a sweep, if
-/// `claim` still holds it); nothing is left to reconcile. Returns whether it did: when two
-/// callers race, exactly one stores it.
-pub async fn record_outcome<C: ConnectionTrait>(
-    db: &C,
+/// `claim` still holds it); nothing is left to reconcile. A conditional `UPDATE`, written
+/// with the event announcing the outcome (`Outbox::commit_change`): when two callers race,
+/// exactly one stores it.
+pub fn record_outcome(
     id: Uuid,
     outcome: Outcome,
     claim: Option<Uuid>,
     now: DateTime<Utc>,
-) -> Result<bool, DbErr> {
+) -> UpdateStatement {
     let reason: Option<&'static str> = outcome.failure_reason.map(Into::into);
     let mut update = payments::Entity::update_many()
         .col_expr(
@@ -293,7 +295,7 @@ pub async fn record_outcome<C: ConnectionTrait>(
     if let Some(claim) = claim {
         update = update.filter(payments::Column::ReconcileClaim.eq(claim));
     }
-    Ok(update.exec(db).await?.rows_affected == 1)
+    update.into_query()
 }
 
 /// `pending` → `voided`, if it is still pending. Returns whether it moved. What the provider

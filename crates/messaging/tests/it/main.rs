@@ -79,7 +79,22 @@ struct CreatePublisher;
 #[async_trait]
 impl MigrationTrait for CreatePublisher {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        messaging::migration::v1::create_outbox(manager).await
+        messaging::migration::v1::create_outbox(manager).await?;
+        // The publisher's own rows, which its changes move and its events announce.
+        manager
+            .create_table(
+                Table::create()
+                    .table(Alias::new("things"))
+                    .col(
+                        ColumnDef::new(Alias::new("id"))
+                            .string()
+                            .not_null()
+                            .primary_key(),
+                    )
+                    .col(ColumnDef::new(Alias::new("state")).string().not_null())
+                    .to_owned(),
+            )
+            .await
     }
 }
 
@@ -496,6 +511,57 @@ async fn events_exist_only_if_their_transaction_commits(store: TestStore) {
     assert_eq!((progress.relayed, progress.handled), (1, 1));
     assert_eq!(fixture.effects().await, 1);
     assert_eq!(bus.pending().await.expect("pending"), 0);
+}
+
+/// `Outbox::commit_change`: a change that applies is written with its event (one
+/// statement on Postgres, a transaction on SQLite); one that touches nothing writes no event.
+async fn a_change_and_its_event_are_written_together_or_not_at_all(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    fixture
+        .execute(
+            &fixture.publisher_db,
+            "INSERT INTO things (id, state) VALUES ($1, 'new')",
+            "a",
+        )
+        .await;
+    let finish = || {
+        Query::update()
+            .table(Alias::new("things"))
+            .value(Alias::new("state"), "done")
+            .and_where(Expr::col(Alias::new("id")).eq("a"))
+            .and_where(Expr::col(Alias::new("state")).eq("new"))
+            .to_owned()
+    };
+    let event = ThingHappened {
+        thing: "a".into(),
+        step: 1,
+    };
+    let bus = fixture.bus();
+
+    let written = fixture
+        .outbox
+        .commit_change(&fixture.publisher_db, finish(), &event, fixture.clock.now())
+        .await
+        .expect("commit the change");
+    let envelope = written.expect("the change applied, so its event is written");
+    assert_eq!(envelope.decode::<ThingHappened>().expect("decode"), event);
+    let done = "SELECT COUNT(*) AS n FROM things WHERE state = 'done'";
+    assert_eq!(fixture.scalar(&fixture.publisher_db, done).await, 1);
+    let progress = bus.run_until_idle().await.expect("run");
+    assert_eq!((progress.relayed, progress.handled), (1, 1));
+    assert_eq!(fixture.recorder.handled(), [("a".to_owned(), 1)]);
+
+    // The same change again finds the thing done already: no event, nothing written.
+    let written = fixture
+        .outbox
+        .commit_change(&fixture.publisher_db, finish(), &event, fixture.clock.now())
+        .await
+        .expect("commit the change");
+    assert!(written.is_none());
+    let events = "SELECT COUNT(*) AS n FROM outbox";
+    assert_eq!(fixture.scalar(&fixture.publisher_db, events).await, 1);
+    assert!(bus.run_until_idle().await.expect("run").is_idle());
+    assert_eq!(fixture.effects().await, 1);
 }
 
 async fn events_without_subscribers_are_dispatched_and_dropped(store: TestStore) {
@@ -1187,6 +1253,7 @@ async fn an_aggregates_events_are_handled_in_their_publishers_order(store: TestS
 testkit::backend_tests!(
     an_aggregates_events_are_handled_in_their_publishers_order,
     events_exist_only_if_their_transaction_commits,
+    a_change_and_its_event_are_written_together_or_not_at_all,
     events_without_subscribers_are_dispatched_and_dropped,
     duplicate_deliveries_have_one_effect,
     failing_handlers_retry_with_backoff_then_park_and_replay,
