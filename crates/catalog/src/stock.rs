@@ -71,58 +71,34 @@ impl CatalogService {
         let lines = domain::normalise_lines(lines)
             .map_err(|fields| CatalogError::ValidationFailed { fields })?;
 
-        // One transaction, whose stock updates come last: a hot product's row is locked only
-        // for its `UPDATE` and the commit, never while the rest of the reservation is written.
-        let txn = self.db.begin().await.map_err(db_kit::internal)?;
-        // Claim the order id first: a repeated reservation (a replayed step) or a concurrent
-        // one for the same order waits here if need be, then sees the duplicate and answers
-        // with the reservation that won.
-        let claimed = store::insert_reservation(
-            &txn,
-            order_id,
-            ReservationStatus::Reserved,
-            self.clock.now(),
-        )
-        .await;
-        if let Err(error) = claimed {
-            txn.rollback().await.map_err(db_kit::internal)?;
-            if !db_kit::is_unique_violation(&error) {
+        // One transaction, whose stock updates come last (`store::reserve_units`). The order
+        // id is claimed first: a repeated reservation (a replayed step) or a concurrent one
+        // for the same order waits on it if need be, then sees the duplicate and answers with
+        // the reservation that won. A reservation that goes through never pays for a separate
+        // look at the products: a line of an unknown product fails its foreign key, and each
+        // line's units are taken only from an active product that has them. A reservation
+        // that fails is explained after the rollback: unknown or inactive products first,
+        // then shortage.
+        let short = match store::reserve_units(&self.db, order_id, &lines, self.clock.now()).await {
+            Ok(short) => short,
+            Err(error) if db_kit::is_unique_violation(&error) => {
+                let existing = store::find_reservation(&self.db, order_id)
+                    .await
+                    .map_err(db_kit::internal)?;
+                return existing
+                    .map_or_else(|| Err(db_kit::missing_row()), domain::reserved_already);
+            }
+            Err(error) if db_kit::is_foreign_key_violation(&error) => {
+                self.check_sellable(&lines).await?;
                 return Err(db_kit::internal(error));
             }
-            let existing = store::find_reservation(&self.db, order_id)
-                .await
-                .map_err(db_kit::internal)?;
-            return existing.map_or_else(|| Err(db_kit::missing_row()), domain::reserved_already);
-        }
-
-        // A reservation that goes through never pays for a separate look at the products:
-        // a line of an unknown product fails its foreign key, and each line's units are
-        // taken only from an active product that has them. A reservation that fails is
-        // explained after the rollback: unknown or inactive products first, then shortage.
-        if let Err(error) = store::insert_reservation_lines(&txn, order_id, &lines).await {
-            txn.rollback().await.map_err(db_kit::internal)?;
-            if !db_kit::is_foreign_key_violation(&error) {
-                return Err(db_kit::internal(error));
-            }
-            self.check_sellable(&lines).await?;
-            return Err(db_kit::internal(error));
-        }
-        let mut short = Vec::new();
-        for line in &lines {
-            if !store::take_stock(&txn, line)
-                .await
-                .map_err(db_kit::internal)?
-            {
-                short.push(line.product_id);
-            }
-        }
+            Err(error) => return Err(db_kit::internal(error)),
+        };
         if !short.is_empty() {
-            txn.rollback().await.map_err(db_kit::internal)?;
             self.check_sellable(&lines).await?;
             tracing::info!(order_id = %order_id, ?short, "reservation refused: out of stock");
             return Err(CatalogError::OutOfStock { product_ids: short });
         }
-        txn.commit().await.map_err(db_kit::internal)?;
         tracing::info!(order_id = %order_id, "stock reserved");
         Ok(Reservation {
             order_id,
@@ -175,10 +151,11 @@ impl CatalogService {
     /// reserved → committed takes them out of `reserved` (sold); reserved → released puts
     /// them back into `available`; committed → released (restock) puts sold units back.
     ///
-    /// The common case first: the conditional update of the reservation's status, then its
-    /// lines, then the units; the reservation is read whole only when the update finds it in
-    /// another status (moved already, closed, or missing). A concurrent caller's update waits
-    /// for ours and then finds the status changed, so exactly one of them moves the units.
+    /// The common case first: the conditional update of the reservation's status with its
+    /// lines' units (`store::move_reservation_and_units`, one statement on Postgres); the
+    /// reservation is read whole only when the update finds it in another status (moved
+    /// already, closed, or missing). A concurrent caller's update waits for ours and then
+    /// finds the status changed, so exactly one of them moves the units.
     async fn transition(
         &self,
         order_id: OrderId,
@@ -186,25 +163,16 @@ impl CatalogService {
         target: ReservationStatus,
     ) -> Result<Reservation, CatalogError> {
         for _ in 0..MAX_ATTEMPTS {
-            let txn = self.db.begin().await.map_err(db_kit::internal)?;
-            let moved = store::move_reservation(&txn, order_id, from, target, self.clock.now())
-                .await
-                .map_err(db_kit::internal)?;
-            if moved {
-                let lines = store::reservation_lines(&txn, order_id)
-                    .await
-                    .map_err(db_kit::internal)?;
-                for line in &lines {
-                    store::move_units(
-                        &txn,
-                        line,
-                        from == ReservationStatus::Reserved,
-                        target == ReservationStatus::Released,
-                    )
-                    .await
-                    .map_err(db_kit::internal)?;
-                }
-                txn.commit().await.map_err(db_kit::internal)?;
+            let moved = store::move_reservation_and_units(
+                &self.db,
+                order_id,
+                from,
+                target,
+                self.clock.now(),
+            )
+            .await
+            .map_err(db_kit::internal)?;
+            if let Some(lines) = moved {
                 tracing::info!(order_id = %order_id, from = ?from, to = ?target, "reservation moved");
                 return Ok(Reservation {
                     order_id,
@@ -212,6 +180,7 @@ impl CatalogService {
                     lines,
                 });
             }
+            let txn = self.db.begin().await.map_err(db_kit::internal)?;
             let Some(current) = store::find_reservation(&txn, order_id)
                 .await
                 .map_err(db_kit::internal)?

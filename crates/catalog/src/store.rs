@@ -11,8 +11,8 @@ use kernel::{Currency, Money, OrderId, Page, PageRequest, ProductId};
 use sea_orm::entity::prelude::*;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, Query};
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, Condition, DbBackend, FromQueryResult, IntoActiveModel,
-    QueryOrder, QuerySelect, Statement,
+    ActiveModelTrait, ActiveValue::Set, Condition, DatabaseTransaction, DbBackend, FromQueryResult,
+    IntoActiveModel, QueryOrder, QuerySelect, Statement, TransactionTrait,
 };
 
 use crate::domain::{self, ValidProduct};
@@ -804,6 +804,200 @@ pub async fn move_reservation<C: ConnectionTrait>(
         .await?
         .rows_affected;
     Ok(moved == 1)
+}
+
+/// Reserves `lines` (normalised: one per product, sorted) for `order_id` in one
+/// transaction: claims the order id, records the lines and takes each line's units from
+/// `available` into `reserved`, if its product is active and has them. Commits and returns
+/// no products when every line was taken; otherwise rolls back and returns the products that
+/// were short (or inactive). Errors come back as the database gave them, after the rollback:
+/// a unique violation when the order has a reservation already (or a tombstone), a foreign
+/// key violation when a line names an unknown product.
+///
+/// On Postgres the claim, the lines and the units are one statement between `BEGIN` and
+/// `COMMIT` (three round trips where one per step and per line take five or more); the stock
+/// rows are locked in product order, as every reservation and transition locks them, and
+/// last, so a hot product's row is held only for the end of the statement and the commit.
+/// On SQLite it is one statement per step.
+pub async fn reserve_units(
+    db: &DatabaseConnection,
+    order_id: OrderId,
+    lines: &[StockLine],
+    now: DateTime<Utc>,
+) -> Result<Vec<ProductId>, DbErr> {
+    let txn = db.begin().await?;
+    let reserved = match db.get_database_backend() {
+        DbBackend::Postgres => take_units_in_one_statement(&txn, order_id, lines, now).await,
+        _ => take_units_step_by_step(&txn, order_id, lines, now).await,
+    };
+    match &reserved {
+        Ok(short) if short.is_empty() => txn.commit().await?,
+        Ok(_) | Err(_) => txn.rollback().await?,
+    }
+    reserved
+}
+
+async fn take_units_step_by_step(
+    txn: &DatabaseTransaction,
+    order_id: OrderId,
+    lines: &[StockLine],
+    now: DateTime<Utc>,
+) -> Result<Vec<ProductId>, DbErr> {
+    insert_reservation(txn, order_id, ReservationStatus::Reserved, now).await?;
+    insert_reservation_lines(txn, order_id, lines).await?;
+    let mut short = Vec::new();
+    for line in lines {
+        if !take_stock(txn, line).await? {
+            short.push(line.product_id);
+        }
+    }
+    Ok(short)
+}
+
+async fn take_units_in_one_statement(
+    txn: &DatabaseTransaction,
+    order_id: OrderId,
+    lines: &[StockLine],
+    now: DateTime<Utc>,
+) -> Result<Vec<ProductId>, DbErr> {
+    let mut values: Vec<Value> = vec![
+        order_id.as_uuid().into(),
+        status_code(ReservationStatus::Reserved).into(),
+        now.into(),
+    ];
+    let mut rows = Vec::with_capacity(lines.len());
+    for line in lines {
+        let at = values.len();
+        rows.push(format!("(${}::uuid, ${}::bigint)", at + 1, at + 2));
+        values.push(line.product_id.as_uuid().into());
+        values.push(i64::from(line.quantity).into());
+    }
+    let sql = format!(
+        "WITH claimed AS (\
+             INSERT INTO reservations (order_id, status, created_at, updated_at) \
+             VALUES ($1, $2, $3, $3) RETURNING order_id), \
+         lines AS (\
+             INSERT INTO reservation_lines (order_id, product_id, quantity) \
+             SELECT claimed.order_id, wanted.product_id, wanted.quantity \
+             FROM claimed, (VALUES {}) AS wanted (product_id, quantity) \
+             RETURNING product_id, quantity), \
+         locked AS (\
+             SELECT stock.product_id FROM stock JOIN lines USING (product_id) \
+             ORDER BY stock.product_id FOR UPDATE OF stock), \
+         taken AS (\
+             UPDATE stock SET available = stock.available - lines.quantity, \
+                 reserved = stock.reserved + lines.quantity \
+             FROM lines JOIN locked USING (product_id) \
+             WHERE stock.product_id = lines.product_id \
+               AND stock.available >= lines.quantity \
+               AND EXISTS (SELECT 1 FROM products \
+                           WHERE products.id = lines.product_id AND products.active) \
+             RETURNING stock.product_id) \
+         SELECT lines.product_id FROM lines \
+         WHERE lines.product_id NOT IN (SELECT product_id FROM taken) \
+         ORDER BY lines.product_id",
+        rows.join(", ")
+    );
+    let short = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    short
+        .iter()
+        .map(|row| Ok(ProductId::from_uuid(row.try_get("", "product_id")?)))
+        .collect()
+}
+
+/// Moves a reservation from `from` to `to` if it is still in `from`, and its lines' units
+/// with it: out of `reserved` when it leaves `reserved` (sold, or back on the shelf), into
+/// `available` when it is `released`. Returns its lines when it moved, `None` when it was
+/// not in `from` (moved already, closed or missing): when two callers race, exactly one
+/// moves the units.
+///
+/// On Postgres this is one autocommit statement (one round trip where a transaction of the
+/// status update, the lines and one update per line takes four or more): the status update
+/// returns the reservation only if it moved, its lines are read through it, their stock
+/// rows are locked in product order, as every reservation locks them (so two transitions
+/// sharing products cannot deadlock), and their units move. On SQLite it is that
+/// transaction.
+pub async fn move_reservation_and_units(
+    db: &DatabaseConnection,
+    order_id: OrderId,
+    from: ReservationStatus,
+    to: ReservationStatus,
+    now: DateTime<Utc>,
+) -> Result<Option<Vec<StockLine>>, DbErr> {
+    let from_reserved = from == ReservationStatus::Reserved;
+    let to_available = to == ReservationStatus::Released;
+    let backend = db.get_database_backend();
+    if backend != DbBackend::Postgres {
+        let txn = db.begin().await?;
+        if !move_reservation(&txn, order_id, from, to, now).await? {
+            txn.rollback().await?;
+            return Ok(None);
+        }
+        let lines = reservation_lines(&txn, order_id).await?;
+        for line in &lines {
+            move_units(&txn, line, from_reserved, to_available).await?;
+        }
+        txn.commit().await?;
+        return Ok(Some(lines));
+    }
+    let mut units = Vec::new();
+    if from_reserved {
+        units.push("reserved = stock.reserved - lines.quantity");
+    }
+    if to_available {
+        units.push("available = stock.available + lines.quantity");
+    }
+    let sql = format!(
+        "WITH moved AS (\
+             UPDATE reservations SET status = $1, updated_at = $2 \
+             WHERE order_id = $3 AND status = $4 RETURNING order_id), \
+         lines AS (\
+             SELECT reservation_lines.product_id, reservation_lines.quantity \
+             FROM reservation_lines JOIN moved USING (order_id)), \
+         locked AS (\
+             SELECT stock.product_id FROM stock JOIN lines USING (product_id) \
+             ORDER BY stock.product_id FOR UPDATE OF stock), \
+         units AS (\
+             UPDATE stock SET {} FROM lines JOIN locked USING (product_id) \
+             WHERE stock.product_id = lines.product_id RETURNING stock.product_id) \
+         SELECT lines.product_id, lines.quantity FROM moved LEFT JOIN lines ON true",
+        units.join(", ")
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            [
+                status_code(to).into(),
+                now.into(),
+                order_id.as_uuid().into(),
+                status_code(from).into(),
+            ],
+        ))
+        .await?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut lines = Vec::with_capacity(rows.len());
+    for row in rows {
+        // A reservation without lines (none is made so) comes back as one row of NULLs.
+        let product_id: Option<Uuid> = row.try_get("", "product_id")?;
+        let count: Option<i64> = row.try_get("", "quantity")?;
+        if let (Some(product_id), Some(count)) = (product_id, count) {
+            lines.push(StockLine {
+                product_id: ProductId::from_uuid(product_id),
+                quantity: quantity(count)?,
+            });
+        }
+    }
+    lines.sort_by_key(|line| line.product_id);
+    Ok(Some(lines))
 }
 
 #[cfg(test)]
