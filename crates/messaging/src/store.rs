@@ -1,6 +1,12 @@
 //! The `outbox` and `inbox` tables. Every context that publishes has an `outbox`, every
 //! context that consumes has an `inbox`, each in the context's own schema.
 
+use sea_orm::sea_query::{
+    Alias, CommonTableExpression, Expr, Func, InsertStatement, Query, SelectStatement,
+    UpdateStatement, WithClause, WithQuery,
+};
+use sea_orm::{ActiveModelTrait, ActiveValue, Iterable};
+
 /// Waiting to be relayed (outbox) or handled (inbox), possibly after a failed attempt.
 pub(crate) const PENDING: &str = "pending";
 /// Relayed to every subscribed consumer (outbox).
@@ -152,24 +158,12 @@ const APPENDED: &str = "appended";
 /// Postgres runs both data-modifying parts in the statement's one snapshot and transaction:
 /// an autocommit statement is the change and its event together or neither.
 pub(crate) fn change_then_append(
-    mut change: sea_orm::sea_query::UpdateStatement,
+    mut change: UpdateStatement,
     row: &outbox::ActiveModel,
     wake: Option<(&str, &str)>,
-) -> sea_orm::sea_query::WithQuery {
-    use sea_orm::sea_query::{
-        CommonTableExpression, Expr, Func, Query, SelectStatement, WithClause,
-    };
-    use sea_orm::{ActiveModelTrait, ActiveValue, Iterable};
-
+) -> WithQuery {
     change.returning(Query::returning().expr(Expr::cust("1")));
-    let (columns, values): (Vec<_>, Vec<_>) = outbox::Column::iter()
-        .filter_map(|column| match row.get(column) {
-            ActiveValue::Set(value) | ActiveValue::Unchanged(value) => {
-                Some((column, Expr::val(value)))
-            }
-            ActiveValue::NotSet => None,
-        })
-        .unzip();
+    let (columns, values) = outbox_values(row);
     let mut values_if_changed = Query::select();
     values_if_changed.exprs(values).from(CHANGED).limit(1);
     let mut insert = Query::insert();
@@ -177,8 +171,79 @@ pub(crate) fn change_then_append(
         .into_table(outbox::Entity)
         .columns(columns)
         .select_from(values_if_changed)
-        .expect("one value per column, both taken from the same row")
-        .returning_col(outbox::Column::Seq);
+        .expect("one value per column, both taken from the same row");
+    let mut with = WithClause::new();
+    with.cte(
+        CommonTableExpression::new()
+            .query(change)
+            .table_name(CHANGED)
+            .to_owned(),
+    );
+    appended(with, insert, wake)
+}
+
+/// `rows` (the `INSERT`s of a change that creates rows) and the insert of `row` into the
+/// outbox as one Postgres statement, with `wake` as in [`change_then_append`]:
+///
+/// ```sql
+/// WITH "inserted_1" AS (INSERT INTO ..), "inserted_2" AS (INSERT INTO ..),
+///      "appended" AS (INSERT INTO "outbox" (..) VALUES ($..) RETURNING "seq")
+/// SELECT "appended"."seq"[, CAST(pg_notify($.., $..) AS text)] FROM "appended"
+/// ```
+///
+/// Every part runs to completion, or the statement fails as a whole (a unique violation,
+/// say); the rows' foreign keys are checked at its end, so a row may name one inserted
+/// before it in `rows`.
+pub(crate) fn rows_then_append(
+    rows: Vec<InsertStatement>,
+    row: &outbox::ActiveModel,
+    wake: Option<(&str, &str)>,
+) -> WithQuery {
+    let mut with = WithClause::new();
+    for (n, insert) in rows.into_iter().enumerate() {
+        with.cte(
+            CommonTableExpression::new()
+                .query(insert)
+                .table_name(Alias::new(format!("inserted_{}", n + 1)))
+                .to_owned(),
+        );
+    }
+    let (columns, values) = outbox_values(row);
+    let mut insert = Query::insert();
+    insert
+        .into_table(outbox::Entity)
+        .columns(columns)
+        .values(values)
+        .expect("one value per column, both taken from the same row");
+    appended(with, insert, wake)
+}
+
+/// The columns `row` sets, and their values.
+fn outbox_values(row: &outbox::ActiveModel) -> (Vec<outbox::Column>, Vec<Expr>) {
+    outbox::Column::iter()
+        .filter_map(|column| match row.get(column) {
+            ActiveValue::Set(value) | ActiveValue::Unchanged(value) => {
+                Some((column, Expr::val(value)))
+            }
+            ActiveValue::NotSet => None,
+        })
+        .unzip()
+}
+
+/// Ends `with` with the outbox `insert`, named [`APPENDED`], and selects what it wrote,
+/// sending the wake-up per row written.
+fn appended(
+    mut with: WithClause,
+    mut insert: InsertStatement,
+    wake: Option<(&str, &str)>,
+) -> WithQuery {
+    insert.returning_col(outbox::Column::Seq);
+    with.cte(
+        CommonTableExpression::new()
+            .query(insert)
+            .table_name(APPENDED)
+            .to_owned(),
+    );
     let mut written: SelectStatement = Query::select();
     written
         .column((APPENDED, outbox::Column::Seq))
@@ -189,21 +254,7 @@ pub(crate) fn change_then_append(
             "text",
         ));
     }
-    WithClause::new()
-        .cte(
-            CommonTableExpression::new()
-                .query(change)
-                .table_name(CHANGED)
-                .to_owned(),
-        )
-        .cte(
-            CommonTableExpression::new()
-                .query(insert)
-                .table_name(APPENDED)
-                .to_owned(),
-        )
-        .to_owned()
-        .query(written)
+    with.query(written)
 }
 
 #[cfg(test)]
@@ -234,7 +285,7 @@ mod literals {
 }
 
 #[cfg(test)]
-mod change_then_append {
+mod one_statement {
     use sea_orm::sea_query::{Expr, ExprTrait, Query};
     use sea_orm::{ActiveValue::Set, DbBackend};
 
@@ -266,6 +317,38 @@ mod change_then_append {
             "WITH \"changed\" AS (UPDATE \"orders\" SET \"status\" = $1 WHERE \"id\" = $2 RETURNING 1) , \
              \"appended\" AS (INSERT INTO \"outbox\" (\"name\", \"status\") SELECT $3, $4 FROM \"changed\" LIMIT $5 RETURNING \"seq\") \
              SELECT \"appended\".\"seq\", CAST(pg_notify($6, $7) AS text) FROM \"appended\""
+        );
+    }
+
+    /// The rows of a change that creates them and its event, as one statement: every part
+    /// runs, in order, and no wake-up is sent for an event nobody takes.
+    #[test]
+    fn rows_and_their_event_are_one_statement() {
+        let mut order = Query::insert();
+        order
+            .into_table("orders")
+            .columns(["id"])
+            .values([7.into()])
+            .expect("values");
+        let mut lines = Query::insert();
+        lines
+            .into_table("order_lines")
+            .columns(["order_id", "line_no"])
+            .values([7.into(), 0.into()])
+            .expect("values");
+        let row = outbox::ActiveModel {
+            name: Set("OrderPlaced".to_owned()),
+            status: Set(DISPATCHED.to_owned()),
+            ..Default::default()
+        };
+        let statement =
+            DbBackend::Postgres.build(&rows_then_append(vec![order, lines], &row, None));
+        assert_eq!(
+            statement.sql,
+            "WITH \"inserted_1\" AS (INSERT INTO \"orders\" (\"id\") VALUES ($1)) , \
+             \"inserted_2\" AS (INSERT INTO \"order_lines\" (\"order_id\", \"line_no\") VALUES ($2, $3)) , \
+             \"appended\" AS (INSERT INTO \"outbox\" (\"name\", \"status\") VALUES ($4, $5) RETURNING \"seq\") \
+             SELECT \"appended\".\"seq\" FROM \"appended\""
         );
     }
 }

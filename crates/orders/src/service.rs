@@ -274,22 +274,7 @@ impl OrdersApi for OrdersService {
                 retry_after_secs: self.config.charge_timeout.as_secs().max(1),
             });
         }
-        // A key used before is a unique violation here (the common case pays no lookup):
-        // the request is answered as a replay of that key's order.
-        let (row, written) = match store::insert_order(&txn, order, now).await {
-            Ok(written) => written,
-            Err(error) => {
-                txn.rollback().await.map_err(db_kit::internal)?;
-                if !db_kit::is_unique_violation(&error) {
-                    return Err(db_kit::internal(error));
-                }
-                let existing = store::find_by_key(&self.db, customer, &key)
-                    .await
-                    .map_err(db_kit::internal)?
-                    .ok_or(OrdersError::Internal)?;
-                return self.replay(existing, &valid.fingerprint).await;
-            }
-        };
+        let (row, written, rows) = store::new_order_rows(order, now).map_err(db_kit::internal)?;
         let event = OrderPlaced {
             order_id,
             customer_id: customer,
@@ -297,10 +282,18 @@ impl OrdersApi for OrdersService {
             lines: valid.lines.clone(),
             placed_at: now,
         };
-        self.outbox
-            .commit_with(txn, &event, now)
-            .await
-            .map_err(db_kit::internal)?;
+        // A key used before is a unique violation here (the common case pays no lookup):
+        // the request is answered as a replay of that key's order.
+        if let Err(error) = self.outbox.commit_rows_with(txn, rows, &event, now).await {
+            if !db_kit::is_unique_violation(&error) {
+                return Err(db_kit::internal(error));
+            }
+            let existing = store::find_by_key(&self.db, customer, &key)
+                .await
+                .map_err(db_kit::internal)?
+                .ok_or(OrdersError::Internal)?;
+            return self.replay(existing, &valid.fingerprint).await;
+        }
         tracing::info!(order_id = %order_id, %total, "order placed");
 
         let held = Held {

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use kernel::{Currency, Money, OrderId, Page, PageRequest, ProductId, UserId};
 use orders_api::{Order, OrderFailure, OrderLine, OrderStatus, ShippingAddress, Viewer};
 use sea_orm::entity::prelude::*;
-use sea_orm::sea_query::{Expr, UpdateStatement};
+use sea_orm::sea_query::{Expr, InsertStatement, UpdateStatement};
 use sea_orm::{
     Condition, DbBackend, IntoActiveModel, QueryOrder, QuerySelect, QueryTrait, Statement,
 };
@@ -536,15 +536,14 @@ pub struct NewLine {
     pub quantity: u32,
 }
 
-/// Inserts a `pending` order and its lines, and answers the order as written (its row and
-/// its published form), so that the runner holding it need not read it back. A second
-/// order with the same (customer, key) is a unique violation, which the caller answers as
-/// a replay.
-pub async fn insert_order<C: ConnectionTrait>(
-    db: &C,
+/// A `pending` order and its lines as written: its row and its published form (so that the
+/// runner holding it need not read it back), and the `INSERT`s that write them, which the
+/// caller commits with `OrderPlaced` (`Outbox::commit_rows_with`). A second order with the
+/// same (customer, key) is a unique violation, which the caller answers as a replay.
+pub fn new_order_rows(
     order: NewOrder,
     now: DateTime<Utc>,
-) -> Result<(orders::Model, Order), DbErr> {
+) -> Result<(orders::Model, Order, Vec<InsertStatement>), DbErr> {
     let address = serde_json::to_string(&order.shipping_address)
         .map_err(|error| DbErr::Json(error.to_string()))?;
     let row = orders::Model {
@@ -567,9 +566,6 @@ pub async fn insert_order<C: ConnectionTrait>(
         parked_at: None,
         last_error: None,
     };
-    orders::Entity::insert(row.clone().into_active_model())
-        .exec_without_returning(db)
-        .await?;
     let lines = order
         .lines
         .into_iter()
@@ -586,16 +582,18 @@ pub async fn insert_order<C: ConnectionTrait>(
             })
         })
         .collect::<Result<Vec<_>, DbErr>>()?;
-    order_lines::Entity::insert_many(
-        lines
-            .iter()
-            .cloned()
-            .map(IntoActiveModel::into_active_model),
-    )
-    .exec_without_returning(db)
-    .await?;
+    let inserts = vec![
+        orders::Entity::insert(row.clone().into_active_model()).into_query(),
+        order_lines::Entity::insert_many(
+            lines
+                .iter()
+                .cloned()
+                .map(IntoActiveModel::into_active_model),
+        )
+        .into_query(),
+    ];
     let written = to_order(row.clone(), lines)?;
-    Ok((row, written))
+    Ok((row, written, inserts))
 }
 
 /// The orders `viewer` may see (their own; all for administrators), newest first, one page.

@@ -564,6 +564,60 @@ async fn a_change_and_its_event_are_written_together_or_not_at_all(store: TestSt
     assert_eq!(fixture.effects().await, 1);
 }
 
+/// `Outbox::commit_rows_with`: new rows are committed with their event (one statement and
+/// the commit on Postgres); a row that cannot be written (here a duplicate key) rolls back
+/// the others and the event, and comes back as the database's error.
+async fn new_rows_and_their_event_are_committed_together_or_not_at_all(store: TestStore) {
+    let fixture = Fixture::new(store, 0).await;
+    let thing = |id: &str| {
+        Query::insert()
+            .into_table(Alias::new("things"))
+            .columns([Alias::new("id"), Alias::new("state")])
+            .values_panic([id.into(), "new".into()])
+            .to_owned()
+    };
+    let event = |step| ThingHappened {
+        thing: "b".into(),
+        step,
+    };
+    let bus = fixture.bus();
+
+    let txn = fixture.publisher_db.begin().await.expect("begin");
+    fixture
+        .outbox
+        .commit_rows_with(
+            txn,
+            vec![thing("a"), thing("b")],
+            &event(1),
+            fixture.clock.now(),
+        )
+        .await
+        .expect("commit the rows");
+    let things = "SELECT COUNT(*) AS n FROM things";
+    assert_eq!(fixture.scalar(&fixture.publisher_db, things).await, 2);
+    let progress = bus.run_until_idle().await.expect("run");
+    assert_eq!((progress.relayed, progress.handled), (1, 1));
+
+    // "c" is new but "a" is taken: neither row nor the event is written.
+    let txn = fixture.publisher_db.begin().await.expect("begin");
+    let error = fixture
+        .outbox
+        .commit_rows_with(
+            txn,
+            vec![thing("c"), thing("a")],
+            &event(2),
+            fixture.clock.now(),
+        )
+        .await
+        .expect_err("a duplicate key");
+    assert!(db_kit::is_unique_violation(&error), "{error}");
+    assert_eq!(fixture.scalar(&fixture.publisher_db, things).await, 2);
+    let events = "SELECT COUNT(*) AS n FROM outbox";
+    assert_eq!(fixture.scalar(&fixture.publisher_db, events).await, 1);
+    assert!(bus.run_until_idle().await.expect("run").is_idle());
+    assert_eq!(fixture.recorder.handled(), [("b".to_owned(), 1)]);
+}
+
 async fn events_without_subscribers_are_dispatched_and_dropped(store: TestStore) {
     let fixture = Fixture::new(store, 0).await;
     let txn = fixture.publisher_db.begin().await.expect("begin");
@@ -1254,6 +1308,7 @@ testkit::backend_tests!(
     an_aggregates_events_are_handled_in_their_publishers_order,
     events_exist_only_if_their_transaction_commits,
     a_change_and_its_event_are_written_together_or_not_at_all,
+    new_rows_and_their_event_are_committed_together_or_not_at_all,
     events_without_subscribers_are_dispatched_and_dropped,
     duplicate_deliveries_have_one_effect,
     failing_handlers_retry_with_backoff_then_park_and_replay,
