@@ -6,7 +6,7 @@
 #
 #   scripts/bench-perf.sh [--duration 10] [--warmup 2] [--stores postgres,sqlite]
 #                         [--wrk-threads 1] [--pgbench-jobs 2] [--starts 3] [--perf DIR]
-#                         [--statements 15] [--pool N]
+#                         [--statements 15] [--pool N] [--sender log|file]
 #
 # 1. Postgres: `scripts/postgres.sh` starts a throwaway cluster (initdb defaults, with the
 #    durability switches that script turns off for disposable data). pgbench initialises a
@@ -45,6 +45,12 @@
 # --pool N runs the shop with N pooled connections per context (`database.max_connections`)
 # instead of its configured default, to measure what the pool size does to each figure.
 #
+# --sender picks how notifications are delivered (`notifications.sender`). The default here is
+# `log`, which the bench's log filter (warn) drops: what the checkout costs without a mailbox.
+# `file`, the shop's own default, writes one file per message under the data dir, a mailbox
+# for development; under checkout load creating those files cost a sixth of the shop's CPU in
+# the file system (docs/PERFORMANCE.md, "The development mailbox"), so it is measured apart.
+#
 # Shop and Postgres CPU time per request are printed too (from /proc/PID/stat), to tell which
 # side a figure is spent on. Figures are only comparable within one run on one machine: quote
 # the ratios. Results and how to profile: docs/PERFORMANCE.md.
@@ -62,13 +68,14 @@ idle=10
 perf_dir=""
 statements=0
 pool=""
+sender=log
 read_connections=64
 checkout_connections=16
 pgbench_clients=16
 products=16
 customers=8
 initial_stock=1000000
-usage="usage: scripts/bench-perf.sh [--duration S] [--warmup S] [--stores postgres,sqlite] [--wrk-threads N] [--pgbench-jobs N] [--starts N] [--soak S] [--idle S] [--perf DIR] [--statements N] [--pool N]"
+usage="usage: scripts/bench-perf.sh [--duration S] [--warmup S] [--stores postgres,sqlite] [--wrk-threads N] [--pgbench-jobs N] [--starts N] [--soak S] [--idle S] [--perf DIR] [--statements N] [--pool N] [--sender log|file]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
@@ -81,6 +88,7 @@ while [ $# -gt 0 ]; do
         --idle) idle="$2"; shift 2 ;;
         --perf) perf_dir="$2"; shift 2 ;;
         --statements) statements="$2"; shift 2 ;;
+        --sender) sender="$2"; shift 2 ;;
         --pool) pool="$2"; shift 2 ;;
         *) echo "$usage" >&2; exit 2 ;;
     esac
@@ -136,6 +144,8 @@ say() {
 record() {
     echo "$1=$2" >>"$results"
 }
+
+record sender "$sender"
 
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
@@ -592,6 +602,7 @@ run_store() {
         SHOP__DATABASE__URL="$database_url"
         SHOP__DATA_DIR="$data"
         SHOP__SERVER__PORT="$port"
+        SHOP__NOTIFICATIONS__SENDER="$sender"
     )
     if [ -n "$pool" ]; then shop_env+=(SHOP__DATABASE__MAX_CONNECTIONS="$pool"); fi
     launch "$store-shop" env "${shop_env[@]}" "$shop" serve
@@ -757,7 +768,8 @@ add("CPU ms per request (shop, Postgres): product read at 64 / checkout at 16",
 
 print()
 print(f"{duration} s per measurement after {warmup} s of warm-up"
-      + (f"; Postgres {results['pg.version']}" if "pg.version" in results else ""))
+      + (f"; Postgres {results['pg.version']}" if "pg.version" in results else "")
+      + f"; notifications sent by the {results['sender']} sender")
 print()
 header = ["what"]
 if pg:
