@@ -6,7 +6,7 @@
 #
 #   scripts/bench-perf.sh [--duration 10] [--warmup 2] [--stores postgres,sqlite]
 #                         [--wrk-threads 1] [--pgbench-jobs 2] [--starts 3] [--perf DIR]
-#                         [--statements 15] [--pool N] [--sender log|file]
+#                         [--statements 15] [--pool N] [--sender file|log] [--shop PATH]
 #
 # 1. Postgres: `scripts/postgres.sh` starts a throwaway cluster (initdb defaults, with the
 #    durability switches that script turns off for disposable data). pgbench initialises a
@@ -45,11 +45,15 @@
 # --pool N runs the shop with N pooled connections per context (`database.max_connections`)
 # instead of its configured default, to measure what the pool size does to each figure.
 #
-# --sender picks how notifications are delivered (`notifications.sender`). The default here is
-# `log`, which the bench's log filter (warn) drops: what the checkout costs without a mailbox.
-# `file`, the shop's own default, writes one file per message under the data dir, a mailbox
-# for development; under checkout load creating those files cost a sixth of the shop's CPU in
-# the file system (docs/PERFORMANCE.md, "The development mailbox"), so it is measured apart.
+# --sender picks how notifications are delivered (`notifications.sender`): `file`, the shop's
+# default (one file per message under the data dir, a mailbox for development), or `log`,
+# which the bench's log filter (warn) drops. A profile once put a sixth of the shop's CPU in
+# creating those files (docs/PERFORMANCE.md, "The development mailbox"); `log` measures the
+# checkout without them.
+#
+# --shop PATH runs that shop binary instead of building the release build of this tree: to
+# compare two builds in alternating runs on the same machine (build the other one with its own
+# CARGO_TARGET_DIR).
 #
 # Shop and Postgres CPU time per request are printed too (from /proc/PID/stat), to tell which
 # side a figure is spent on. Figures are only comparable within one run on one machine: quote
@@ -68,14 +72,15 @@ idle=10
 perf_dir=""
 statements=0
 pool=""
-sender=log
+sender=file
+shop=""
 read_connections=64
 checkout_connections=16
 pgbench_clients=16
 products=16
 customers=8
 initial_stock=1000000
-usage="usage: scripts/bench-perf.sh [--duration S] [--warmup S] [--stores postgres,sqlite] [--wrk-threads N] [--pgbench-jobs N] [--starts N] [--soak S] [--idle S] [--perf DIR] [--statements N] [--pool N] [--sender log|file]"
+usage="usage: scripts/bench-perf.sh [--duration S] [--warmup S] [--stores postgres,sqlite] [--wrk-threads N] [--pgbench-jobs N] [--starts N] [--soak S] [--idle S] [--perf DIR] [--statements N] [--pool N] [--sender file|log] [--shop PATH]"
 while [ $# -gt 0 ]; do
     case "$1" in
         --duration) duration="$2"; shift 2 ;;
@@ -89,6 +94,7 @@ while [ $# -gt 0 ]; do
         --perf) perf_dir="$2"; shift 2 ;;
         --statements) statements="$2"; shift 2 ;;
         --sender) sender="$2"; shift 2 ;;
+        --shop) shop="$2"; shift 2 ;;
         --pool) pool="$2"; shift 2 ;;
         *) echo "$usage" >&2; exit 2 ;;
     esac
@@ -114,8 +120,10 @@ if ! command -v wrk >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq wrk >&2
 fi
 
-cargo build --release --quiet -p shop
-shop="$PWD/target/release/shop"
+if [ -z "$shop" ]; then
+    cargo build --release --quiet -p shop
+    shop="$PWD/target/release/shop"
+fi
 
 work="$(mktemp -d -t shop-bench-perf.XXXXXX)"
 # The throwaway Postgres runs as another user when we are root; let it reach its directory.
