@@ -659,8 +659,9 @@ impl Checkout {
     }
 
     /// Persists a transition, with the lease as `lease` says, and its event if it has one,
-    /// together (`move_announcing`); a transition without an event is one statement. Returns whether it was
-    /// recorded: if another runner moved the order first, nothing is written.
+    /// together (`move_announcing`); a transition without an event is one statement.
+    /// Returns whether it was recorded: if another runner moved the order first, nothing is
+    /// written.
     #[allow(clippy::too_many_arguments)]
     async fn record(
         &self,

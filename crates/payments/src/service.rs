@@ -255,11 +255,12 @@ impl PaymentsService {
             },
         };
         let now = kernel::stored_precision(self.clock.now());
-        // Recorded by this call, the payment is what it wrote: no need to read it back.
+        // If this call stores the outcome, the payment is what it writes: no need to read it
+        // back.
         let payment =
             store::to_payment(stored.applied_to(row.clone(), now)).map_err(db_kit::internal)?;
         let recorded = self
-            .announce(row.id, stored, None, &payment, outcome.clone(), now)
+            .store_and_announce(row.id, stored, None, &payment, outcome.clone(), now)
             .await?;
         if !recorded {
             let current = self.reread(row.id).await?;
@@ -300,7 +301,7 @@ impl PaymentsService {
     /// `payment`; for a sweep, only while `claim` still holds it) with the event announcing
     /// it, together or not at all (`Outbox::commit_change`: one statement on Postgres).
     /// Returns whether it was stored: when two callers race, exactly one stores it.
-    async fn announce(
+    async fn store_and_announce(
         &self,
         id: Uuid,
         stored: Outcome,
@@ -782,7 +783,7 @@ impl PaymentsService {
         let id = row.id;
         let payment =
             store::to_payment(stored.applied_to(row.clone(), now)).map_err(db_kit::internal)?;
-        self.announce(id, stored, Some(claim), &payment, outcome, now)
+        self.store_and_announce(id, stored, Some(claim), &payment, outcome, now)
             .await
     }
 
