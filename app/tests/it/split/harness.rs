@@ -5,10 +5,10 @@
 //! so that a process can be killed and started again on the same addresses while the others
 //! keep pointing at it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use reqwest::StatusCode;
@@ -24,12 +24,23 @@ pub const ADMIN_PASSWORD: &str = "admin password";
 /// How long a test waits for something that should happen promptly before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(60);
 
-/// A free loopback port (bound, then released for the process that will use it).
+/// A free loopback port (bound, then released for the process that will use it), never
+/// one this test process handed out before: the system may offer a port it released a
+/// moment ago again, and two processes of one deployment would then be given the same
+/// port (it happened: the shop's internal port was also payments' public one, and the shop
+/// could not bind it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .expect("a free port")
-        .port()
+    static HANDED_OUT: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let mut handed_out = HANDED_OUT.lock().unwrap_or_else(PoisonError::into_inner);
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port")
+            .port();
+        if handed_out.insert(port) {
+            return port;
+        }
+    }
 }
 
 /// The JSON log lines a process printed, and a way to wait for more.
