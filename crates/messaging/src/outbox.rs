@@ -5,10 +5,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use chrono::{DateTime, Utc};
 use kernel::{EventEnvelope, IntegrationEvent};
-use sea_orm::sea_query::{InsertStatement, UpdateStatement};
+use sea_orm::sea_query::{InsertStatement, UpdateStatement, WithQuery};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ConnectionTrait, DatabaseConnection, DatabaseTransaction,
-    DbBackend, DbErr, TransactionTrait,
+    DbBackend, DbErr, Statement, TransactionTrait,
 };
 use tokio::sync::Notify;
 
@@ -164,19 +164,14 @@ impl Outbox {
             }
             return self.commit_with(txn, event, occurred_at).await.map(Some);
         }
-        let (envelope, row) = self.row(event, occurred_at)?;
-        let relayed = self.relayed(&envelope.name);
-        let channel = self.channel();
-        let wake = relayed.then_some((channel.as_str(), &*self.sender));
-        let statement = store::change_then_append(change, &row, wake);
-        let written = db.query_all_raw(backend.build(&statement)).await?;
-        if written.is_empty() {
+        let (envelope, relayed, statement) =
+            self.one_statement(event, occurred_at, |row, wake| {
+                store::change_then_append(change, row, wake)
+            })?;
+        if db.query_all_raw(statement).await?.is_empty() {
             return Ok(None);
         }
-        self.written(&envelope);
-        if relayed {
-            self.notify();
-        }
+        self.committed(&envelope, relayed);
         Ok(Some(envelope))
     }
 
@@ -204,21 +199,43 @@ impl Outbox {
             }
             return self.commit_with(txn, event, occurred_at).await;
         }
-        let (envelope, row) = self.row(event, occurred_at)?;
-        let relayed = self.relayed(&envelope.name);
-        let channel = self.channel();
-        let wake = relayed.then_some((channel.as_str(), &*self.sender));
-        let statement = store::rows_then_append(rows, &row, wake);
-        if let Err(error) = txn.query_all_raw(backend.build(&statement)).await {
+        let (envelope, relayed, statement) =
+            self.one_statement(event, occurred_at, |row, wake| {
+                store::rows_then_append(rows, row, wake)
+            })?;
+        if let Err(error) = txn.query_all_raw(statement).await {
             txn.rollback().await?;
             return Err(error);
         }
         txn.commit().await?;
-        self.written(&envelope);
+        self.committed(&envelope, relayed);
+        Ok(envelope)
+    }
+
+    /// The Postgres statement `build` makes of the event's outbox row and of the wake-up
+    /// (channel, sender) to send with it when someone takes the event; with the envelope
+    /// and whether the event is relayed.
+    fn one_statement<E: IntegrationEvent>(
+        &self,
+        event: &E,
+        occurred_at: DateTime<Utc>,
+        build: impl FnOnce(&outbox::ActiveModel, Option<(&str, &str)>) -> WithQuery,
+    ) -> Result<(EventEnvelope, bool, Statement), DbErr> {
+        let (envelope, row) = self.row(event, occurred_at)?;
+        let relayed = self.relayed(&envelope.name);
+        let channel = self.channel();
+        let wake = relayed.then_some((channel.as_str(), &*self.sender));
+        let statement = DbBackend::Postgres.build(&build(&row, wake));
+        Ok((envelope, relayed, statement))
+    }
+
+    /// After a one-statement event committed: logs and counts it, and wakes this process's
+    /// relay if someone takes it.
+    fn committed(&self, envelope: &EventEnvelope, relayed: bool) {
+        self.written(envelope);
         if relayed {
             self.notify();
         }
-        Ok(envelope)
     }
 
     /// Tells this process's relay that a transaction with new events committed. The relay
