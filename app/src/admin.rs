@@ -5,7 +5,7 @@ use kernel::{ContextError, ErrorKind, FieldError, FieldErrors};
 use messaging::{Bus, EventFilter, FailedEvent, ParkedStatus, Stage};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
-use web_kit::{AdminUser, ErrorBody, HttpError, resource};
+use web_kit::{AdminUser, ErrorBody, HttpError, StoreRuntime, resource};
 
 pub fn configure(bus: std::sync::Arc<Bus>) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| {
@@ -216,15 +216,19 @@ impl ContextError for AdminError {
 }
 
 async fn list(
-    bus: &Bus,
+    bus: web::Data<Bus>,
+    runtime: StoreRuntime,
     status: ParkedStatus,
     query: EventQuery,
 ) -> Result<HttpResponse, HttpError> {
     let filter = query.filter()?;
-    let listed = bus
-        .list(status, &filter)
-        .await
-        .map_err(db_kit::internal::<AdminError>)?;
+    let listed = runtime
+        .run(async move {
+            bus.list(status, &filter)
+                .await
+                .map_err(db_kit::internal::<AdminError>)
+        })
+        .await?;
     let listed: Vec<FailedEventView> = listed.into_iter().map(Into::into).collect();
     Ok(HttpResponse::Ok().json(listed))
 }
@@ -244,9 +248,10 @@ async fn list(
 pub async fn failed(
     _admin: AdminUser,
     bus: web::Data<Bus>,
+    runtime: StoreRuntime,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, HttpError> {
-    list(&bus, ParkedStatus::Failed, query.into_inner()).await
+    list(bus, runtime, ParkedStatus::Failed, query.into_inner()).await
 }
 
 /// Parked events an administrator discarded, until they are purged (administrators).
@@ -264,9 +269,10 @@ pub async fn failed(
 pub async fn discarded(
     _admin: AdminUser,
     bus: web::Data<Bus>,
+    runtime: StoreRuntime,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, HttpError> {
-    list(&bus, ParkedStatus::Discarded, query.into_inner()).await
+    list(bus, runtime, ParkedStatus::Discarded, query.into_inner()).await
 }
 
 /// Put a parked event back in line (administrators).
@@ -284,14 +290,14 @@ pub async fn discarded(
 pub async fn retry(
     _admin: AdminUser,
     bus: web::Data<Bus>,
+    runtime: StoreRuntime,
     id: web::Path<uuid::Uuid>,
 ) -> Result<HttpResponse, HttpError> {
     let id = id.into_inner();
-    if bus
-        .retry(id)
-        .await
-        .map_err(db_kit::internal::<AdminError>)?
-    {
+    let retried = runtime
+        .run(async move { bus.retry(id).await.map_err(db_kit::internal::<AdminError>) })
+        .await?;
+    if retried {
         tracing::info!(event = %id, "parked event queued again");
         Ok(HttpResponse::Accepted().json(Retried {
             id,
@@ -318,13 +324,19 @@ pub async fn retry(
 pub async fn retry_all(
     _admin: AdminUser,
     bus: web::Data<Bus>,
+    runtime: StoreRuntime,
     query: web::Query<EventQuery>,
 ) -> Result<HttpResponse, HttpError> {
     let filter = query.into_inner().filter()?;
-    let retried = bus
-        .retry_all(&filter)
-        .await
-        .map_err(db_kit::internal::<AdminError>)?;
+    let (retried, filter) = runtime
+        .run(async move {
+            let retried = bus
+                .retry_all(&filter)
+                .await
+                .map_err(db_kit::internal::<AdminError>)?;
+            Ok::<_, AdminError>((retried, filter))
+        })
+        .await?;
     tracing::info!(
         retried,
         owner = filter.owner.as_deref(),
@@ -350,14 +362,18 @@ pub async fn retry_all(
 pub async fn discard(
     admin: AdminUser,
     bus: web::Data<Bus>,
+    runtime: StoreRuntime,
     id: web::Path<uuid::Uuid>,
 ) -> Result<HttpResponse, HttpError> {
     let id = id.into_inner();
-    if bus
-        .discard(id)
-        .await
-        .map_err(db_kit::internal::<AdminError>)?
-    {
+    let discarded = runtime
+        .run(async move {
+            bus.discard(id)
+                .await
+                .map_err(db_kit::internal::<AdminError>)
+        })
+        .await?;
+    if discarded {
         tracing::warn!(event = %id, admin_id = %admin.0.user_id, "parked event discarded");
         Ok(HttpResponse::Ok().json(Discarded {
             id,

@@ -86,10 +86,18 @@ pub fn configure(handle: PrometheusHandle, bus: Arc<Bus>) -> impl FnOnce(&mut we
 /// the Prometheus text format.
 #[utoipa::path(get, path = "/metrics", tag = "operations",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
-pub async fn render(handle: web::Data<PrometheusHandle>, bus: web::Data<Bus>) -> HttpResponse {
+pub async fn render(
+    handle: web::Data<PrometheusHandle>,
+    bus: web::Data<Bus>,
+    runtime: web_kit::StoreRuntime,
+) -> HttpResponse {
     // Parked events are state in the database, not something this process counts: read
-    // them at scrape time. Without the database the rest is still worth rendering.
-    if let Err(error) = bus.record_parked().await {
+    // them at scrape time (on the store runtime, as every store call from a request).
+    // Without the database the rest is still worth rendering.
+    let counted = runtime
+        .run_any(async move { bus.record_parked().await })
+        .await;
+    if let Ok(Err(error)) = counted {
         tracing::warn!(error = %error, "counting parked events failed");
     }
     HttpResponse::Ok()

@@ -8,10 +8,11 @@
 
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpResponse, ResponseError, web};
 use sea_orm::DatabaseConnection;
 use serde::Serialize;
 use utoipa::ToSchema;
+use web_kit::StoreRuntime;
 
 /// How long a context's database may take to answer a readiness ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
@@ -111,7 +112,17 @@ pub async fn healthz() -> HttpResponse {
         (status = 200, description = "Ready", body = Health),
         (status = 503, description = "Some context's store or some remote context does not answer", body = Health),
     ))]
-pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
+pub async fn readyz(readiness: web::Data<Readiness>, runtime: StoreRuntime) -> HttpResponse {
+    // The pings take pooled connections: on the store runtime, like every other store call.
+    match runtime.run_any(check(readiness)).await {
+        Ok((true, body)) => HttpResponse::Ok().json(body),
+        Ok((false, body)) => HttpResponse::ServiceUnavailable().json(body),
+        Err(error) => error.error_response(),
+    }
+}
+
+/// Whether the process is ready, and the health body that says why.
+async fn check(readiness: web::Data<Readiness>) -> (bool, Health) {
     let pings = readiness.stores.iter().map(|(context, db)| async move {
         let ok = matches!(
             tokio::time::timeout(PING_TIMEOUT, db.ping()).await,
@@ -171,9 +182,5 @@ pub async fn readyz(readiness: web::Data<Readiness>) -> HttpResponse {
         remotes,
         broker,
     };
-    if ready {
-        HttpResponse::Ok().json(body)
-    } else {
-        HttpResponse::ServiceUnavailable().json(body)
-    }
+    (ready, body)
 }

@@ -12,6 +12,7 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use utoipa_swagger_ui::SwaggerUi;
+use web_kit::StoreRuntime;
 
 use crate::admin;
 use crate::contexts::Contexts;
@@ -245,6 +246,10 @@ fn http_server(
     for route in routing.routes() {
         tracing::info!(?route, "public routes sent to another process");
     }
+    // Built on the runtime that built the contexts and runs the background work: handlers
+    // hand their service calls to it, so that every pooled connection lives on one runtime
+    // (web_kit::runtime).
+    let store_runtime = StoreRuntime::new(tokio::runtime::Handle::current());
     let mut server = HttpServer::new(move || {
         App::new()
             // Innermost: a routed request goes away before any route of this process sees
@@ -256,6 +261,7 @@ fn http_server(
             .wrap(from_fn(crate::telemetry::trace_context))
             // App-wide, because every context's protected routes authenticate through it.
             .app_data(web::Data::from(auth.clone()))
+            .app_data(store_runtime.clone())
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
             .configure(|cfg| web_kit::configure_limits(cfg, limits))
             .configure(|cfg| {
@@ -318,8 +324,10 @@ fn internal_server(
         Duration::from_millis(settings.internal.max_deadline_ms),
     );
     let json_limit = settings.server.max_body_bytes;
+    let store_runtime = StoreRuntime::new(tokio::runtime::Handle::current());
     let mut server = HttpServer::new(move || {
         App::new()
+            .app_data(store_runtime.clone())
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
             .configure(routes.clone())
             .default_service(web::to(web_kit::route_not_found))

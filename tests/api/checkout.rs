@@ -152,6 +152,10 @@ async fn the_whole_journey(store: TestStore) {
     // Delivering again changes nothing: one message per event.
     app.deliver_events().await;
     assert_eq!(app.notification_kinds(&ada).await.len(), 3);
+
+    // Every store call of the journey's requests ran on the store runtime: no pooled
+    // connection was opened on the HTTP worker's runtime (web_kit::runtime).
+    assert_eq!(db_kit::opened::on_http_workers(), 0);
 }
 
 /// Declines and provider errors: no capture, stock exactly as before, `payment_failed`.

@@ -32,7 +32,7 @@ use messaging::Bus;
 use metrics_exporter_prometheus::PrometheusHandle;
 use sea_orm::DatabaseConnection;
 use serde::Deserialize;
-use web_kit::resource;
+use web_kit::{StoreRuntime, resource};
 
 use crate::placement::{ALL, Placement};
 use canvas::Map;
@@ -321,11 +321,42 @@ struct NoticeQuery {
 async fn overview(
     _admin: Admin,
     console: web::Data<Console>,
+    runtime: StoreRuntime,
     query: web::Query<NoticeQuery>,
 ) -> HttpResponse {
     let window = console
         .history
         .observe(live::Sample::parse(&console.metrics.render()));
+    // A read that died (logged by the runtime) shows as the reads that failed would.
+    let (parked_events, parked_orders, unfinished_orders) = runtime
+        .run_any(read_overview(console.clone()))
+        .await
+        .unwrap_or_else(|_| {
+            let unread = "The parked orders could not be read; see the log.".to_owned();
+            (None, Err(unread), None)
+        });
+    let markup = pages::overview(&pages::Overview {
+        map: &console.map,
+        placed: &console.placed,
+        window: &window,
+        parked_events: parked_events.as_deref(),
+        parked_orders: parked_orders.as_deref().map_err(Clone::clone),
+        unfinished_orders,
+        notice: query.notice.as_deref().and_then(notice),
+        refresh_ms: console.refresh_ms,
+    });
+    html(StatusCode::OK, markup)
+}
+
+/// What the overview reads from the stores: the parked events, the parked orders (or why
+/// they cannot be shown) and the count of unfinished orders.
+async fn read_overview(
+    console: web::Data<Console>,
+) -> (
+    Option<Vec<messaging::FailedEvent>>,
+    Result<Vec<orders_api::ParkedOrder>, String>,
+    Option<u64>,
+) {
     let parked_events = match console.bus.failed().await {
         Ok(events) => Some(events),
         Err(error) => {
@@ -358,22 +389,13 @@ async fn overview(
             .ok(),
         None => None,
     };
-    let markup = pages::overview(&pages::Overview {
-        map: &console.map,
-        placed: &console.placed,
-        window: &window,
-        parked_events: parked_events.as_deref(),
-        parked_orders: parked_orders.as_deref().map_err(Clone::clone),
-        unfinished_orders,
-        notice: query.notice.as_deref().and_then(notice),
-        refresh_ms: console.refresh_ms,
-    });
-    html(StatusCode::OK, markup)
+    (parked_events, parked_orders, unfinished_orders)
 }
 
 async fn context(
     _admin: Admin,
     console: web::Data<Console>,
+    runtime: StoreRuntime,
     name: web::Path<String>,
 ) -> Result<HttpResponse, Refused> {
     let canvas = console.map.context(&name).ok_or(Refused::NotFound)?;
@@ -385,10 +407,17 @@ async fn context(
         .iter()
         .find(|(context, _)| *context == canvas.name)
     {
-        Some((_, db)) => canvas::tables(db).await.map_err(|error| {
-            tracing::warn!(error = %error, context = %canvas.name, "the console could not list tables");
-            "The tables could not be listed; see the log.".to_owned()
-        }),
+        Some((_, db)) => {
+            let db = db.clone();
+            let listed = runtime
+                .run_any(async move { canvas::tables(&db).await })
+                .await
+                .map_err(|_| Refused::Unavailable)?;
+            listed.map_err(|error| {
+                tracing::warn!(error = %error, context = %canvas.name, "the console could not list tables");
+                "The tables could not be listed; see the log.".to_owned()
+            })
+        }
         None => Err(format!(
             "{} runs in another process: its store is that process's.",
             canvas.name
@@ -421,6 +450,7 @@ async fn login(
     req: HttpRequest,
     console: web::Data<Console>,
     auth: web::Data<dyn AuthApi>,
+    runtime: StoreRuntime,
     form: web::Form<LoginForm>,
 ) -> HttpResponse {
     let LoginForm { email, password } = form.into_inner();
@@ -438,24 +468,32 @@ async fn login(
             pages::login(Some("Too many attempts; wait a minute and try again.")),
         );
     }
-    let token = match accounts
-        .login(Login {
-            email,
-            password: Password::new(password),
-        })
+    let accounts = accounts.clone();
+    let login = Login {
+        email,
+        password: Password::new(password),
+    };
+    let token = match runtime
+        .run_any(async move { accounts.login(login).await })
         .await
     {
-        Ok(token) => token.access_token,
-        Err(error) if error.kind() == ErrorKind::Unavailable => {
+        Ok(Ok(token)) => token.access_token,
+        Ok(Err(error)) if error.kind() == ErrorKind::Unavailable => {
             return html(
                 StatusCode::SERVICE_UNAVAILABLE,
                 pages::login(Some("The shop is busy checking passwords; try again.")),
             );
         }
-        Err(_) => {
+        Ok(Err(_)) => {
             return html(
                 StatusCode::UNAUTHORIZED,
                 pages::login(Some("Wrong email or password.")),
+            );
+        }
+        Err(_) => {
+            return html(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                pages::login(Some("The password could not be checked; see the log.")),
             );
         }
     };
@@ -491,15 +529,18 @@ async fn retry_event(
     _same_origin: SameOrigin,
     _admin: Admin,
     console: web::Data<Console>,
+    runtime: StoreRuntime,
     id: web::Path<uuid::Uuid>,
 ) -> HttpResponse {
-    let notice = match console.bus.retry(*id).await {
-        Ok(true) => "event-retried",
-        Ok(false) => "event-gone",
-        Err(error) => {
+    let (bus, id) = (console.bus.clone(), id.into_inner());
+    let notice = match runtime.run_any(async move { bus.retry(id).await }).await {
+        Ok(Ok(true)) => "event-retried",
+        Ok(Ok(false)) => "event-gone",
+        Ok(Err(error)) => {
             tracing::error!(error = %error, event = %id, "retrying a parked event from the console failed");
             "failed"
         }
+        Err(_) => "failed",
     };
     tracing::info!(event = %id, notice, "console: retry event");
     see_other(&format!("/console?notice={notice}#parked-events"))
@@ -508,12 +549,18 @@ async fn retry_event(
 async fn confirm_discard(
     _admin: Admin,
     console: web::Data<Console>,
+    runtime: StoreRuntime,
     id: web::Path<uuid::Uuid>,
 ) -> Result<HttpResponse, Refused> {
-    let events = console.bus.failed().await.map_err(|error| {
-        tracing::warn!(error = %error, "the console could not list parked events");
-        Refused::Unavailable
-    })?;
+    let bus = console.bus.clone();
+    let events = runtime
+        .run_any(async move { bus.failed().await })
+        .await
+        .map_err(|_| Refused::Unavailable)?
+        .map_err(|error| {
+            tracing::warn!(error = %error, "the console could not list parked events");
+            Refused::Unavailable
+        })?;
     Ok(match events.iter().find(|event| event.id == *id) {
         Some(event) => html(
             StatusCode::OK,
@@ -527,15 +574,18 @@ async fn discard_event(
     _same_origin: SameOrigin,
     _admin: Admin,
     console: web::Data<Console>,
+    runtime: StoreRuntime,
     id: web::Path<uuid::Uuid>,
 ) -> HttpResponse {
-    let notice = match console.bus.discard(*id).await {
-        Ok(true) => "event-discarded",
-        Ok(false) => "event-gone",
-        Err(error) => {
+    let (bus, id) = (console.bus.clone(), id.into_inner());
+    let notice = match runtime.run_any(async move { bus.discard(id).await }).await {
+        Ok(Ok(true)) => "event-discarded",
+        Ok(Ok(false)) => "event-gone",
+        Ok(Err(error)) => {
             tracing::error!(error = %error, event = %id, "discarding a parked event from the console failed");
             "failed"
         }
+        Err(_) => "failed",
     };
     tracing::info!(event = %id, notice, "console: discard event");
     see_other(&format!("/console?notice={notice}#parked-events"))
@@ -545,20 +595,26 @@ async fn retry_order(
     _same_origin: SameOrigin,
     _admin: Admin,
     console: web::Data<Console>,
+    runtime: StoreRuntime,
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, Refused> {
-    let orders = console.orders.as_ref().ok_or(Refused::NotFound)?;
-    let notice = match orders.retry_parked(*id).await {
-        Ok(_) => "order-retried",
-        Err(error)
+    let orders = console.orders.clone().ok_or(Refused::NotFound)?;
+    let id = id.into_inner();
+    let retried = runtime
+        .run_any(async move { orders.retry_parked(id).await })
+        .await;
+    let notice = match retried {
+        Ok(Ok(_)) => "order-retried",
+        Ok(Err(error))
             if error.kind() == ErrorKind::NotFound || error.kind() == ErrorKind::Conflict =>
         {
             "order-gone"
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             tracing::error!(error = %error, order = %id, "retrying a parked order from the console failed");
             "failed"
         }
+        Err(_) => "failed",
     };
     Ok(see_other(&format!(
         "/console?notice={notice}#parked-orders"

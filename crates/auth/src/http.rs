@@ -16,7 +16,9 @@ use actix_web::dev::Payload;
 use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 use auth_api::{AccessToken, Login, RegisterUser, User};
 use utoipa::OpenApi;
-use web_kit::{ClientAddress, CurrentUser, ErrorBody, HttpError, RateLimit, RateQuota, resource};
+use web_kit::{
+    ClientAddress, CurrentUser, ErrorBody, HttpError, RateLimit, RateQuota, StoreRuntime, resource,
+};
 
 use crate::AuthService;
 use crate::domain::Email;
@@ -129,11 +131,14 @@ async fn register(
     _address: AddressAllowed,
     auth: web::Data<AuthService>,
     attempts: web::Data<Attempts>,
+    runtime: StoreRuntime,
     body: web_kit::Json<RegisterUser>,
 ) -> Result<HttpResponse, HttpError> {
     let body = body.into_inner();
     attempts.check_account(&body.email)?;
-    let user = auth.register(body).await?;
+    let user = runtime
+        .run(async move { auth.register(body).await })
+        .await?;
     Ok(web_kit::created("/api/auth/me".to_owned(), &user))
 }
 
@@ -153,11 +158,12 @@ async fn login(
     _address: AddressAllowed,
     auth: web::Data<AuthService>,
     attempts: web::Data<Attempts>,
+    runtime: StoreRuntime,
     body: web_kit::Json<Login>,
 ) -> Result<HttpResponse, HttpError> {
     let body = body.into_inner();
     attempts.check_account(&body.email)?;
-    let token = auth.login(body).await?;
+    let token = runtime.run(async move { auth.login(body).await }).await?;
     Ok(HttpResponse::Ok().json(token))
 }
 
@@ -172,8 +178,11 @@ async fn login(
 )]
 async fn me(
     auth: web::Data<AuthService>,
+    runtime: StoreRuntime,
     CurrentUser(caller): CurrentUser,
 ) -> Result<HttpResponse, HttpError> {
-    let user = auth.get_user(caller.user_id).await?;
+    let user = runtime
+        .run(async move { auth.get_user(caller.user_id).await })
+        .await?;
     Ok(HttpResponse::Ok().json(user))
 }

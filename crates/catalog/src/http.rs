@@ -10,7 +10,7 @@ use catalog_api::{Category, NewProduct, Product, ProductPatch, ProductQuery, Sto
 use kernel::{Page, ProductId};
 use serde::Deserialize;
 use utoipa::{IntoParams, OpenApi, ToSchema};
-use web_kit::{AdminUser, ErrorBody, HttpError, resource};
+use web_kit::{AdminUser, ErrorBody, HttpError, StoreRuntime, resource};
 
 use crate::{CatalogService, Freshness};
 
@@ -87,6 +87,7 @@ struct StockAdjustment {
 )]
 async fn search(
     catalog: web::Data<CatalogService>,
+    runtime: StoreRuntime,
     params: web::Query<SearchParams>,
 ) -> Result<HttpResponse, HttpError> {
     let params = params.into_inner();
@@ -98,7 +99,10 @@ async fn search(
         max_price: params.max_price,
         page,
     };
-    Ok(HttpResponse::Ok().json(catalog.search_products(query).await?))
+    let found = runtime
+        .run(async move { catalog.search_products(query).await })
+        .await?;
+    Ok(HttpResponse::Ok().json(found))
 }
 
 /// One product.
@@ -122,11 +126,20 @@ async fn search(
 )]
 async fn get(
     catalog: web::Data<CatalogService>,
+    runtime: StoreRuntime,
     id: web::Path<ProductId>,
     request: HttpRequest,
 ) -> Result<HttpResponse, HttpError> {
-    let freshness = freshness(request.headers());
-    let product = catalog.read_product(id.into_inner(), freshness).await?;
+    let id = id.into_inner();
+    // A cached page is answered here, on the HTTP worker; only a miss goes to the store.
+    let product = match catalog.cached_product(id, freshness(request.headers())) {
+        Some(product) => product,
+        None => {
+            runtime
+                .run(async move { catalog.refresh_product(id).await })
+                .await?
+        }
+    };
     Ok(HttpResponse::Ok().json(&*product))
 }
 
@@ -150,8 +163,14 @@ fn freshness(headers: &HeaderMap) -> Freshness {
     get, path = "/api/catalog/categories", tag = "catalog",
     responses((status = 200, description = "Categories and their product counts", body = Vec<Category>))
 )]
-async fn categories(catalog: web::Data<CatalogService>) -> Result<HttpResponse, HttpError> {
-    Ok(HttpResponse::Ok().json(catalog.list_categories().await?))
+async fn categories(
+    catalog: web::Data<CatalogService>,
+    runtime: StoreRuntime,
+) -> Result<HttpResponse, HttpError> {
+    let categories = runtime
+        .run(async move { catalog.list_categories().await })
+        .await?;
+    Ok(HttpResponse::Ok().json(categories))
 }
 
 /// Create a product (administrators).
@@ -170,9 +189,13 @@ async fn categories(catalog: web::Data<CatalogService>) -> Result<HttpResponse, 
 async fn create(
     _admin: AdminUser,
     catalog: web::Data<CatalogService>,
+    runtime: StoreRuntime,
     body: web_kit::Json<NewProduct>,
 ) -> Result<HttpResponse, HttpError> {
-    let product = catalog.create_product(body.into_inner()).await?;
+    let product = body.into_inner();
+    let product = runtime
+        .run(async move { catalog.create_product(product).await })
+        .await?;
     Ok(web_kit::created(
         format!("/api/catalog/products/{}", product.id),
         &product,
@@ -196,11 +219,13 @@ async fn create(
 async fn update(
     _admin: AdminUser,
     catalog: web::Data<CatalogService>,
+    runtime: StoreRuntime,
     id: web::Path<ProductId>,
     body: web_kit::Json<ProductPatch>,
 ) -> Result<HttpResponse, HttpError> {
-    let product = catalog
-        .update_product(id.into_inner(), body.into_inner())
+    let (id, patch) = (id.into_inner(), body.into_inner());
+    let product = runtime
+        .run(async move { catalog.update_product(id, patch).await })
         .await?;
     Ok(HttpResponse::Ok().json(product))
 }
@@ -223,10 +248,14 @@ async fn update(
 async fn adjust_stock(
     _admin: AdminUser,
     catalog: web::Data<CatalogService>,
+    runtime: StoreRuntime,
     id: web::Path<ProductId>,
     body: web_kit::Json<StockAdjustment>,
 ) -> Result<HttpResponse, HttpError> {
-    let level = catalog.adjust_stock(id.into_inner(), body.delta).await?;
+    let (id, delta) = (id.into_inner(), body.delta);
+    let level = runtime
+        .run(async move { catalog.adjust_stock(id, delta).await })
+        .await?;
     Ok(HttpResponse::Ok().json(level))
 }
 

@@ -191,14 +191,29 @@ impl CatalogService {
         id: ProductId,
         freshness: Freshness,
     ) -> Result<Arc<Product>, CatalogError> {
-        match freshness {
-            Freshness::Cached => {
-                if let Some(product) = self.cache.get(id) {
-                    return Ok(product);
-                }
-            }
-            Freshness::Fresh => self.cache.bypassed(),
+        match self.cached_product(id, freshness) {
+            Some(product) => Ok(product),
+            None => self.refresh_product(id).await,
         }
+    }
+
+    /// The first half of [`read_product`](Self::read_product), without I/O: the cached page,
+    /// when `freshness` allows one and the cache holds it. The public route answers it in
+    /// place, and hands only a miss to the store runtime.
+    pub fn cached_product(&self, id: ProductId, freshness: Freshness) -> Option<Arc<Product>> {
+        match freshness {
+            Freshness::Cached => self.cache.get(id),
+            Freshness::Fresh => {
+                self.cache.bypassed();
+                None
+            }
+        }
+    }
+
+    /// The second half of [`read_product`](Self::read_product): the page read from the
+    /// database, refreshing the cache.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub async fn refresh_product(&self, id: ProductId) -> Result<Arc<Product>, CatalogError> {
         // Before the read: a write that invalidates the page after this point refuses
         // this fill, whatever the read saw.
         let ticket = self.cache.ticket(id);

@@ -8,6 +8,7 @@
 //! schema only, so reaching into another context's tables fails with a permission error.
 
 mod migrate;
+pub mod opened;
 mod paging;
 mod postgres;
 mod store;

@@ -4,13 +4,14 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use sea_orm::sqlx;
 use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr, Statement,
 };
 use secrecy::{ExposeSecret, SecretString};
 
-use crate::postgres;
+use crate::{opened, postgres};
 
 /// Where every context keeps its data.
 #[derive(Debug, Clone)]
@@ -169,7 +170,8 @@ impl StoreConfig {
                             .synchronous(SqliteSynchronous::Normal)
                             .foreign_keys(true)
                             .busy_timeout(Duration::from_secs(5))
-                    });
+                    })
+                    .map_sqlx_sqlite_pool_opts(note_opened(context));
                 Database::connect(options).await.map_err(connect_error)
             }
             Backend::Postgres { url } => {
@@ -186,20 +188,27 @@ impl StoreConfig {
                     .test_before_acquire(false)
                     .sqlx_logging(self.log_statements)
                     .set_application_name(format!("shop:{context}"))
+                    .map_sqlx_postgres_pool_opts(note_opened(context));
+                let role = self
+                    .roles
+                    .connect_as_role
+                    .then(|| (self.role_name(context), self.roles.password.clone()));
+                let schema = context.to_owned();
+                options.map_sqlx_postgres_opts(move |opts| {
                     // Only the context's own schema: an unqualified name can never resolve
-                    // to another context's table, not even by accident.
-                    .set_schema_search_path(context.to_owned());
-                if self.roles.connect_as_role {
-                    let role = self.role_name(context);
-                    let password = self.roles.password.clone();
-                    options.map_sqlx_postgres_opts(move |opts| {
-                        let opts = opts.username(&role);
-                        match &password {
-                            Some(password) => opts.password(password.expose_secret()),
-                            None => opts,
+                    // to another context's table, not even by accident. A parameter of the
+                    // connection's start-up, so no statement of its own (a `SET` after
+                    // connecting would take the pool's one callback, which counts where
+                    // connections are opened, and a round trip).
+                    let opts = opts.options([("search_path", schema.as_str())]);
+                    match &role {
+                        None => opts,
+                        Some((role, None)) => opts.username(role),
+                        Some((role, Some(password))) => {
+                            opts.username(role).password(password.expose_secret())
                         }
-                    });
-                }
+                    }
+                });
                 let db = Database::connect(options).await.map_err(connect_error)?;
                 ensure_schema(&db, context)
                     .await
@@ -277,6 +286,24 @@ async fn ensure_schema(db: &DatabaseConnection, schema: &str) -> Result<(), DbEr
         db.execute_unprepared(&sql).await?;
     }
     Ok(())
+}
+
+/// A pool's callback for each connection it opens: notes where it was opened
+/// (`opened::note`).
+fn note_opened<DB: sqlx::Database>(
+    context: &str,
+) -> impl Fn(sqlx::pool::PoolOptions<DB>) -> sqlx::pool::PoolOptions<DB> + Send + Sync + 'static {
+    let context: std::sync::Arc<str> = context.into();
+    move |pool| {
+        let context = context.clone();
+        pool.after_connect(move |_, _| {
+            let context = context.clone();
+            Box::pin(async move {
+                opened::note(&context);
+                Ok(())
+            })
+        })
+    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use actix_web::{HttpResponse, web};
 use kernel::Page;
 use notifications_api::{Channel, Notification, NotificationKind, NotificationsApi};
 use utoipa::OpenApi;
-use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, resource};
+use web_kit::{CurrentUser, ErrorBody, HttpError, Paging, StoreRuntime, resource};
 
 use crate::NotificationsService;
 
@@ -48,11 +48,12 @@ pub struct NotificationsDoc;
 async fn list(
     CurrentUser(caller): CurrentUser,
     notifications: web::Data<NotificationsService>,
+    runtime: StoreRuntime,
     paging: web::Query<Paging>,
 ) -> Result<HttpResponse, HttpError> {
     let page = paging.request()?;
-    let listed = notifications
-        .list_notifications(caller.user_id, page)
+    let listed = runtime
+        .run(async move { notifications.list_notifications(caller.user_id, page).await })
         .await?;
     Ok(HttpResponse::Ok().json(listed))
 }

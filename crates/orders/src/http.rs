@@ -11,7 +11,8 @@ use orders_api::{
 };
 use utoipa::OpenApi;
 use web_kit::{
-    AdminUser, CurrentUser, ErrorBody, HttpError, Paging, RequiredIdempotencyKey, resource,
+    AdminUser, CurrentUser, ErrorBody, HttpError, Paging, RequiredIdempotencyKey, StoreRuntime,
+    resource,
 };
 
 use crate::OrdersService;
@@ -87,17 +88,19 @@ async fn place(
     RequiredIdempotencyKey(key): RequiredIdempotencyKey,
     user: CurrentUser,
     orders: web::Data<OrdersService>,
+    runtime: StoreRuntime,
     body: web_kit::Json<OrderRequest>,
 ) -> Result<HttpResponse, HttpError> {
     let body = body.into_inner();
-    let placed = orders
-        .place_order(PlaceOrder {
-            customer_id: user.0.user_id,
-            idempotency_key: key,
-            lines: body.lines,
-            shipping_address: body.shipping_address,
-            payment_token: body.payment_token,
-        })
+    let request = PlaceOrder {
+        customer_id: user.0.user_id,
+        idempotency_key: key,
+        lines: body.lines,
+        shipping_address: body.shipping_address,
+        payment_token: body.payment_token,
+    };
+    let placed = runtime
+        .run(async move { orders.place_order(request).await })
         .await?;
     let location = format!("/api/orders/{}", placed.order.id);
     let mut response = if placed.replayed {
@@ -128,10 +131,15 @@ async fn place(
 async fn list(
     user: CurrentUser,
     orders: web::Data<OrdersService>,
+    runtime: StoreRuntime,
     paging: web::Query<Paging>,
 ) -> Result<HttpResponse, HttpError> {
     let page = paging.request()?;
-    Ok(HttpResponse::Ok().json(orders.list_orders(viewer(user), page).await?))
+    let viewer = viewer(user);
+    let orders = runtime
+        .run(async move { orders.list_orders(viewer, page).await })
+        .await?;
+    Ok(HttpResponse::Ok().json(orders))
 }
 
 /// An order with its payment and its products as they are now.
@@ -148,9 +156,14 @@ async fn list(
 async fn detail(
     user: CurrentUser,
     orders: web::Data<OrdersService>,
+    runtime: StoreRuntime,
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, HttpError> {
-    Ok(HttpResponse::Ok().json(orders.get_order(viewer(user), id.into_inner()).await?))
+    let (viewer, id) = (viewer(user), id.into_inner());
+    let order = runtime
+        .run(async move { orders.get_order(viewer, id).await })
+        .await?;
+    Ok(HttpResponse::Ok().json(order))
 }
 
 /// Cancel a confirmed order: refund it and return its units to stock.
@@ -168,9 +181,14 @@ async fn detail(
 async fn cancel(
     user: CurrentUser,
     orders: web::Data<OrdersService>,
+    runtime: StoreRuntime,
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, HttpError> {
-    Ok(HttpResponse::Ok().json(orders.cancel_order(viewer(user), id.into_inner()).await?))
+    let (viewer, id) = (viewer(user), id.into_inner());
+    let order = runtime
+        .run(async move { orders.cancel_order(viewer, id).await })
+        .await?;
+    Ok(HttpResponse::Ok().json(order))
 }
 
 /// Unfinished checkouts the recovery sweep gave up on, the longest parked first
@@ -187,10 +205,14 @@ async fn cancel(
 async fn parked(
     _admin: AdminUser,
     orders: web::Data<OrdersService>,
+    runtime: StoreRuntime,
     paging: web::Query<Paging>,
 ) -> Result<HttpResponse, HttpError> {
     let page = paging.request()?;
-    Ok(HttpResponse::Ok().json(orders.parked_orders(page).await?))
+    let parked = runtime
+        .run(async move { orders.parked_orders(page).await })
+        .await?;
+    Ok(HttpResponse::Ok().json(parked))
 }
 
 /// Replay a parked checkout now, with a fresh set of attempts (administrators).
@@ -208,7 +230,12 @@ async fn parked(
 async fn retry(
     _admin: AdminUser,
     orders: web::Data<OrdersService>,
+    runtime: StoreRuntime,
     id: web::Path<OrderId>,
 ) -> Result<HttpResponse, HttpError> {
-    Ok(HttpResponse::Ok().json(orders.retry_parked(id.into_inner()).await?))
+    let id = id.into_inner();
+    let order = runtime
+        .run(async move { orders.retry_parked(id).await })
+        .await?;
+    Ok(HttpResponse::Ok().json(order))
 }

@@ -21,7 +21,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use tracing::Instrument;
-use web_kit::HttpError;
+use web_kit::{HttpError, StoreRuntime};
 
 use crate::{propagation, wire};
 
@@ -291,10 +291,9 @@ async fn dispatch(
 
     let deadline = Instant::now() + limit;
     let call = DEADLINE.scope(deadline, handler(body));
-    match tokio::time::timeout(limit, call)
-        .instrument(span.clone())
-        .await
-    {
+    // On the store runtime, as the public routes' service calls (web_kit::runtime).
+    let called = tokio::time::timeout(limit, call).instrument(span.clone());
+    match StoreRuntime::of(&request).run_any(called).await? {
         Ok(Ok(answer)) => {
             span.record("outcome", "answered");
             Ok(HttpResponse::Ok()

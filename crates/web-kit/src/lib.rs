@@ -16,6 +16,7 @@ pub mod openapi;
 pub mod paging;
 pub mod rate_limit;
 pub mod request_id;
+pub mod runtime;
 
 pub use auth::{AdminUser, Caller, CurrentUser};
 pub use error::{ErrorBody, ErrorDetail, HttpError};
@@ -27,3 +28,4 @@ pub use openapi::{BearerSecurity, TransportResponses};
 pub use paging::{Paging, page_request};
 pub use rate_limit::{ClientAddress, RateLimit, RateQuota};
 pub use request_id::{RequestId, request_id_middleware};
+pub use runtime::StoreRuntime;
