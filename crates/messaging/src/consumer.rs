@@ -57,6 +57,24 @@ pub trait EventHandler: Send + Sync + 'static {
     ) -> Result<(), HandlerError> {
         Ok(())
     }
+
+    /// The effects of a batch of events whose handling committed, in the order given: one
+    /// result per event, in the same order (a missing result counts as a failure). The
+    /// default runs [`after_commit`](Self::after_commit) for each in turn. A handler whose
+    /// effects end with a write of their own can override it to write once for the batch
+    /// (notifications notes every message it sent in one statement); the guarantees are
+    /// `after_commit`'s, event by event: a failed event is retried alone.
+    async fn after_commit_batch(
+        &self,
+        events: &[EventEnvelope],
+        db: &DatabaseConnection,
+    ) -> Vec<Result<(), HandlerError>> {
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            results.push(self.after_commit(event, db).await);
+        }
+        results
+    }
 }
 
 /// Why a handler failed; recorded on the inbox row and shown by the admin endpoints.
@@ -384,13 +402,21 @@ impl Consumer {
             });
         }
         let mut done = Vec::new();
-        for (row, envelope) in effects {
-            let span = tracing::info_span!("after_commit", consumer = %self.name, event = %row.name, event_id = %row.event_id);
-            match self
-                .run_after_commit(&envelope)
-                .instrument(span.clone())
-                .await
-            {
+        let (rows, envelopes): (Vec<_>, Vec<_>) = effects.into_iter().unzip();
+        let span =
+            tracing::info_span!("after_commit", consumer = %self.name, events = envelopes.len());
+        let results = self
+            .run_after_commit(&envelopes)
+            .instrument(span.clone())
+            .await;
+        let mut results = results.into_iter();
+        for row in rows {
+            let result = results.next().unwrap_or_else(|| {
+                Err(HandlerError::new(
+                    "the effects after the commit gave no result for this event",
+                ))
+            });
+            match result {
                 Ok(()) => {
                     metrics::counter!(crate::CONSUMED, "consumer" => self.name.clone(), "event" => row.name.clone(), "outcome" => "done").increment(1);
                     done.push(row.id);
@@ -398,7 +424,7 @@ impl Consumer {
                 Err(error) => {
                     let next = self
                         .record_failure(&self.db, &row, error, now, retry)
-                        .instrument(span)
+                        .instrument(tracing::info_span!(parent: &span, "after_commit_failed", event = %row.name, event_id = %row.event_id))
                         .await?;
                     next_due = earliest(next_due, next);
                 }
@@ -496,11 +522,19 @@ impl Consumer {
         Ok(())
     }
 
-    async fn run_after_commit(&self, envelope: &EventEnvelope) -> Result<(), HandlerError> {
-        AssertUnwindSafe(self.handler.after_commit(envelope, &self.db))
+    /// The batch's effects, one result per event; a panic fails every event of the batch
+    /// (each is retried, and effects are idempotent).
+    async fn run_after_commit(&self, envelopes: &[EventEnvelope]) -> Vec<Result<(), HandlerError>> {
+        if envelopes.is_empty() {
+            return Vec::new();
+        }
+        AssertUnwindSafe(self.handler.after_commit_batch(envelopes, &self.db))
             .catch_unwind()
             .await
-            .unwrap_or_else(|_| Err(HandlerError::new("the effects after the commit panicked")))
+            .unwrap_or_else(|_| {
+                let panicked = HandlerError::new("the effects after the commit panicked");
+                vec![Err(panicked); envelopes.len()]
+            })
     }
 
     /// Counts a failed attempt at `row` through `db` (the batch's transaction after a

@@ -9,7 +9,9 @@
 //!
 //! `after_commit` then sends the event's notifications that are not sent yet, exactly as
 //! they were stored (so every attempt sends the same message under the same id), and marks
-//! each sent. A failed send is retried by the bus, with backoff and then parked at the
+//! them sent: the bus hands over the events of a batch together (`after_commit_batch`), and
+//! one statement marks every message the batch sent, those of its failed events included.
+//! A failed send is retried by the bus, with backoff and then parked at the
 //! `after_commit` stage, without handling the event again. A process that dies between a
 //! send and its mark sends that message again on the next attempt: at least once, never a
 //! different message, and a sender treats a repeated id as the same message (the file sender
@@ -179,12 +181,14 @@ impl NotificationHandler {
         Ok(())
     }
 
-    /// Sends `event`'s recorded notifications that are not sent yet, marking each sent:
-    /// those its handling kept, or else those the database holds unsent.
+    /// Sends `event`'s recorded notifications that are not sent yet (those its handling
+    /// kept, or else those the database holds unsent), adding the id of each it sent to
+    /// `sent`, for the caller to mark.
     async fn send_unsent(
         &self,
         event: &EventEnvelope,
         db: &DatabaseConnection,
+        sent: &mut Vec<uuid::Uuid>,
     ) -> Result<(), HandlerError> {
         let kept = self.kept().remove(&event.id).flatten();
         let messages = match kept {
@@ -198,9 +202,7 @@ impl NotificationHandler {
                 .send(&message)
                 .await
                 .map_err(|error| HandlerError::new(format!("sending failed: {error}")))?;
-            store::mark_sent(db, message.id, self.clock.now())
-                .await
-                .map_err(database)?;
+            sent.push(message.id);
             tracing::info!(notification_id = %message.id, "notification sent");
         }
         Ok(())
@@ -260,6 +262,40 @@ impl EventHandler for NotificationHandler {
         event: &EventEnvelope,
         db: &DatabaseConnection,
     ) -> Result<(), HandlerError> {
-        self.send_unsent(event, db).await
+        let mut results = self
+            .after_commit_batch(std::slice::from_ref(event), db)
+            .await;
+        results.pop().unwrap_or(Ok(()))
+    }
+
+    /// Sends each event's unsent messages, then marks every message sent in one statement.
+    /// If that statement fails, every event that sent something fails with it and is
+    /// retried: it sends the same messages again, under the same ids.
+    async fn after_commit_batch(
+        &self,
+        events: &[EventEnvelope],
+        db: &DatabaseConnection,
+    ) -> Vec<Result<(), HandlerError>> {
+        let mut sent = Vec::new();
+        let mut outcomes = Vec::with_capacity(events.len());
+        for event in events {
+            let before = sent.len();
+            let result = self.send_unsent(event, db, &mut sent).await;
+            outcomes.push((result, sent.len() > before));
+        }
+        let marked = if sent.is_empty() {
+            Ok(())
+        } else {
+            store::mark_sent(db, &sent, self.clock.now())
+                .await
+                .map_err(database)
+        };
+        outcomes
+            .into_iter()
+            .map(|(result, sent_some)| match (&marked, result) {
+                (Err(error), Ok(())) if sent_some => Err(error.clone()),
+                (_, result) => result,
+            })
+            .collect()
     }
 }

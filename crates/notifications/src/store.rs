@@ -168,15 +168,16 @@ pub async fn unsent_messages<C: ConnectionTrait>(
         .collect())
 }
 
-/// Notes that the message `id` was sent (the first time, if it was sent again).
+/// Notes that the messages `ids` were sent (the first time, for any sent again): one
+/// statement for a batch of events' messages.
 pub async fn mark_sent<C: ConnectionTrait>(
     db: &C,
-    id: Uuid,
+    ids: &[Uuid],
     now: DateTime<Utc>,
 ) -> Result<(), DbErr> {
     notifications::Entity::update_many()
         .col_expr(notifications::Column::SentAt, Expr::value(now))
-        .filter(notifications::Column::Id.eq(id))
+        .filter(notifications::Column::Id.is_in(ids.iter().copied()))
         .filter(notifications::Column::SentAt.is_null())
         .exec(db)
         .await?;

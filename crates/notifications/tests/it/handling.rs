@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use kernel::{Clock, EventEnvelope, ManualClock, OrderId};
+use kernel::{Clock, EventEnvelope, ManualClock, OrderId, UserId};
 use messaging::{Bus, BusConfig, Stage};
 use notifications::{NotificationsConfig, NotificationsModule, SenderConfig};
-use notifications_api::{Channel, NotificationKind};
+use notifications_api::{Channel, Notification, NotificationKind};
 use orders_api::{OrderCancelled, OrderConfirmed, OrderFailure, OrderPaymentFailed};
 use testkit::TestStore;
 
@@ -478,7 +478,62 @@ async fn a_crash_after_the_send_repeats_the_same_message(store: TestStore) {
     assert!(fixture.all(ada.user_id).await[0].sent_at.is_some());
 }
 
+/// The events of one pass are sent together and their messages marked sent in one
+/// statement; a send that fails holds back its own event only, and a retry sends just that
+/// one message.
+async fn a_failed_send_in_a_batch_holds_back_only_its_own_event(store: TestStore) {
+    let fixture = Fixture::with_failing_sends(store, 1).await;
+    let users = [registered("Ada"), registered("Bob"), registered("Cy")];
+    for user in &users {
+        fixture.publish(user).await;
+    }
+    assert_eq!(fixture.run().await.handled, 3);
+    // Ada's event came first: hers was the send that failed.
+    let ada = only_message(&fixture, users[0].user_id).await;
+    assert_eq!(ada.sent_at, None);
+    let mut others = Vec::new();
+    for user in &users[1..] {
+        let welcome = only_message(&fixture, user.user_id).await;
+        assert_eq!(
+            welcome.sent_at,
+            Some(fixture.clock.now()),
+            "sent and marked in the pass"
+        );
+        others.push(welcome.id);
+    }
+    let mut sent = fixture.sender.sent();
+    sent.sort();
+    others.sort();
+    assert_eq!(sent, others);
+    assert_eq!(
+        fixture
+            .count("SELECT COUNT(*) AS n FROM inbox WHERE status = 'done'")
+            .await,
+        2
+    );
+
+    fixture.advance(RETRY_BASE);
+    assert_eq!(fixture.run().await.handled, 1);
+    let retried = only_message(&fixture, users[0].user_id).await;
+    assert_eq!(retried.sent_at, Some(fixture.clock.now()));
+    let mut sent = fixture.sender.sent();
+    sent.sort();
+    let mut all = others.clone();
+    all.push(ada.id);
+    all.sort();
+    assert_eq!(sent, all, "every welcome once, Ada's on the retry");
+    assert!(fixture.bus.failed().await.expect("failed").is_empty());
+}
+
+/// The one message `user` has.
+async fn only_message(fixture: &Fixture, user: UserId) -> Notification {
+    let mut all = fixture.all(user).await;
+    assert_eq!(all.len(), 1, "one message: {all:?}");
+    all.remove(0)
+}
+
 testkit::backend_tests!(
+    a_failed_send_in_a_batch_holds_back_only_its_own_event,
     registration_sends_a_welcome,
     the_configured_file_sender_fills_the_mailbox,
     order_messages_show_amounts_and_reasons,
