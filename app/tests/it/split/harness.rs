@@ -46,8 +46,17 @@ pub fn free_port() -> u16 {
 /// The JSON log lines a process printed, and a way to wait for more.
 #[derive(Debug, Default)]
 struct Lines {
-    lines: Mutex<Vec<Value>>,
+    lines: Mutex<Log>,
     arrived: Condvar,
+}
+
+#[derive(Debug, Default)]
+struct Log {
+    lines: Vec<Value>,
+    /// How many times the process was started, and whether the latest start's output has
+    /// ended (the process exited): a wait for a line that can no longer come fails at once.
+    starts: u64,
+    ended: bool,
 }
 
 /// One `shop serve` process.
@@ -100,15 +109,26 @@ impl Process {
             .expect("start shop serve");
         let stdout = child.stdout.take().expect("piped stdout");
         let logs = self.logs.clone();
+        let (start, started) = {
+            let mut log = self.logs.lines.lock().expect("lock");
+            log.starts += 1;
+            log.ended = false;
+            (log.starts, log.lines.len())
+        };
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 if let Ok(value) = serde_json::from_str::<Value>(&line) {
-                    logs.lines.lock().expect("lock").push(value);
+                    logs.lines.lock().expect("lock").lines.push(value);
                     logs.arrived.notify_all();
                 }
             }
+            // An earlier start's output may end after the process was started again.
+            let mut log = logs.lines.lock().expect("lock");
+            if log.starts == start {
+                log.ended = true;
+            }
+            logs.arrived.notify_all();
         });
-        let started = self.logs.lines.lock().expect("lock").len();
         self.child = Some(child);
         self.wait_for_log_after(started, |line| line["fields"]["message"] == "listening");
     }
@@ -155,25 +175,36 @@ impl Process {
 
     fn wait_for_log_after(&self, from: usize, found: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + PATIENCE;
-        let mut lines = self.logs.lines.lock().expect("lock");
+        let mut log = self.logs.lines.lock().expect("lock");
         loop {
-            if let Some(line) = lines.iter().skip(from).find(|line| found(line)) {
+            if let Some(line) = log.lines.iter().skip(from).find(|line| found(line)) {
                 return line.clone();
             }
             let left = deadline.saturating_duration_since(Instant::now());
             assert!(
-                !left.is_zero(),
-                "{}: the expected log line did not come; last lines: {:#?}",
+                !log.ended && !left.is_zero(),
+                "{}: the expected log line did not come ({}); last lines: {:#?}",
                 self.name,
-                lines.iter().rev().take(10).collect::<Vec<_>>()
+                if log.ended {
+                    "the process exited"
+                } else {
+                    "timed out"
+                },
+                log.lines.iter().rev().take(10).collect::<Vec<_>>()
             );
-            lines = self.logs.arrived.wait_timeout(lines, left).expect("lock").0;
+            log = self.logs.arrived.wait_timeout(log, left).expect("lock").0;
         }
     }
 
     /// Whether some log line so far is accepted by `found`.
     pub fn logged(&self, found: impl Fn(&Value) -> bool) -> bool {
-        self.logs.lines.lock().expect("lock").iter().any(found)
+        self.logs
+            .lines
+            .lock()
+            .expect("lock")
+            .lines
+            .iter()
+            .any(found)
     }
 }
 
