@@ -251,6 +251,8 @@ fn http_server(
     // (web_kit::runtime).
     let store_runtime = StoreRuntime::new(tokio::runtime::Handle::current());
     let mut server = HttpServer::new(move || {
+        // Runs on each worker's thread: a pool that opens a connection here is counted.
+        db_kit::opened::mark_http_worker();
         App::new()
             // Innermost: a routed request goes away before any route of this process sees
             // it, inside its request span, so it keeps its request id and trace.
@@ -326,6 +328,7 @@ fn internal_server(
     let json_limit = settings.server.max_body_bytes;
     let store_runtime = StoreRuntime::new(tokio::runtime::Handle::current());
     let mut server = HttpServer::new(move || {
+        db_kit::opened::mark_http_worker();
         App::new()
             .app_data(store_runtime.clone())
             .configure(|cfg| web_kit::configure_extractors(cfg, json_limit))
